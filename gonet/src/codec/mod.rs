@@ -1,0 +1,229 @@
+//! Body codecs: protobuf, JSON, XML and binary, each behind its own cargo feature.
+//!
+//! A [`Codec`] is a value chosen per listener and per client, so one process can speak
+//! protobuf on one port and JSON on another with the same handlers.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[cfg(feature = "binary")]
+pub(crate) mod binary;
+#[cfg(feature = "json")]
+pub(crate) mod json;
+#[cfg(feature = "protobuf")]
+pub(crate) mod protobuf;
+#[cfg(feature = "xml")]
+pub(crate) mod xml;
+
+#[cfg(not(any(
+    feature = "protobuf",
+    feature = "json",
+    feature = "xml",
+    feature = "binary"
+)))]
+compile_error!("gonet needs at least one codec feature: protobuf, json, xml or binary");
+
+/// The format of message bodies on a listener or client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// Protocol Buffers through prost (feature `protobuf`).
+    #[cfg(feature = "protobuf")]
+    Protobuf,
+    /// JSON through serde_json (feature `json`).
+    #[cfg(feature = "json")]
+    Json,
+    /// XML through quick-xml (feature `xml`); the root element is the type's name.
+    #[cfg(feature = "xml")]
+    Xml,
+    /// postcard: a compact, varint-based serde format (feature `binary`).
+    ///
+    /// postcard is a stable, documented wire format (1.x), has no schema evolution
+    /// surprises from configuration, and is small and fast; bincode's 2.x/3.x line is no
+    /// longer maintained.
+    #[cfg(feature = "binary")]
+    Binary,
+}
+
+impl Codec {
+    /// Every codec compiled into this build, in a fixed order.
+    pub const ALL: &'static [Codec] = &[
+        #[cfg(feature = "protobuf")]
+        Codec::Protobuf,
+        #[cfg(feature = "json")]
+        Codec::Json,
+        #[cfg(feature = "xml")]
+        Codec::Xml,
+        #[cfg(feature = "binary")]
+        Codec::Binary,
+    ];
+
+    /// The lower-case name used in URLs, configuration and errors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            #[cfg(feature = "protobuf")]
+            Codec::Protobuf => "protobuf",
+            #[cfg(feature = "json")]
+            Codec::Json => "json",
+            #[cfg(feature = "xml")]
+            Codec::Xml => "xml",
+            #[cfg(feature = "binary")]
+            Codec::Binary => "binary",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            #[cfg(feature = "protobuf")]
+            Codec::Protobuf => 0,
+            #[cfg(feature = "json")]
+            Codec::Json => 1,
+            #[cfg(feature = "xml")]
+            Codec::Xml => 2,
+            #[cfg(feature = "binary")]
+            Codec::Binary => 3,
+        }
+    }
+}
+
+impl Default for Codec {
+    /// The first compiled codec of protobuf, JSON, XML, binary.
+    fn default() -> Self {
+        Codec::ALL[0]
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A codec name that is unknown or not compiled in.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown codec {name:?}: this build supports {supported}")]
+pub struct ParseCodecError {
+    name: String,
+    supported: String,
+}
+
+impl FromStr for Codec {
+    type Err = ParseCodecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Codec::ALL
+            .iter()
+            .copied()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let known: &[(&str, &str)] = &[
+                    ("protobuf", "protobuf"),
+                    ("json", "json"),
+                    ("xml", "xml"),
+                    ("binary", "binary"),
+                ];
+                let hint = known
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(s))
+                    .map(|(_, f)| format!(" (enable the `{f}` feature of gonet)"))
+                    .unwrap_or_default();
+                ParseCodecError {
+                    name: s.to_owned(),
+                    supported: Codec::ALL
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        + &hint,
+                }
+            })
+    }
+}
+
+/// Encoding or decoding a body failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{codec} codec cannot {op} {message}: {kind}")]
+pub struct CodecError {
+    /// The codec in use.
+    pub codec: Codec,
+    /// Whether encoding or decoding failed.
+    pub op: CodecOp,
+    /// The name of the message type.
+    pub message: &'static str,
+    /// What went wrong.
+    pub kind: CodecErrorKind,
+}
+
+/// The direction of a codec operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecOp {
+    /// Turning a value into a body.
+    Encode,
+    /// Turning a body into a value.
+    Decode,
+}
+
+impl fmt::Display for CodecOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CodecOp::Encode => "encode",
+            CodecOp::Decode => "decode",
+        })
+    }
+}
+
+/// The cause of a [`CodecError`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecErrorKind {
+    /// The message type has no body format for this codec (for example a serde-only
+    /// type on a protobuf listener).
+    #[error("the type has no {0} body format")]
+    Unsupported(&'static str),
+    /// protobuf encoding failed.
+    #[cfg(feature = "protobuf")]
+    #[error(transparent)]
+    ProtobufEncode(#[from] prost::EncodeError),
+    /// protobuf decoding failed.
+    #[cfg(feature = "protobuf")]
+    #[error(transparent)]
+    ProtobufDecode(#[from] prost::DecodeError),
+    /// JSON failed.
+    #[cfg(feature = "json")]
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// XML serialization failed.
+    #[cfg(feature = "xml")]
+    #[error(transparent)]
+    XmlEncode(#[from] quick_xml::SeError),
+    /// XML deserialization failed.
+    #[cfg(feature = "xml")]
+    #[error(transparent)]
+    XmlDecode(#[from] quick_xml::DeError),
+    /// The body is not UTF-8 (XML only).
+    #[error("body is not UTF-8: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    /// postcard failed.
+    #[cfg(feature = "binary")]
+    #[error(transparent)]
+    Binary(#[from] postcard::Error),
+    /// The value decoded but bytes were left over.
+    #[error("{0} bytes left over after the value")]
+    TrailingBytes(usize),
+}
+
+impl CodecError {
+    pub(crate) fn new(
+        codec: Codec,
+        op: CodecOp,
+        message: &'static str,
+        kind: impl Into<CodecErrorKind>,
+    ) -> Self {
+        Self {
+            codec,
+            op,
+            message,
+            kind: kind.into(),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The session driver: three tasks per connection.
+//!
+//! ```text
+//!  socket ─► reader ─► inbound queue (bounded) ─► worker ─► handler ─► outbound queue ─► writer ─► socket
+//! ```
+//!
+//! - The **reader** decodes frames from its own buffer, answers heartbeats, resolves
+//!   replies to our calls at once (so a handler awaiting a call cannot deadlock its own
+//!   session), and queues application messages. When the queue is full it waits, so the
+//!   socket is not read: backpressure instead of loss.
+//! - The **worker** handles one message at a time, in arrival order. Different sessions
+//!   have different workers, so they run in parallel on the runtime's threads and a
+//!   slow handler delays only its own session.
+//! - The **writer** drains the outbound queue in batches, one write call per batch.
+//!
+//! The worker ends when the reader has ended and the queue is empty; then the writer
+//! flushes what is queued and the session is finished.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::codec::Decoder;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::builder::PanicPolicy;
+use crate::calls::Outcome;
+use crate::error::SessionErrorKind;
+use crate::frame::{FrameCodec, Packet};
+use crate::outbound::Batch;
+use crate::router::{Reply, ReplyTo};
+use crate::session::{CloseMode, CloseReason, Session};
+use crate::status::{Code, Status};
+use crate::wire::{self, Incoming};
+
+/// The most bytes one write call carries.
+const MAX_BATCH: usize = 64 * 1024;
+/// The smallest free space the reader asks the socket to fill.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// An application message waiting for its handler.
+struct Inbound {
+    id: u32,
+    body: Bytes,
+    call: Option<u32>,
+}
+
+/// Starts the tasks of a session over a byte stream.
+pub(crate) fn spawn<R, W>(session: Session, reader: R, writer: W, tracker: Option<&TaskTracker>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let span = tracing::info_span!(
+        "session",
+        id = session.id(),
+        peer = %session.peer_addr(),
+        transport = %session.transport(),
+    );
+    let fut = run(session, reader, writer).instrument(span);
+    match tracker {
+        Some(tracker) => tracker.spawn(fut),
+        None => tokio::spawn(fut),
+    };
+}
+
+async fn run<R, W>(session: Session, reader: R, writer: W)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    tracing::debug!("session open");
+    let shared = session.inner.shared.clone();
+    if let Some(hook) = &shared.hooks.on_connect {
+        hook(&session);
+    }
+    let (tx, rx) = mpsc::channel(shared.settings.inbound_queue);
+    let span = tracing::Span::current();
+    let read = tokio::spawn(read_loop(session.clone(), reader, tx).instrument(span.clone()));
+    let write = tokio::spawn(write_loop(session.clone(), writer).instrument(span));
+    work_loop(&session, rx).await;
+    session.inner.out.finish();
+    // Both tasks end on their own: the reader already has (the queue closed), the
+    // writer once the queue is flushed. A panic in either was logged by the runtime.
+    let _ = read.await;
+    let _ = write.await;
+
+    session.inner.calls.close();
+    if let Some(pool) = &shared.pool {
+        pool.remove(&session);
+    }
+    // A session that ended without a reason ended because its peer went away.
+    session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
+    let reason = session.close_reason().unwrap_or(CloseReason::PeerClosed);
+    tracing::debug!(%reason, "session closed");
+    session.inner.done.cancel();
+    if let Some(hook) = &shared.hooks.on_close {
+        hook(&session, &reason);
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    session: Session,
+    mut reader: R,
+    tx: mpsc::Sender<Inbound>,
+) {
+    let mut codec = FrameCodec::new(session.max_frame_len());
+    let mut buf = BytesMut::new();
+    let stop = session.inner.stop_reading.clone();
+    loop {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(packet)) => {
+                    if !deliver(&session, &tx, packet).await {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    session.fail_with_error(err.into(), CloseMode::Graceful);
+                    return;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            buf.reserve(codec.missing(&buf).max(READ_CHUNK));
+        }
+        let read = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            read = reader.read_buf(&mut buf) => read,
+        };
+        match read {
+            Ok(0) => {
+                match codec.decode_eof(&mut buf) {
+                    Ok(_) => session.close_with(CloseReason::PeerClosed, CloseMode::Graceful),
+                    Err(err) => session.fail_with_error(err.into(), CloseMode::Graceful),
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Graceful);
+                return;
+            }
+        }
+    }
+}
+
+/// Routes one frame; false when the worker is gone.
+async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packet: Packet) -> bool {
+    match wire::classify(packet) {
+        Ok(Incoming::Message { id, body, call }) => {
+            session
+                .inner
+                .counters
+                .received
+                .fetch_add(1, Ordering::Relaxed);
+            tx.send(Inbound { id, body, call }).await.is_ok()
+        }
+        Ok(Incoming::Response { call, id, body }) => {
+            if !session
+                .inner
+                .calls
+                .resolve(call, Outcome::Reply { id, body })
+            {
+                session.report(SessionErrorKind::StrayReply { call });
+            }
+            true
+        }
+        Ok(Incoming::Error { call, status }) => {
+            if !session.inner.calls.resolve(call, Outcome::Error(status)) {
+                session.report(SessionErrorKind::StrayReply { call });
+            }
+            true
+        }
+        Ok(Incoming::Ping) => {
+            // A full queue closes the session itself; nothing more to do here.
+            let _ = session.send_frame(wire::encode_control(wire::ID_PONG));
+            true
+        }
+        Ok(Incoming::Pong) => true,
+        Err(err) => {
+            session.report(err.into());
+            true
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
+    let out = &session.inner.out;
+    let timeout = session.inner.shared.settings.write_timeout;
+    let mut buf = BytesMut::new();
+    while out.next_batch(&mut buf, MAX_BATCH).await == Batch::Write {
+        match tokio::time::timeout(timeout, writer.write_all(&buf)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);
+                return;
+            }
+            Err(_) => {
+                session.fail(
+                    SessionErrorKind::SlowPeer(format!(
+                        "a write of {} bytes made no progress for {timeout:?}",
+                        buf.len()
+                    )),
+                    CloseReason::SlowPeer,
+                    CloseMode::Abort,
+                );
+                return;
+            }
+        }
+        buf.clear();
+        if buf.capacity() > MAX_BATCH * 2 {
+            buf = BytesMut::new();
+        }
+    }
+    if !out.is_aborted() {
+        // Tell the peer we are done (TCP FIN). It may already be gone; that is fine.
+        let _ = tokio::time::timeout(timeout, writer.shutdown()).await;
+    }
+}
+
+async fn work_loop(session: &Session, mut rx: mpsc::Receiver<Inbound>) {
+    while let Some(inbound) = rx.recv().await {
+        if session.discarding() {
+            continue;
+        }
+        handle(session, inbound).await;
+        session
+            .inner
+            .counters
+            .handled
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+async fn handle(session: &Session, Inbound { id, body, call }: Inbound) {
+    let to = ReplyTo {
+        codec: session.codec(),
+        call,
+        max_frame_len: session.max_frame_len(),
+    };
+    let reply_error = |status: Status| {
+        if let Some(call) = call {
+            let _ = session.send_frame(wire::encode_error(call, &status));
+        }
+    };
+    let router = &session.inner.shared.router;
+    let Some((name, fut)) = router.dispatch(session.clone(), id, body, to) else {
+        session.report(SessionErrorKind::UnknownMessage { id });
+        reply_error(Status::unimplemented(format!(
+            "no handler for message id {id}"
+        )));
+        return;
+    };
+    let span = tracing::debug_span!("message", id, name);
+    let result = AssertUnwindSafe(fut)
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    match result {
+        Ok(Ok(Reply::Frame(frame))) => {
+            if let Err(source) = session.send_frame(frame) {
+                session.report(SessionErrorKind::Reply { id, name, source });
+            }
+        }
+        Ok(Ok(Reply::None)) => reply_error(Status::new(
+            Code::NoReply,
+            format!("handler of {name} sent no reply"),
+        )),
+        Ok(Ok(Reply::Error(status))) => match call {
+            Some(_) => reply_error(status),
+            None => {
+                session.report(SessionErrorKind::Handler { id, name, status });
+            }
+        },
+        Ok(Err(source)) => {
+            let err = session.report(SessionErrorKind::Decode { id, name, source });
+            reply_error(Status::invalid_argument(err.kind.to_string()));
+        }
+        Err(payload) => {
+            let panic = panic_message(&*payload);
+            session.report(SessionErrorKind::Panic { id, name, panic });
+            reply_error(Status::internal(format!("handler of {name} panicked")));
+            if session.inner.shared.settings.panic_policy == PanicPolicy::CloseSession {
+                session.close_with(CloseReason::HandlerPanicked, CloseMode::Discard);
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Error types, one per operation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::codec::CodecError;
+use crate::frame::FrameError;
+use crate::status::Status;
+use crate::url::UrlError;
+use crate::wire::ExtensionError;
+
+/// Sending a message to a session failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed or closing.
+    #[error("session {session} is closed")]
+    Closed {
+        /// The session id.
+        session: u64,
+    },
+    /// The peer is not reading: the outbound queue is over its limit. The session is
+    /// closed with [`CloseReason::SlowPeer`](crate::CloseReason::SlowPeer).
+    #[error(
+        "session {session}: outbound queue full ({queued} bytes queued, limit {limit}); the peer is not reading"
+    )]
+    QueueFull {
+        /// The session id.
+        session: u64,
+        /// Bytes queued when the frame was refused.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+    /// The encoded message does not fit in one frame.
+    #[error("message {id} ({name}) body of {len} bytes exceeds the frame limit of {max} bytes")]
+    TooLarge {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// The body length.
+        len: usize,
+        /// The largest body allowed.
+        max: usize,
+    },
+    /// A raw send used an id from the reserved range.
+    #[error("message id {0:#x} is reserved for the framework (user ids are 1..=0xfffffeff)")]
+    ReservedId(u32),
+}
+
+/// A request/response call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The request could not be sent.
+    #[error("call {name}: {source}")]
+    Send {
+        /// The request's message name.
+        name: &'static str,
+        /// Why sending failed.
+        source: SendError,
+    },
+    /// No reply came in time.
+    #[error("call {name} to session {session} timed out after {after:?}")]
+    Timeout {
+        /// The request's message name.
+        name: &'static str,
+        /// The session id.
+        session: u64,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The session closed before the reply came.
+    #[error("call {name}: session {session} closed before the reply came")]
+    Closed {
+        /// The request's message name.
+        name: &'static str,
+        /// The session id.
+        session: u64,
+    },
+    /// The peer answered with an error status.
+    #[error("call {name} failed: {status}")]
+    Status {
+        /// The request's message name.
+        name: &'static str,
+        /// The status the peer sent.
+        status: Status,
+    },
+    /// The reply has another message id than the one expected.
+    #[error("call {name}: expected reply {expected_name} (id {expected}), got id {got}")]
+    UnexpectedReply {
+        /// The request's message name.
+        name: &'static str,
+        /// The expected reply id.
+        expected: u32,
+        /// The expected reply name.
+        expected_name: &'static str,
+        /// The id that came.
+        got: u32,
+    },
+    /// The reply body did not decode.
+    #[error("call {name}: reply did not decode: {source}")]
+    Decode {
+        /// The request's message name.
+        name: &'static str,
+        /// The decode error.
+        source: CodecError,
+    },
+}
+
+impl CallError {
+    /// The status sent by the peer, if the call failed with one.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            CallError::Status { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+}
+
+/// Something went wrong on one session. Handed to the error hook and logged; it names
+/// the session and peer, and the message where there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("session {session} ({peer}): {kind}")]
+pub struct SessionError {
+    /// The session id.
+    pub session: u64,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// What went wrong.
+    pub kind: SessionErrorKind,
+}
+
+/// What went wrong on a session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionErrorKind {
+    /// The byte stream is not valid frames; the session is closed.
+    #[error("malformed frame: {0}")]
+    Frame(#[from] FrameError),
+    /// A frame in the reserved range is malformed; it is skipped.
+    #[error("malformed framework message: {0}")]
+    Extension(#[from] ExtensionError),
+    /// No route and no fallback handles the id; the message is skipped.
+    #[error("unknown message id {id}: no route handles it")]
+    UnknownMessage {
+        /// The message id.
+        id: u32,
+    },
+    /// The body did not decode; the message is skipped.
+    #[error("message {id} ({name}): {source}")]
+    Decode {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// The codec error.
+        source: CodecError,
+    },
+    /// A handler returned an error for a message that no caller awaits.
+    #[error("message {id} ({name}): handler failed: {status}")]
+    Handler {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// The handler's status.
+        status: Status,
+    },
+    /// The reply of a handler could not be sent.
+    #[error("message {id} ({name}): reply not sent: {source}")]
+    Reply {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// Why it was not sent.
+        source: SendError,
+    },
+    /// A handler panicked.
+    #[error("message {id} ({name}): handler panicked: {panic}")]
+    Panic {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// The panic payload, if it was a string.
+        panic: String,
+    },
+    /// A reply arrived for a call nobody waits for (it timed out or was never made).
+    #[error("reply to unknown call {call}")]
+    StrayReply {
+        /// The call number.
+        call: u32,
+    },
+    /// Reading or writing the socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer did not take our writes: the outbound queue passed its limit or a write
+    /// made no progress within the write timeout.
+    #[error("peer is not reading: {0}")]
+    SlowPeer(String),
+}
+
+/// Starting a server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The URL is not valid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {url}: {source}")]
+    Bind {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Connecting to a server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The URL is not valid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The connection failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,186 @@
+//! The per-session outbound queue: encoded frames waiting for the writer.
+//!
+//! Frames are `Bytes`, so a broadcast queues one shared buffer on every session. The
+//! queue is bounded in bytes; the writer takes everything queued at once and writes it
+//! with as few write calls as it can.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The queue no longer takes frames.
+    Closed,
+    /// Taking the frame would pass the limit.
+    Full { queued: usize },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    /// No more pushes; the writer drains what is queued, then stops.
+    finished: bool,
+    /// The writer stops at once; queued frames are dropped.
+    aborted: bool,
+}
+
+/// What the writer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Write the buffer.
+    Write,
+    /// Nothing more will come: shut the connection down.
+    Done,
+}
+
+#[derive(Debug)]
+pub(crate) struct OutQueue {
+    state: Mutex<State>,
+    notify: Notify,
+    limit: usize,
+}
+
+impl OutQueue {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            limit,
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The lock is never held across user code, so poisoning cannot leave the state
+        // half-updated; recover the guard rather than propagate a panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.finished || state.aborted {
+            return Err(PushError::Closed);
+        }
+        if state.bytes + frame.len() > self.limit && state.bytes > 0 {
+            return Err(PushError::Full {
+                queued: state.bytes,
+            });
+        }
+        let was_empty = state.frames.is_empty();
+        state.bytes += frame.len();
+        state.frames.push_back(frame);
+        drop(state);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Stop taking frames; the writer finishes after writing what is queued.
+    pub(crate) fn finish(&self) {
+        self.lock().finished = true;
+        self.notify.notify_one();
+    }
+
+    /// Stop at once, dropping what is queued.
+    pub(crate) fn abort(&self) {
+        let mut state = self.lock();
+        state.aborted = true;
+        state.frames.clear();
+        state.bytes = 0;
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.lock().aborted
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Waits for frames and copies as many as fit in `max` bytes (at least one) into
+    /// `buf`. Small frames are copied because one write of their concatenation costs far
+    /// less than one system call each.
+    pub(crate) async fn next_batch(&self, buf: &mut BytesMut, max: usize) -> Batch {
+        loop {
+            {
+                let mut state = self.lock();
+                if state.aborted {
+                    return Batch::Done;
+                }
+                if !state.frames.is_empty() {
+                    while let Some(frame) = state.frames.front() {
+                        if !buf.is_empty() && buf.len() + frame.len() > max {
+                            break;
+                        }
+                        let frame = state.frames.pop_front().expect("front exists");
+                        state.bytes -= frame.len();
+                        buf.extend_from_slice(&frame);
+                    }
+                    return Batch::Write;
+                }
+                if state.finished {
+                    return Batch::Done;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_frames_and_enforces_the_limit() {
+        let q = OutQueue::new(10);
+        q.push(Bytes::from_static(b"abcd")).unwrap();
+        q.push(Bytes::from_static(b"efgh")).unwrap();
+        assert_eq!(
+            q.push(Bytes::from_static(b"ijk")),
+            Err(PushError::Full { queued: 8 })
+        );
+        let mut buf = BytesMut::new();
+        assert_eq!(q.next_batch(&mut buf, 1024).await, Batch::Write);
+        assert_eq!(&buf[..], b"abcdefgh");
+        assert_eq!(q.queued_bytes(), 0);
+        q.finish();
+        assert_eq!(q.push(Bytes::from_static(b"x")), Err(PushError::Closed));
+        assert_eq!(q.next_batch(&mut buf, 1024).await, Batch::Done);
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_the_limit_passes_when_the_queue_is_empty() {
+        let q = OutQueue::new(4);
+        q.push(Bytes::from_static(b"0123456789")).unwrap();
+        let mut buf = BytesMut::new();
+        assert_eq!(q.next_batch(&mut buf, 4).await, Batch::Write);
+        assert_eq!(buf.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn batch_size_is_capped() {
+        let q = OutQueue::new(1 << 20);
+        for _ in 0..10 {
+            q.push(Bytes::from_static(b"0123456789")).unwrap();
+        }
+        let mut buf = BytesMut::new();
+        q.next_batch(&mut buf, 35).await;
+        assert_eq!(buf.len(), 30);
+        assert_eq!(q.queued_bytes(), 70);
+        q.abort();
+        assert_eq!(q.next_batch(&mut buf, 35).await, Batch::Done);
+    }
+}

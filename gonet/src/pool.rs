@@ -1,0 +1,278 @@
+//! [`SessionPool`]: every live session of a server, and named groups of them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use crate::codec::Codec;
+use crate::error::SendError;
+use crate::message::Message;
+use crate::outbound::PushError;
+use crate::session::Session;
+use crate::wire::{self, Wrap};
+
+type Members = HashMap<u64, Session>;
+
+#[derive(Default)]
+struct Inner {
+    sessions: RwLock<Members>,
+    groups: RwLock<HashMap<Arc<str>, Members>>,
+    limit: usize,
+}
+
+/// The registry of a server's live sessions.
+///
+/// Sessions enter when they connect and leave when they close. Broadcasts encode the
+/// message once per codec in use and queue the same buffer on every recipient.
+#[derive(Clone)]
+pub struct SessionPool {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionPool")
+            .field("len", &self.len())
+            .field("limit", &self.inner.limit)
+            .finish()
+    }
+}
+
+/// The outcome of a broadcast.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Broadcast {
+    /// Sessions the message was queued on.
+    pub delivered: usize,
+    /// Sessions that were closing, or whose queue was full (those are closed as slow).
+    pub failed: usize,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // No user code runs under these locks; a poisoned one still holds consistent data.
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One encoding per codec, made on first use.
+struct Encoded<'a, M> {
+    msg: &'a M,
+    frames: [Option<Bytes>; 4],
+}
+
+impl<M: Message> Encoded<'_, M> {
+    fn frame(&mut self, session: &Session) -> Result<Bytes, SendError> {
+        let codec: Codec = session.codec();
+        let slot = &mut self.frames[codec.index()];
+        if let Some(frame) = slot {
+            return Ok(frame.clone());
+        }
+        let frame = wire::encode_message(self.msg, codec, Wrap::Plain, session.max_frame_len())?;
+        *slot = Some(frame.clone());
+        Ok(frame)
+    }
+}
+
+impl SessionPool {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                limit,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// The session with this id, if it is live.
+    pub fn get(&self, id: u64) -> Option<Session> {
+        read(&self.inner.sessions).get(&id).cloned()
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        read(&self.inner.sessions).len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most sessions the pool admits.
+    pub fn limit(&self) -> usize {
+        self.inner.limit
+    }
+
+    /// A snapshot of the live sessions.
+    pub fn sessions(&self) -> Vec<Session> {
+        read(&self.inner.sessions).values().cloned().collect()
+    }
+
+    /// Adds a session unless the pool is full.
+    pub(crate) fn try_insert(&self, session: &Session) -> bool {
+        let mut sessions = write(&self.inner.sessions);
+        if sessions.len() >= self.inner.limit {
+            return false;
+        }
+        sessions.insert(session.id(), session.clone());
+        true
+    }
+
+    /// Removes a closed session from the pool and its groups.
+    pub(crate) fn remove(&self, session: &Session) {
+        write(&self.inner.sessions).remove(&session.id());
+        let joined = std::mem::take(
+            &mut *session
+                .inner
+                .groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if joined.is_empty() {
+            return;
+        }
+        let mut groups = write(&self.inner.groups);
+        for name in joined {
+            if let Some(members) = groups.get_mut(&name) {
+                members.remove(&session.id());
+                if members.is_empty() {
+                    groups.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Adds `session` to `group`. A closed session is not added.
+    pub fn join(&self, group: &str, session: &Session) {
+        if session.is_closed() {
+            return;
+        }
+        let mut groups = write(&self.inner.groups);
+        let (name, members) = match groups.get_key_value(group) {
+            Some((name, _)) => {
+                let name = name.clone();
+                let members = groups.get_mut(group).expect("present");
+                (name, members)
+            }
+            None => {
+                let name: Arc<str> = group.into();
+                (name.clone(), groups.entry(name).or_default())
+            }
+        };
+        if members.insert(session.id(), session.clone()).is_none() {
+            session
+                .inner
+                .groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(name);
+        }
+    }
+
+    /// Removes `session` from `group`.
+    pub fn leave(&self, group: &str, session: &Session) {
+        let mut groups = write(&self.inner.groups);
+        if let Some(members) = groups.get_mut(group) {
+            members.remove(&session.id());
+            if members.is_empty() {
+                groups.remove(group);
+            }
+        }
+        drop(groups);
+        session
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|g| &**g != group);
+    }
+
+    /// Members of `group`.
+    pub fn group(&self, group: &str) -> Vec<Session> {
+        read(&self.inner.groups)
+            .get(group)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many sessions are in `group`.
+    pub fn group_len(&self, group: &str) -> usize {
+        read(&self.inner.groups).get(group).map_or(0, |m| m.len())
+    }
+
+    /// Queues `msg` on every live session. The message is encoded once per codec in use.
+    ///
+    /// Fails only if the message cannot be encoded; per-session failures are counted.
+    pub fn broadcast<M: Message>(&self, msg: &M) -> Result<Broadcast, SendError> {
+        let mut run = BroadcastRun::new(msg);
+        {
+            let sessions = read(&self.inner.sessions);
+            for session in sessions.values() {
+                run.queue(session)?;
+            }
+        }
+        Ok(run.finish())
+    }
+
+    /// Queues `msg` on every member of `group`, encoded once per codec in use.
+    pub fn broadcast_group<M: Message>(
+        &self,
+        group: &str,
+        msg: &M,
+    ) -> Result<Broadcast, SendError> {
+        let mut run = BroadcastRun::new(msg);
+        {
+            let groups = read(&self.inner.groups);
+            for session in groups.get(group).into_iter().flat_map(|m| m.values()) {
+                run.queue(session)?;
+            }
+        }
+        Ok(run.finish())
+    }
+}
+
+/// One broadcast in progress. Sessions whose queue is full are closed only after the
+/// pool lock is released, because closing runs the user's error hook.
+struct BroadcastRun<'a, M> {
+    encoded: Encoded<'a, M>,
+    report: Broadcast,
+    full: Vec<(Session, usize)>,
+}
+
+impl<'a, M: Message> BroadcastRun<'a, M> {
+    fn new(msg: &'a M) -> Self {
+        Self {
+            encoded: Encoded {
+                msg,
+                frames: Default::default(),
+            },
+            report: Broadcast::default(),
+            full: Vec::new(),
+        }
+    }
+
+    fn queue(&mut self, session: &Session) -> Result<(), SendError> {
+        let frame = self.encoded.frame(session)?;
+        match session.queue_frame(frame) {
+            Ok(()) => self.report.delivered += 1,
+            Err(PushError::Closed) => self.report.failed += 1,
+            Err(PushError::Full { queued }) => {
+                self.report.failed += 1;
+                self.full.push((session.clone(), queued));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Broadcast {
+        for (session, queued) in self.full {
+            session.queue_full(queued);
+        }
+        self.report
+    }
+}

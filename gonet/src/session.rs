@@ -1,0 +1,474 @@
+//! [`Session`]: a handle on one connected peer.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::builder::Shared;
+use crate::calls::{Calls, Outcome};
+use crate::codec::Codec;
+use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
+use crate::message::Message;
+use crate::outbound::{OutQueue, PushError};
+use crate::pool::SessionPool;
+use crate::url::Transport;
+use crate::wire::{self, Wrap};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why a session closed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed the connection.
+    PeerClosed,
+    /// This side closed it with [`Session::close`]; for a server, the peer was kicked.
+    Local(Arc<str>),
+    /// The server shut down.
+    ServerShutdown,
+    /// The peer did not read what was sent to it (see `Builder::outbound_limit`).
+    SlowPeer,
+    /// A handler panicked and the panic policy closes the session.
+    HandlerPanicked,
+    /// An error ended the session: malformed frames or an i/o error.
+    Error(Arc<SessionError>),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::Local(reason) => write!(f, "closed: {reason}"),
+            CloseReason::ServerShutdown => f.write_str("server shutdown"),
+            CloseReason::SlowPeer => f.write_str("peer not reading"),
+            CloseReason::HandlerPanicked => f.write_str("handler panicked"),
+            CloseReason::Error(err) => write!(f, "error: {err}"),
+        }
+    }
+}
+
+/// How a closing session treats what it has not handled yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseMode {
+    /// Stop reading; handle every message already read; flush replies.
+    Graceful,
+    /// Stop reading; skip messages not yet handled; flush what is queued.
+    Discard,
+    /// Stop at once; queued output is dropped.
+    Abort,
+}
+
+/// Counters of one session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Application messages read from the peer (queued or handled).
+    pub received: u64,
+    /// Application messages whose handler has finished.
+    pub handled: u64,
+    /// Frames queued for the peer.
+    pub sent: u64,
+    /// Bytes waiting in the outbound queue.
+    pub queued_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) handled: AtomicU64,
+    pub(crate) sent: AtomicU64,
+}
+
+#[derive(Default)]
+struct Extensions(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) transport: Transport,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) out: OutQueue,
+    pub(crate) calls: Calls,
+    pub(crate) counters: Counters,
+    pub(crate) groups: Mutex<Vec<Arc<str>>>,
+    pub(crate) stop_reading: CancellationToken,
+    pub(crate) done: CancellationToken,
+    discard: AtomicBool,
+    reason: OnceLock<CloseReason>,
+    extensions: Mutex<Extensions>,
+}
+
+/// One connected peer: a cheap, cloneable handle.
+///
+/// A `Session` is handed to every handler and hook, returned by
+/// [`Builder::dial`](crate::Builder::dial), and found in the [`SessionPool`]. Sending
+/// through it never waits: frames go to a bounded outbound queue that a writer task
+/// drains.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("peer", &self.inner.peer)
+            .field("transport", &self.inner.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Forgets a pending call when the caller stops waiting.
+struct PendingCall<'a> {
+    calls: &'a Calls,
+    call: u32,
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        self.calls.cancel(self.call);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // No user code runs under these locks, so a poisoned one holds consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+    ) -> Self {
+        let out = OutQueue::new(shared.settings.outbound_limit);
+        Session {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                peer,
+                local,
+                transport,
+                shared,
+                out,
+                calls: Calls::default(),
+                counters: Counters::default(),
+                groups: Mutex::new(Vec::new()),
+                stop_reading: CancellationToken::new(),
+                done: CancellationToken::new(),
+                discard: AtomicBool::new(false),
+                reason: OnceLock::new(),
+                extensions: Mutex::new(Extensions::default()),
+            }),
+        }
+    }
+
+    /// The session id, unique within the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.peer
+    }
+
+    /// This side's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    /// The transport the session runs on.
+    pub fn transport(&self) -> Transport {
+        self.inner.transport
+    }
+
+    /// The codec of message bodies on this session.
+    pub fn codec(&self) -> Codec {
+        self.inner.shared.settings.codec
+    }
+
+    /// The pool the session belongs to (a server's sessions do; a dialed one does not).
+    pub fn pool(&self) -> Option<&SessionPool> {
+        self.inner.shared.pool.as_ref()
+    }
+
+    /// Encodes `msg` with the session's codec and queues it as a plain frame.
+    ///
+    /// Fails if the session is closed, the message does not encode or fit in a frame, or
+    /// the peer is not reading (the session is then closed, see
+    /// [`CloseReason::SlowPeer`]).
+    pub fn send<M: Message>(&self, msg: &M) -> Result<(), SendError> {
+        let frame = wire::encode_message(msg, self.codec(), Wrap::Plain, self.max_frame_len())?;
+        self.send_frame(frame)
+    }
+
+    /// Queues a plain frame with an id and an already encoded body.
+    pub fn send_raw(&self, id: u32, body: &[u8]) -> Result<(), SendError> {
+        if !crate::is_user_id(id) {
+            return Err(SendError::ReservedId(id));
+        }
+        let frame = wire::encode_raw(id, body, self.max_frame_len())?;
+        self.send_frame(frame)
+    }
+
+    /// Queues one complete frame; shared by every send path.
+    pub(crate) fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+        match self.queue_frame(frame) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed) => Err(SendError::Closed { session: self.id() }),
+            Err(PushError::Full { queued }) => {
+                self.queue_full(queued);
+                Err(SendError::QueueFull {
+                    session: self.id(),
+                    queued,
+                    limit: self.inner.out.limit(),
+                })
+            }
+        }
+    }
+
+    /// Queues a frame without acting on a full queue (see [`Self::queue_full`]).
+    pub(crate) fn queue_frame(&self, frame: Bytes) -> Result<(), PushError> {
+        self.inner.out.push(frame)?;
+        self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The peer is not reading: close the session as slow.
+    pub(crate) fn queue_full(&self, queued: usize) {
+        let limit = self.inner.out.limit();
+        self.fail(
+            SessionErrorKind::SlowPeer(format!(
+                "outbound queue holds {queued} bytes, over the limit of {limit}"
+            )),
+            CloseReason::SlowPeer,
+            CloseMode::Abort,
+        );
+    }
+
+    /// Sends `req` and waits for the typed reply, up to the configured call timeout.
+    ///
+    /// The request travels in the correlation envelope of `PROTOCOL.md`; the peer's
+    /// handler runs as for a plain message and its reply (or error status) comes back
+    /// tagged with this call's number.
+    pub async fn call<Req: Message, Resp: Message>(&self, req: &Req) -> Result<Resp, CallError> {
+        self.call_timeout(req, self.inner.shared.settings.call_timeout)
+            .await
+    }
+
+    /// [`call`](Self::call) with an explicit timeout.
+    pub async fn call_timeout<Req: Message, Resp: Message>(
+        &self,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let closed = || CallError::Closed {
+            name: Req::NAME,
+            session: self.id(),
+        };
+        let send = |source| CallError::Send {
+            name: Req::NAME,
+            source,
+        };
+        let (call, rx) = self.inner.calls.start().ok_or_else(closed)?;
+        let _pending = PendingCall {
+            calls: &self.inner.calls,
+            call,
+        };
+        let frame =
+            wire::encode_message(req, self.codec(), Wrap::Request(call), self.max_frame_len())
+                .map_err(send)?;
+        self.send_frame(frame).map_err(send)?;
+        let outcome = match tokio::time::timeout(timeout, rx).await {
+            Err(_) => {
+                return Err(CallError::Timeout {
+                    name: Req::NAME,
+                    session: self.id(),
+                    after: timeout,
+                });
+            }
+            Ok(Err(_)) => return Err(closed()),
+            Ok(Ok(outcome)) => outcome,
+        };
+        match outcome {
+            Outcome::Error(status) => Err(CallError::Status {
+                name: Req::NAME,
+                status,
+            }),
+            Outcome::Reply { id, .. } if id != Resp::ID => Err(CallError::UnexpectedReply {
+                name: Req::NAME,
+                expected: Resp::ID,
+                expected_name: Resp::NAME,
+                got: id,
+            }),
+            Outcome::Reply { body, .. } => {
+                Resp::decode_body(self.codec(), body).map_err(|source| CallError::Decode {
+                    name: Req::NAME,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Closes the session: reading stops, messages not yet handled are skipped, what is
+    /// already queued for the peer is still written, then the connection closes. The
+    /// close hook sees [`CloseReason::Local`] with `reason`.
+    pub fn close(&self, reason: impl Into<String>) {
+        let reason: String = reason.into();
+        self.close_with(CloseReason::Local(reason.into()), CloseMode::Discard);
+    }
+
+    /// Whether the session is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.reason.get().is_some() || self.inner.done.is_cancelled()
+    }
+
+    /// Why the session closed, once it is closing.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.inner.reason.get().cloned()
+    }
+
+    /// Waits until the session is fully closed and returns why it closed.
+    pub async fn closed(&self) -> CloseReason {
+        self.inner.done.cancelled().await;
+        self.close_reason().unwrap_or(CloseReason::PeerClosed)
+    }
+
+    /// Joins a named group of the session's pool; no-op for a session without a pool.
+    pub fn join(&self, group: &str) {
+        if let Some(pool) = self.pool() {
+            pool.join(group, self);
+        }
+    }
+
+    /// Leaves a named group of the session's pool.
+    pub fn leave(&self, group: &str) {
+        if let Some(pool) = self.pool() {
+            pool.leave(group, self);
+        }
+    }
+
+    /// The groups the session is in.
+    pub fn groups(&self) -> Vec<String> {
+        lock(&self.inner.groups)
+            .iter()
+            .map(|g| g.to_string())
+            .collect()
+    }
+
+    /// Stores a value of type `T` with the session, returning the previous one.
+    ///
+    /// ```
+    /// # fn demo(session: &gonet::Session) {
+    /// #[derive(Clone)]
+    /// struct Player { name: String }
+    /// session.insert(Player { name: "ada".into() });
+    /// assert_eq!(session.get::<Player>().unwrap().name, "ada");
+    /// session.with(|p: &mut Player| p.name.push('!'));
+    /// # }
+    /// ```
+    pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        lock(&self.inner.extensions)
+            .0
+            .insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast().ok().map(|b| *b))
+    }
+
+    /// A clone of the stored value of type `T`.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.extensions)
+            .0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Runs `f` on the stored value of type `T`, if there is one.
+    pub fn with<T: Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        lock(&self.inner.extensions)
+            .0
+            .get_mut(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_mut::<T>())
+            .map(f)
+    }
+
+    /// Removes and returns the stored value of type `T`.
+    pub fn remove<T: Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.extensions)
+            .0
+            .remove(&TypeId::of::<T>())
+            .and_then(|old| old.downcast().ok().map(|b| *b))
+    }
+
+    /// The session's counters.
+    pub fn stats(&self) -> SessionStats {
+        let c = &self.inner.counters;
+        SessionStats {
+            received: c.received.load(Ordering::Relaxed),
+            handled: c.handled.load(Ordering::Relaxed),
+            sent: c.sent.load(Ordering::Relaxed),
+            queued_bytes: self.inner.out.queued_bytes(),
+        }
+    }
+
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.inner.shared.settings.max_frame_len
+    }
+
+    pub(crate) fn discarding(&self) -> bool {
+        self.inner.discard.load(Ordering::Relaxed)
+    }
+
+    /// Starts closing; the first reason given wins.
+    pub(crate) fn close_with(&self, reason: CloseReason, mode: CloseMode) {
+        let first = self.inner.reason.set(reason).is_ok();
+        if first {
+            tracing::debug!(reason = %self.inner.reason.get().expect("just set"), "session closing");
+        }
+        match mode {
+            CloseMode::Graceful => {}
+            CloseMode::Discard => self.inner.discard.store(true, Ordering::Relaxed),
+            CloseMode::Abort => {
+                self.inner.discard.store(true, Ordering::Relaxed);
+                self.inner.out.abort();
+            }
+        }
+        self.inner.stop_reading.cancel();
+    }
+
+    /// Logs an error of this session and hands it to the error hook.
+    pub(crate) fn report(&self, kind: SessionErrorKind) -> SessionError {
+        let err = SessionError {
+            session: self.id(),
+            peer: self.peer_addr(),
+            kind,
+        };
+        tracing::warn!(error = %err, "session error");
+        if let Some(hook) = &self.inner.shared.hooks.on_error {
+            hook(self, &err);
+        }
+        err
+    }
+
+    /// Reports an error and closes the session because of it.
+    pub(crate) fn fail(&self, kind: SessionErrorKind, reason: CloseReason, mode: CloseMode) {
+        self.report(kind);
+        self.close_with(reason, mode);
+    }
+
+    /// Reports an error that ends the session with [`CloseReason::Error`].
+    pub(crate) fn fail_with_error(&self, kind: SessionErrorKind, mode: CloseMode) {
+        let err = self.report(kind);
+        self.close_with(CloseReason::Error(Arc::new(err)), mode);
+    }
+}

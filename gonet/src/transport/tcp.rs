@@ -1,0 +1,96 @@
+//! TCP: one gonet v3 frame stream per connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::Listening;
+use crate::builder::Shared;
+use crate::driver;
+use crate::error::{DialError, ServeError};
+use crate::session::Session;
+use crate::url::{Transport, Url};
+
+pub(super) async fn listen(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) -> Result<Listening, ServeError> {
+    let bind_err = |source| ServeError::Bind {
+        url: raw.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(url.authority()).await.map_err(bind_err)?;
+    let local_addr = listener.local_addr().map_err(bind_err)?;
+    tracing::info!(%local_addr, "tcp listening");
+    let span = tracing::info_span!("listener", transport = "tcp", %local_addr);
+    let task = tokio::spawn(accept_loop(listener, shared, stop, tracker).instrument(span));
+    Ok(Listening { local_addr, task })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                if let Err(err) = start(stream, &shared, &tracker) {
+                    tracing::warn!(error = %err, "connection not started");
+                }
+            }
+            Err(err) => {
+                // Out of file descriptors or a connection reset before accept: log, give
+                // the system a moment, and keep serving the other sessions.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+fn start(stream: TcpStream, shared: &Arc<Shared>, tracker: &TaskTracker) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    let local = stream.local_addr()?;
+    let session = Session::new(shared.clone(), peer, local, Transport::Tcp);
+    if let Some(pool) = &shared.pool {
+        if !pool.try_insert(&session) {
+            tracing::warn!(%peer, limit = pool.limit(), "session limit reached; connection refused");
+            return Ok(());
+        }
+    }
+    let (reader, writer) = stream.into_split();
+    driver::spawn(session, reader, writer, Some(tracker));
+    Ok(())
+}
+
+pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Session, DialError> {
+    let connect_err = |source| DialError::Connect {
+        url: raw.to_owned(),
+        source,
+    };
+    let stream = TcpStream::connect(url.authority())
+        .await
+        .map_err(connect_err)?;
+    stream.set_nodelay(true).map_err(connect_err)?;
+    let peer = stream.peer_addr().map_err(connect_err)?;
+    let local = stream.local_addr().map_err(connect_err)?;
+    let session = Session::new(shared, peer, local, Transport::Tcp);
+    let (reader, writer) = stream.into_split();
+    driver::spawn(session.clone(), reader, writer, None);
+    Ok(session)
+}
