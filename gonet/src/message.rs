@@ -46,7 +46,7 @@ pub trait Message: Sized + Send + Sync + 'static {
 /// - `serde`: the type is `Serialize + DeserializeOwned`; it works with the JSON, XML and
 ///   binary codecs, and the protobuf codec refuses it with a clear error.
 /// - `prost`: the type is a `prost::Message`; it works with the protobuf codec only.
-/// - `prost, serde`: both; every codec works.
+/// - `[prost, serde]`: both; every codec works.
 ///
 /// The name defaults to the type's name; give another with `name = "..."`. Ids outside
 /// the user range ([`is_user_id`]) do not compile.
@@ -74,7 +74,10 @@ pub trait Message: Sized + Send + Sync + 'static {
 /// ```
 #[macro_export]
 macro_rules! message {
-    ($ty:ty = $id:expr, $($format:ident),+ $(, name = $name:expr)? $(,)?) => {
+    ($ty:ty = $id:expr, $format:ident $(, name = $name:expr)? $(,)?) => {
+        $crate::message!($ty = $id, [$format] $(, name = $name)?);
+    };
+    ($ty:ty = $id:expr, [$($format:ident),+] $(, name = $name:expr)? $(,)?) => {
         const _: () = ::core::assert!(
             $crate::is_user_id($id),
             "gonet message ids must be in 1..=0xFFFF_FEFF; 0 and 0xFFFF_FF00.. are reserved"
