@@ -43,6 +43,28 @@ pub(crate) struct Settings {
     pub(crate) call_timeout: Duration,
     pub(crate) panic_policy: PanicPolicy,
     pub(crate) max_sessions: usize,
+    /// `None`: the transport's default; a zero duration: off.
+    pub(crate) heartbeat: Option<Duration>,
+    /// `None`: the transport's default; a zero duration: off.
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) transport: transport::TransportSettings,
+}
+
+/// The heartbeat interval and idle timeout of a transport when the builder sets none.
+///
+/// TCP, WebSocket and QUIC report a peer that closes or resets, and QUIC has its own
+/// keep-alive and idle timeout; their defaults are off, so a plain gonet v3 peer never
+/// receives a heartbeat it does not know. UDP and KCP have no connection to lose: a
+/// silent peer is the only sign that it is gone, so they ping after 5 s of silence and
+/// close after 15 s.
+pub(crate) fn default_heartbeat(t: crate::url::Transport) -> (Option<Duration>, Option<Duration>) {
+    use crate::url::Transport;
+    match t {
+        Transport::Udp | Transport::Kcp => {
+            (Some(Duration::from_secs(5)), Some(Duration::from_secs(15)))
+        }
+        _ => (None, None),
+    }
 }
 
 impl Default for Settings {
@@ -56,6 +78,9 @@ impl Default for Settings {
             call_timeout: Duration::from_secs(10),
             panic_policy: PanicPolicy::default(),
             max_sessions: 100_000,
+            heartbeat: None,
+            idle_timeout: None,
+            transport: transport::TransportSettings::default(),
         }
     }
 }
@@ -183,6 +208,73 @@ impl Builder {
         self
     }
 
+    /// Pings a peer that has been silent for `interval` (and again every `interval`
+    /// while it stays silent); the peer's reader answers with a pong. `Duration::ZERO`
+    /// turns pings off.
+    ///
+    /// Default: off on TCP, WebSocket and QUIC; 5 s on UDP and KCP, whose sessions have
+    /// no other way to learn that a peer is gone. Heartbeats are frames of the
+    /// framework's reserved id range (see `PROTOCOL.md`); enable them only towards peers
+    /// that answer them (every gonet-rs peer does).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.settings.heartbeat = Some(interval);
+        self
+    }
+
+    /// Closes a session with [`CloseReason::IdleTimeout`] when nothing at all (no
+    /// message, no heartbeat) came from the peer for `timeout`. `Duration::ZERO` turns it
+    /// off. Pair it with a [`heartbeat`](Self::heartbeat) well below it, so that a quiet
+    /// but live peer is pinged and answers.
+    ///
+    /// Default: off on TCP and WebSocket, 15 s on UDP and KCP. On QUIC it also sets the
+    /// connection's idle timeout (default 30 s there, with a 5 s keep-alive).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The certificate a `wss://` or `quic://` server presents. Without one, the server
+    /// generates a self-signed development certificate at start-up (logged as a
+    /// warning); [`Server::certificate`] returns it so a client can trust it.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    pub fn server_tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.settings.transport.server_tls = Some(tls);
+        self
+    }
+
+    /// Whom a `wss://` or `quic://` client trusts. Dialing such a URL without it fails
+    /// with [`TlsError::NoTrust`](crate::TlsError::NoTrust).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    pub fn client_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.settings.transport.client_tls = Some(tls);
+        self
+    }
+
+    /// The `Origin` header values a WebSocket server accepts (exact match, such as
+    /// `https://game.example.com`). Empty (the default) accepts every origin and
+    /// requests without one; otherwise a handshake with another or no origin gets
+    /// HTTP 403.
+    #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.transport.ws.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// KCP tuning; the default is the fast preset [`KcpSettings::fast`](crate::KcpSettings::fast).
+    #[cfg(feature = "kcp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
+    pub fn kcp(mut self, settings: crate::transport::kcp::KcpSettings) -> Self {
+        self.settings.transport.kcp = settings;
+        self
+    }
+
     /// Called when a session connects, before its first message is handled.
     pub fn on_connect(mut self, hook: impl Fn(&Session) + Send + Sync + 'static) -> Self {
         self.hooks.on_connect = Some(Arc::new(hook));
@@ -229,6 +321,7 @@ impl Builder {
         Ok(Server {
             url: parsed,
             local_addr: listener.local_addr,
+            certificate: listener.certificate,
             pool,
             stop,
             tracker,
@@ -249,6 +342,7 @@ impl Builder {
 pub struct Server {
     url: Url,
     local_addr: SocketAddr,
+    certificate: Option<Vec<u8>>,
     pool: SessionPool,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -277,6 +371,12 @@ impl Server {
             url.push_str(self.url.path());
         }
         url
+    }
+
+    /// The certificate (DER) a `wss://` or `quic://` server presents: the configured
+    /// one, or the development certificate it generated. `None` for other transports.
+    pub fn certificate(&self) -> Option<&[u8]> {
+        self.certificate.as_deref()
     }
 
     /// The live sessions.

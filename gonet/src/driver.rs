@@ -4,7 +4,7 @@
 //!  socket ─► reader ─► inbound queue (bounded) ─► worker ─► handler ─► outbound queue ─► writer ─► socket
 //! ```
 //!
-//! - The **reader** decodes frames from its own buffer, answers heartbeats, resolves
+//! - The **reader** takes packets from the transport, answers heartbeats, resolves
 //!   replies to our calls at once (so a handler awaiting a call cannot deadlock its own
 //!   session), and queues application messages. When the queue is full it waits, so the
 //!   socket is not read: backpressure instead of loss.
@@ -12,48 +12,51 @@
 //!   have different workers, so they run in parallel on the runtime's threads and a
 //!   slow handler delays only its own session.
 //! - The **writer** drains the outbound queue in batches, one write call per batch.
+//! - **Heartbeats**: when configured, the reader pings a peer that has been silent for
+//!   the heartbeat interval and closes the session with [`CloseReason::IdleTimeout`]
+//!   once it has heard nothing at all for the idle timeout.
+//!
+//! The transport is reached only through a [`PacketSource`] and a [`FrameSink`]
+//! (module `link`), so every transport shares this ordering, backpressure, outbound
+//! queue, hooks and close logic.
 //!
 //! The worker ends when the reader has ended and the queue is empty; then the writer
 //! flushes what is queued and the session is finished.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_util::codec::Decoder;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::builder::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
-use crate::frame::{FrameCodec, Packet};
+use crate::frame::Packet;
+use crate::link::{FrameSink, PacketSource, ReadEnd};
 use crate::outbound::Batch;
 use crate::router::{Reply, ReplyTo};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::status::{Code, Status};
 use crate::wire::{self, Incoming};
 
-/// The most bytes one write call carries.
-const MAX_BATCH: usize = 64 * 1024;
-/// The smallest free space the reader asks the socket to fill.
-const READ_CHUNK: usize = 4 * 1024;
-
 /// An application message waiting for its handler.
-struct Inbound {
+pub(crate) struct Inbound {
     id: u32,
     body: Bytes,
     call: Option<u32>,
 }
 
-/// Starts the tasks of a session over a byte stream.
-pub(crate) fn spawn<R, W>(session: Session, reader: R, writer: W, tracker: Option<&TaskTracker>)
+/// Starts the tasks of a session over a packet source and a frame sink.
+pub(crate) fn spawn<S, K>(session: Session, source: S, sink: K, tracker: Option<&TaskTracker>)
 where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    S: PacketSource,
+    K: FrameSink,
 {
     let span = tracing::info_span!(
         "session",
@@ -61,18 +64,14 @@ where
         peer = %session.peer_addr(),
         transport = %session.transport(),
     );
-    let fut = run(session, reader, writer).instrument(span);
+    let fut = run(session, source, sink).instrument(span);
     match tracker {
         Some(tracker) => tracker.spawn(fut),
         None => tokio::spawn(fut),
     };
 }
 
-async fn run<R, W>(session: Session, reader: R, writer: W)
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
+async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K) {
     tracing::debug!("session open");
     let shared = session.inner.shared.clone();
     if let Some(hook) = &shared.hooks.on_connect {
@@ -80,8 +79,8 @@ where
     }
     let (tx, rx) = mpsc::channel(shared.settings.inbound_queue);
     let span = tracing::Span::current();
-    let read = tokio::spawn(read_loop(session.clone(), reader, tx).instrument(span.clone()));
-    let write = tokio::spawn(write_loop(session.clone(), writer).instrument(span));
+    let read = tokio::spawn(read_loop(session.clone(), source, tx).instrument(span.clone()));
+    let write = tokio::spawn(write_loop(session.clone(), sink).instrument(span));
     work_loop(&session, rx).await;
     session.inner.out.finish();
     // Both tasks end on their own: the reader already has (the queue closed), the
@@ -103,56 +102,110 @@ where
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    session: Session,
-    mut reader: R,
-    tx: mpsc::Sender<Inbound>,
-) {
-    let mut codec = FrameCodec::new(session.max_frame_len());
-    let mut buf = BytesMut::new();
+/// The heartbeat state of one reader: when the peer was last heard, when we last
+/// pinged. The message path only sets a flag; the clock is read once per tick.
+struct Liveness {
+    ping: Option<Duration>,
+    idle: Option<Duration>,
+    heard: bool,
+    last_heard: Instant,
+    last_ping: Instant,
+}
+
+impl Liveness {
+    fn new(session: &Session) -> (Self, Option<tokio::time::Interval>) {
+        let (ping, idle) = session.heartbeat();
+        let now = Instant::now();
+        let live = Liveness {
+            ping,
+            idle,
+            heard: false,
+            last_heard: now,
+            last_ping: now,
+        };
+        // Tick often enough that an idle peer is noticed at most a quarter late.
+        let tick = match (ping, idle) {
+            (None, None) => return (live, None),
+            (Some(p), None) => p,
+            (None, Some(i)) => i / 4,
+            (Some(p), Some(i)) => p.min(i / 4),
+        }
+        .max(Duration::from_millis(1));
+        let mut timer = tokio::time::interval_at(now + tick, tick);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        (live, Some(timer))
+    }
+
+    /// One tick: `Err` when the peer has been silent too long, else whether to ping.
+    fn tick(&mut self, now: Instant) -> Result<bool, Duration> {
+        if std::mem::take(&mut self.heard) {
+            self.last_heard = now;
+        }
+        let silent = now - self.last_heard;
+        if let Some(idle) = self.idle {
+            if silent >= idle {
+                return Err(silent);
+            }
+        }
+        match self.ping {
+            Some(ping) if silent >= ping && now - self.last_ping >= ping => {
+                self.last_ping = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+async fn read_loop<S: PacketSource>(session: Session, mut source: S, tx: mpsc::Sender<Inbound>) {
     let stop = session.inner.stop_reading.clone();
+    let (mut live, mut timer) = Liveness::new(&session);
+    let ticking = timer.is_some();
     loop {
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(packet)) => {
-                    if !deliver(&session, &tx, packet).await {
+        let next = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            next = source.next_packet(&session) => next,
+            now = async { timer.as_mut().expect("ticking").tick().await }, if ticking => {
+                match live.tick(now) {
+                    Ok(true) => {
+                        // A full queue closes the session itself; nothing more to do.
+                        let _ = session.send_frame(wire::encode_control(wire::ID_PING));
+                    }
+                    Ok(false) => {}
+                    Err(silent) => {
+                        session.fail(
+                            SessionErrorKind::IdleTimeout(silent),
+                            CloseReason::IdleTimeout,
+                            CloseMode::Graceful,
+                        );
                         return;
                     }
                 }
-                Ok(None) => break,
-                Err(err) => {
-                    session.fail_with_error(err.into(), CloseMode::Graceful);
+                continue;
+            }
+        };
+        match next {
+            Ok(packet) => {
+                live.heard = true;
+                if !deliver(&session, &tx, packet).await {
                     return;
                 }
             }
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK {
-            buf.reserve(codec.missing(&buf).max(READ_CHUNK));
-        }
-        let read = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            read = reader.read_buf(&mut buf) => read,
-        };
-        match read {
-            Ok(0) => {
-                match codec.decode_eof(&mut buf) {
-                    Ok(_) => session.close_with(CloseReason::PeerClosed, CloseMode::Graceful),
-                    Err(err) => session.fail_with_error(err.into(), CloseMode::Graceful),
-                }
+            Err(ReadEnd::Closed(reason)) => {
+                session.close_with(reason, CloseMode::Graceful);
                 return;
             }
-            Ok(_) => {}
-            Err(err) => {
-                session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Graceful);
+            Err(ReadEnd::Failed(kind)) => {
+                session.fail_with_error(kind, CloseMode::Graceful);
                 return;
             }
         }
     }
 }
 
-/// Routes one frame; false when the worker is gone.
-async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packet: Packet) -> bool {
+/// Routes one packet; false when the worker is gone.
+pub(crate) async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packet: Packet) -> bool {
     match wire::classify(packet) {
         Ok(Incoming::Message { id, body, call }) => {
             session
@@ -191,12 +244,11 @@ async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packet: Packet) 
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
+async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     let out = &session.inner.out;
     let timeout = session.inner.shared.settings.write_timeout;
-    let mut buf = BytesMut::new();
-    while out.next_batch(&mut buf, MAX_BATCH).await == Batch::Write {
-        match tokio::time::timeout(timeout, writer.write_all(&buf)).await {
+    while sink.take(out).await == Batch::Write {
+        match tokio::time::timeout(timeout, sink.write()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);
@@ -206,7 +258,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
                 session.fail(
                     SessionErrorKind::SlowPeer(format!(
                         "a write of {} bytes made no progress for {timeout:?}",
-                        buf.len()
+                        sink.pending()
                     )),
                     CloseReason::SlowPeer,
                     CloseMode::Abort,
@@ -214,14 +266,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
                 return;
             }
         }
-        buf.clear();
-        if buf.capacity() > MAX_BATCH * 2 {
-            buf = BytesMut::new();
-        }
     }
     if !out.is_aborted() {
-        // Tell the peer we are done (TCP FIN). It may already be gone; that is fine.
-        let _ = tokio::time::timeout(timeout, writer.shutdown()).await;
+        let reason = session.close_reason();
+        let _ = tokio::time::timeout(timeout, sink.shutdown(reason.as_ref())).await;
     }
 }
 

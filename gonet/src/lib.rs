@@ -76,12 +76,15 @@ pub mod codegen;
 mod driver;
 mod error;
 pub mod frame;
+mod link;
 mod message;
 mod outbound;
 mod pool;
 mod router;
 mod session;
 mod status;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 mod url;
 mod wire;
@@ -97,3 +100,13 @@ pub use session::{CloseReason, Session, SessionStats};
 pub use status::{Code, Status};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
 pub use wire::ExtensionError;
+
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+pub use tls::{ClientTls, ServerTls, TlsError};
+#[cfg(feature = "kcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
+pub use transport::kcp::KcpSettings;
+#[cfg(feature = "quic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+pub use transport::quic::{Channel, QuicError};

@@ -111,8 +111,21 @@ impl OutQueue {
 
     /// Waits for frames and copies as many as fit in `max` bytes (at least one) into
     /// `buf`. Small frames are copied because one write of their concatenation costs far
-    /// less than one system call each.
+    /// less than one system call each. Used by stream transports.
     pub(crate) async fn next_batch(&self, buf: &mut BytesMut, max: usize) -> Batch {
+        let already = buf.len();
+        self.take(max, already, |frame| buf.extend_from_slice(&frame))
+            .await
+    }
+
+    /// Waits for frames and moves as many as fit in `max` bytes (at least one) into
+    /// `frames`, without copying. Used by message transports, which send each frame as
+    /// one message.
+    pub(crate) async fn next_frames(&self, frames: &mut Vec<Bytes>, max: usize) -> Batch {
+        self.take(max, 0, |frame| frames.push(frame)).await
+    }
+
+    async fn take(&self, max: usize, already: usize, mut put: impl FnMut(Bytes)) -> Batch {
         loop {
             {
                 let mut state = self.lock();
@@ -120,13 +133,17 @@ impl OutQueue {
                     return Batch::Done;
                 }
                 if !state.frames.is_empty() {
+                    let mut len = already;
+                    let mut first = len == 0;
                     while let Some(frame) = state.frames.front() {
-                        if !buf.is_empty() && buf.len() + frame.len() > max {
+                        if !first && len + frame.len() > max {
                             break;
                         }
+                        first = false;
                         let frame = state.frames.pop_front().expect("front exists");
                         state.bytes -= frame.len();
-                        buf.extend_from_slice(&frame);
+                        len += frame.len();
+                        put(frame);
                     }
                     return Batch::Write;
                 }
@@ -180,6 +197,10 @@ mod tests {
         q.next_batch(&mut buf, 35).await;
         assert_eq!(buf.len(), 30);
         assert_eq!(q.queued_bytes(), 70);
+        let mut frames = Vec::new();
+        q.next_frames(&mut frames, 25).await;
+        assert_eq!(frames.len(), 2);
+        assert_eq!(q.queued_bytes(), 50);
         q.abort();
         assert_eq!(q.next_batch(&mut buf, 35).await, Batch::Done);
     }

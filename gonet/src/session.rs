@@ -37,6 +37,9 @@ pub enum CloseReason {
     SlowPeer,
     /// A handler panicked and the panic policy closes the session.
     HandlerPanicked,
+    /// Nothing came from the peer for the idle timeout (see `Builder::idle_timeout`):
+    /// it vanished without closing, or stopped answering heartbeats.
+    IdleTimeout,
     /// An error ended the session: malformed frames or an i/o error.
     Error(Arc<SessionError>),
 }
@@ -49,6 +52,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ServerShutdown => f.write_str("server shutdown"),
             CloseReason::SlowPeer => f.write_str("peer not reading"),
             CloseReason::HandlerPanicked => f.write_str("handler panicked"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::Error(err) => write!(f, "error: {err}"),
         }
     }
@@ -104,6 +108,8 @@ pub(crate) struct Inner {
     discard: AtomicBool,
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
+    /// What only some transports offer (QUIC channels and datagrams).
+    pub(crate) link: OnceLock<crate::transport::LinkHandle>,
 }
 
 /// One connected peer: a cheap, cloneable handle.
@@ -168,6 +174,7 @@ impl Session {
                 discard: AtomicBool::new(false),
                 reason: OnceLock::new(),
                 extensions: Mutex::new(Extensions::default()),
+                link: OnceLock::new(),
             }),
         }
     }
@@ -419,6 +426,15 @@ impl Session {
             sent: c.sent.load(Ordering::Relaxed),
             queued_bytes: self.inner.out.queued_bytes(),
         }
+    }
+
+    /// The heartbeat interval and idle timeout in force on this session.
+    pub(crate) fn heartbeat(&self) -> (Option<Duration>, Option<Duration>) {
+        let s = &self.inner.shared.settings;
+        let (ping, idle) = crate::builder::default_heartbeat(self.inner.transport);
+        // An explicit zero turns the default off.
+        let pick = |set: Option<Duration>, default| set.or(default).filter(|d| !d.is_zero());
+        (pick(s.heartbeat, ping), pick(s.idle_timeout, idle))
     }
 
     pub(crate) fn max_frame_len(&self) -> usize {

@@ -1,5 +1,13 @@
 //! Transports: thin adapters that turn a URL into connections and hand each connection
-//! to the session driver.
+//! to the session driver as a packet source and a frame sink (module `link`).
+//!
+//! | scheme | shape | module |
+//! |---|---|---|
+//! | `tcp://` | byte stream, frame codec | `tcp` |
+//! | `udp://` | one packet per datagram | `udp` |
+//! | `ws://`, `wss://` | one packet per binary message | `ws` |
+//! | `quic://` | byte stream per session (+ channels, datagrams) | `quic` |
+//! | `kcp://` | byte stream over KCP | `kcp` |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,13 +21,58 @@ use crate::error::{DialError, ServeError};
 use crate::session::Session;
 use crate::url::{Transport, Url, UrlError, UrlErrorKind};
 
+#[cfg(feature = "kcp")]
+pub(crate) mod kcp;
+#[cfg(feature = "quic")]
+pub(crate) mod quic;
 #[cfg(feature = "tcp")]
 mod tcp;
+#[cfg(feature = "udp")]
+pub(crate) mod udp;
+#[cfg(feature = "ws")]
+pub(crate) mod ws;
+
+/// Settings only some transports read. Each field exists when its feature does.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TransportSettings {
+    #[cfg(feature = "ws")]
+    pub(crate) ws: ws::WsSettings,
+    #[cfg(feature = "tls")]
+    pub(crate) server_tls: Option<crate::tls::ServerTls>,
+    #[cfg(feature = "tls")]
+    pub(crate) client_tls: Option<crate::tls::ClientTls>,
+    #[cfg(feature = "kcp")]
+    pub(crate) kcp: kcp::KcpSettings,
+    #[cfg(feature = "udp")]
+    pub(crate) udp: udp::UdpSettings,
+}
+
+/// What a session's transport offers beyond sending and receiving frames.
+#[derive(Debug)]
+#[non_exhaustive]
+pub(crate) enum LinkHandle {
+    /// The QUIC connection, for channels and datagrams.
+    #[cfg(feature = "quic")]
+    Quic(quic::QuicLink),
+}
 
 /// A bound listener's address and its accept task.
 pub(crate) struct Listening {
     pub(crate) local_addr: SocketAddr,
     pub(crate) task: JoinHandle<()>,
+    /// The certificate a TLS listener presents (DER), so that a development client can
+    /// trust exactly it.
+    pub(crate) certificate: Option<Vec<u8>>,
+}
+
+impl Listening {
+    pub(crate) fn new(local_addr: SocketAddr, task: JoinHandle<()>) -> Self {
+        Self {
+            local_addr,
+            task,
+            certificate: None,
+        }
+    }
 }
 
 fn not_compiled(url: &str, transport: Transport) -> UrlError {
@@ -43,6 +96,16 @@ pub(crate) async fn listen(
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::listen(url, raw, shared, stop, tracker).await,
+        #[cfg(feature = "udp")]
+        Transport::Udp => udp::listen(url, raw, shared, stop, tracker).await,
+        #[cfg(feature = "ws")]
+        Transport::Ws => ws::listen(url, raw, shared, stop, tracker, false).await,
+        #[cfg(feature = "wss")]
+        Transport::Wss => ws::listen(url, raw, shared, stop, tracker, true).await,
+        #[cfg(feature = "quic")]
+        Transport::Quic => quic::listen(url, raw, shared, stop, tracker).await,
+        #[cfg(feature = "kcp")]
+        Transport::Kcp => kcp::listen(url, raw, shared, stop, tracker).await,
         other => Err(not_compiled(raw, other).into()),
     }
 }
@@ -52,6 +115,16 @@ pub(crate) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::dial(url, raw, shared).await,
+        #[cfg(feature = "udp")]
+        Transport::Udp => udp::dial(url, raw, shared).await,
+        #[cfg(feature = "ws")]
+        Transport::Ws => ws::dial(url, raw, shared, false).await,
+        #[cfg(feature = "wss")]
+        Transport::Wss => ws::dial(url, raw, shared, true).await,
+        #[cfg(feature = "quic")]
+        Transport::Quic => quic::dial(url, raw, shared).await,
+        #[cfg(feature = "kcp")]
+        Transport::Kcp => kcp::dial(url, raw, shared).await,
         other => Err(not_compiled(raw, other).into()),
     }
 }

@@ -1,0 +1,191 @@
+//! The two seams between the session driver and a transport: a [`PacketSource`] the
+//! reader pulls packets from and a [`FrameSink`] the writer pushes frames into.
+//!
+//! Two shapes cover every transport:
+//!
+//! - **Streams** (TCP, KCP, a QUIC stream): bytes in, [`FrameCodec`] cuts them into
+//!   packets ([`StreamSource`]); frames out are copied into one buffer per batch and
+//!   written with one `write_all` ([`StreamSink`]).
+//! - **Messages** (a WebSocket binary message, a UDP or QUIC datagram): each message is
+//!   one packet, checked by [`split_message`](crate::frame::split_message) and sliced
+//!   without copying; frames out go one per message and the batch is flushed at its end.
+//!   These live in their transport modules.
+
+use std::future::Future;
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+use crate::error::SessionErrorKind;
+use crate::frame::{FrameCodec, Packet};
+use crate::outbound::{Batch, OutQueue};
+use crate::session::{CloseReason, Session};
+
+/// The most bytes one batch carries.
+pub(crate) const MAX_BATCH: usize = 64 * 1024;
+/// The smallest free space the reader asks a stream to fill.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Why a source has no more packets.
+#[derive(Debug)]
+pub(crate) enum ReadEnd {
+    /// The connection ended without an error of ours, for this reason.
+    Closed(CloseReason),
+    /// An error ended it; the session closes with [`CloseReason::Error`].
+    Failed(SessionErrorKind),
+}
+
+impl From<SessionErrorKind> for ReadEnd {
+    fn from(kind: SessionErrorKind) -> Self {
+        ReadEnd::Failed(kind)
+    }
+}
+
+/// Where the reader of a session gets its packets.
+pub(crate) trait PacketSource: Send + 'static {
+    /// The next packet. Must be cancel safe: the reader drops the future when a timer
+    /// or a close wins the race, and calls again later.
+    ///
+    /// A source that can skip a bad packet (UDP) reports it through `session` and goes
+    /// on; one that cannot returns [`ReadEnd::Failed`].
+    fn next_packet(
+        &mut self,
+        session: &Session,
+    ) -> impl Future<Output = Result<Packet, ReadEnd>> + Send;
+}
+
+/// Where the writer of a session puts its frames.
+pub(crate) trait FrameSink: Send + 'static {
+    /// Waits for queued frames and takes one batch from `out`.
+    fn take(&mut self, out: &OutQueue) -> impl Future<Output = Batch> + Send;
+
+    /// Bytes in the batch taken last (for error messages).
+    fn pending(&self) -> usize;
+
+    /// Writes (and flushes) the batch taken last.
+    fn write(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Ends the connection after the last batch; `reason` is why the session closes.
+    /// Called only when the queue finished normally (not on abort).
+    fn shutdown(&mut self, reason: Option<&CloseReason>) -> impl Future<Output = ()> + Send;
+}
+
+/// A byte stream cut into frames.
+#[derive(Debug)]
+pub(crate) struct StreamSource<R> {
+    reader: R,
+    codec: FrameCodec,
+    buf: BytesMut,
+}
+
+impl<R> StreamSource<R> {
+    pub(crate) fn new(reader: R, max_frame_len: usize) -> Self {
+        Self {
+            reader,
+            codec: FrameCodec::new(max_frame_len),
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
+    async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
+        loop {
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(packet)) => return Ok(packet),
+                Ok(None) => {}
+                Err(err) => return Err(SessionErrorKind::Frame(err).into()),
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+                self.buf
+                    .reserve(self.codec.missing(&self.buf).max(READ_CHUNK));
+            }
+            // Cancel safe: read_buf either appends to the buffer or does nothing.
+            match self.reader.read_buf(&mut self.buf).await {
+                Ok(0) => {
+                    return Err(match self.codec.decode_eof(&mut self.buf) {
+                        // A complete frame right before the end is still delivered;
+                        // the next call sees the end again with an empty buffer.
+                        Ok(Some(packet)) => return Ok(packet),
+                        Ok(None) => ReadEnd::Closed(CloseReason::PeerClosed),
+                        Err(err) => SessionErrorKind::Frame(err).into(),
+                    });
+                }
+                Ok(_) => {}
+                Err(err) => return Err(map_read_error(err)),
+            }
+        }
+    }
+}
+
+/// A reset or an aborted connection is the peer going away, not a failure of ours.
+fn map_read_error(err: io::Error) -> ReadEnd {
+    match err.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+            ReadEnd::Closed(CloseReason::PeerClosed)
+        }
+        _ => SessionErrorKind::Io(err).into(),
+    }
+}
+
+/// A byte stream written in batches: the frames of one batch are copied into one buffer
+/// and written with one call, because one write of their concatenation costs far less
+/// than a system call (or a KCP segment, or a QUIC frame) each.
+#[derive(Debug)]
+pub(crate) struct StreamSink<W> {
+    writer: W,
+    buf: BytesMut,
+}
+
+impl<W> StreamSink<W> {
+    pub(crate) fn new(writer: W) -> Self {
+        Self {
+            writer,
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StreamSink<W> {
+    async fn take(&mut self, out: &OutQueue) -> Batch {
+        self.buf.clear();
+        if self.buf.capacity() > MAX_BATCH * 2 {
+            self.buf = BytesMut::new();
+        }
+        out.next_batch(&mut self.buf, MAX_BATCH).await
+    }
+
+    fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    async fn write(&mut self) -> io::Result<()> {
+        self.writer.write_all(&self.buf).await?;
+        // A no-op for TCP; pushes KCP segments and TLS records out now rather than at
+        // the next timer tick.
+        self.writer.flush().await
+    }
+
+    async fn shutdown(&mut self, _: Option<&CloseReason>) {
+        // Tell the peer we are done (TCP FIN, QUIC stream FIN). It may already be gone.
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+/// Frames of a message transport waiting to be sent, one per message.
+#[derive(Debug, Default)]
+pub(crate) struct MessageBatch {
+    pub(crate) frames: Vec<Bytes>,
+    pub(crate) bytes: usize,
+}
+
+impl MessageBatch {
+    pub(crate) async fn take(&mut self, out: &OutQueue) -> Batch {
+        self.frames.clear();
+        let batch = out.next_frames(&mut self.frames, MAX_BATCH).await;
+        self.bytes = self.frames.iter().map(Bytes::len).sum();
+        batch
+    }
+}
