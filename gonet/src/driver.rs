@@ -237,6 +237,10 @@ pub(crate) async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packe
             true
         }
         Ok(Incoming::Pong) => true,
+        Ok(Incoming::Bye) => {
+            session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
+            false
+        }
         Err(err) => {
             session.report(err.into());
             true

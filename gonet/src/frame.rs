@@ -223,6 +223,12 @@ pub(crate) fn split_message(mut msg: Bytes, max_frame_len: usize) -> Result<Pack
     if msg.len() < HEADER_LEN {
         return Err(FrameError::ShortMessage { len: msg.len() });
     }
+    if msg.len() - LEN_FIELD > max_frame_len {
+        return Err(FrameError::LengthTooLarge {
+            len: msg.len() - LEN_FIELD,
+            max: max_frame_len,
+        });
+    }
     let field = usize::from(u16::from_le_bytes([msg[0], msg[1]]));
     if field < MIN_FRAME_LEN {
         return Err(FrameError::LengthTooSmall { len: field });
@@ -288,6 +294,12 @@ mod tests {
         assert!(matches!(
             split_message(frame, 8),
             Err(FrameError::LengthTooLarge { len: 9, max: 8 })
+        ));
+        let mut big = BytesMut::from(&encode_frame(7, b"x").unwrap()[..]);
+        big.extend_from_slice(&[0; 100]);
+        assert!(matches!(
+            split_message(big.freeze(), 50),
+            Err(FrameError::LengthTooLarge { len: 105, max: 50 })
         ));
     }
 

@@ -81,6 +81,9 @@ pub struct SessionStats {
     pub sent: u64,
     /// Bytes waiting in the outbound queue.
     pub queued_bytes: usize,
+    /// Messages dropped on arrival because the inbound queue was full. Only UDP drops
+    /// (see the `udp` transport); every other transport stops reading instead.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +91,7 @@ pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) handled: AtomicU64,
     pub(crate) sent: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -425,6 +429,7 @@ impl Session {
             handled: c.handled.load(Ordering::Relaxed),
             sent: c.sent.load(Ordering::Relaxed),
             queued_bytes: self.inner.out.queued_bytes(),
+            dropped: c.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -437,8 +442,15 @@ impl Session {
         (pick(s.heartbeat, ping), pick(s.idle_timeout, idle))
     }
 
+    /// The largest frame length field this session sends and accepts: the configured
+    /// one, or less where the transport carries less (a UDP datagram).
     pub(crate) fn max_frame_len(&self) -> usize {
-        self.inner.shared.settings.max_frame_len
+        let max = self.inner.shared.settings.max_frame_len;
+        match self.inner.transport {
+            // 65,507 bytes of UDP payload, less the 2-byte length field.
+            Transport::Udp => max.min(65_505),
+            _ => max,
+        }
     }
 
     pub(crate) fn discarding(&self) -> bool {

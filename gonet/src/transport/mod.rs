@@ -43,8 +43,6 @@ pub(crate) struct TransportSettings {
     pub(crate) client_tls: Option<crate::tls::ClientTls>,
     #[cfg(feature = "kcp")]
     pub(crate) kcp: kcp::KcpSettings,
-    #[cfg(feature = "udp")]
-    pub(crate) udp: udp::UdpSettings,
 }
 
 /// What a session's transport offers beyond sending and receiving frames.
