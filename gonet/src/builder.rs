@@ -322,6 +322,7 @@ impl Builder {
             url: parsed,
             local_addr: listener.local_addr,
             certificate: listener.certificate,
+            finish: listener.finish,
             pool,
             stop,
             tracker,
@@ -343,6 +344,7 @@ pub struct Server {
     url: Url,
     local_addr: SocketAddr,
     certificate: Option<Vec<u8>>,
+    finish: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     pool: SessionPool,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -398,6 +400,9 @@ impl Server {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        if let Some(finish) = self.finish.take() {
+            finish.await;
+        }
     }
 }
 

@@ -71,6 +71,44 @@ where
     };
 }
 
+/// Starts an extra lane of a session (a QUIC channel): its own reader and ordered
+/// worker, so that its messages are handled in order with each other and in parallel
+/// with the session's other messages. No heartbeat: the session's main reader has it.
+#[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
+pub(crate) fn spawn_lane<S: PacketSource>(session: Session, mut source: S) {
+    let span = tracing::debug_span!("lane", session = session.id());
+    tokio::spawn(
+        async move {
+            let (tx, rx) = mpsc::channel(session.inner.shared.settings.inbound_queue);
+            let stop = session.inner.stop_reading.clone();
+            let reader = async {
+                let tx = tx;
+                loop {
+                    let next = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        next = source.next_packet(&session) => next,
+                    };
+                    match next {
+                        Ok(packet) => {
+                            if !deliver(&session, &tx, packet).await {
+                                return;
+                            }
+                        }
+                        Err(ReadEnd::Closed(_)) => return,
+                        Err(ReadEnd::Failed(kind)) => {
+                            session.report(kind);
+                            return;
+                        }
+                    }
+                }
+            };
+            tokio::join!(reader, work_loop(&session, rx));
+        }
+        .instrument(span),
+    );
+}
+
 async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K) {
     tracing::debug!("session open");
     let shared = session.inner.shared.clone();

@@ -47,6 +47,26 @@ pub enum SendError {
         /// The largest body allowed.
         max: usize,
     },
+    /// An unreliable send does not fit in one datagram.
+    #[error("message {id} ({name}) is {len} bytes as a packet; one datagram holds at most {max}")]
+    DatagramTooLarge {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// The packet length.
+        len: usize,
+        /// The largest datagram the path carries now.
+        max: usize,
+    },
+    /// The session's transport cannot do this.
+    #[error("{what} are not supported on {transport}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+        /// The session's transport.
+        transport: crate::url::Transport,
+    },
     /// A raw send used an id from the reserved range.
     #[error("message id {0:#x} is reserved for the framework (user ids are 1..=0xfffffeff)")]
     ReservedId(u32),

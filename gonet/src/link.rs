@@ -148,6 +148,13 @@ impl<W> StreamSink<W> {
     }
 }
 
+impl<W> StreamSink<W> {
+    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
+    pub(crate) fn writer_mut(&mut self) -> &mut W {
+        &mut self.writer
+    }
+}
+
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StreamSink<W> {
     async fn take(&mut self, out: &OutQueue) -> Batch {
         self.buf.clear();
@@ -175,12 +182,20 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StreamSink<W> {
 }
 
 /// Frames of a message transport waiting to be sent, one per message.
+#[cfg_attr(
+    not(any(feature = "ws", feature = "udp")),
+    allow(dead_code, reason = "message transports only")
+)]
 #[derive(Debug, Default)]
 pub(crate) struct MessageBatch {
     pub(crate) frames: Vec<Bytes>,
     pub(crate) bytes: usize,
 }
 
+#[cfg_attr(
+    not(any(feature = "ws", feature = "udp")),
+    allow(dead_code, reason = "message transports only")
+)]
 impl MessageBatch {
     pub(crate) async fn take(&mut self, out: &OutQueue) -> Batch {
         self.frames.clear();

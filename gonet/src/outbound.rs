@@ -118,6 +118,10 @@ impl OutQueue {
             .await
     }
 
+    #[cfg_attr(
+        not(any(feature = "ws", feature = "udp")),
+        allow(dead_code, reason = "message transports only")
+    )]
     /// Waits for frames and moves as many as fit in `max` bytes (at least one) into
     /// `frames`, without copying. Used by message transports, which send each frame as
     /// one message.

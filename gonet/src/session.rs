@@ -113,6 +113,7 @@ pub(crate) struct Inner {
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
     /// What only some transports offer (QUIC channels and datagrams).
+    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic sets it"))]
     pub(crate) link: OnceLock<crate::transport::LinkHandle>,
 }
 
@@ -221,6 +222,24 @@ impl Session {
     pub fn send<M: Message>(&self, msg: &M) -> Result<(), SendError> {
         let frame = wire::encode_message(msg, self.codec(), Wrap::Plain, self.max_frame_len())?;
         self.send_frame(frame)
+    }
+
+    /// Sends `msg` without delivery or ordering guarantees: on QUIC as one datagram
+    /// (feature `quic`), on UDP as the datagram every message already is. Meant for
+    /// small, frequent, replaceable data (positions, input). Fails with
+    /// [`SendError::DatagramTooLarge`] when the packet does not fit in one QUIC
+    /// datagram (about 1,200 bytes), and with [`SendError::Unsupported`] on transports
+    /// without datagrams.
+    pub fn send_unreliable<M: Message>(&self, msg: &M) -> Result<(), SendError> {
+        match self.transport() {
+            Transport::Udp => self.send(msg),
+            #[cfg(feature = "quic")]
+            Transport::Quic => crate::transport::quic::send_unreliable(self, msg),
+            other => Err(SendError::Unsupported {
+                what: "unreliable sends",
+                transport: other,
+            }),
+        }
     }
 
     /// Queues a plain frame with an id and an already encoded body.

@@ -9,7 +9,9 @@
 //! | `quic://` | byte stream per session (+ channels, datagrams) | `quic` |
 //! | `kcp://` | byte stream over KCP | `kcp` |
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -61,6 +63,9 @@ pub(crate) struct Listening {
     /// The certificate a TLS listener presents (DER), so that a development client can
     /// trust exactly it.
     pub(crate) certificate: Option<Vec<u8>>,
+    /// Run by `Server::shutdown` once every session has closed (QUIC waits for its
+    /// endpoint to be idle).
+    pub(crate) finish: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Listening {
@@ -69,8 +74,24 @@ impl Listening {
             local_addr,
             task,
             certificate: None,
+            finish: None,
         }
     }
+}
+
+/// The local address to bind a client's UDP socket to so that it reaches `target`:
+/// the address the system routes from (127.0.0.1 for a loopback target), port 0. Found
+/// by connecting a throwaway socket, which sends nothing.
+#[cfg(any(feature = "quic", feature = "kcp"))]
+pub(crate) async fn client_bind_addr(target: SocketAddr) -> std::io::Result<SocketAddr> {
+    let any: SocketAddr = if target.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = tokio::net::UdpSocket::bind(any).await?;
+    probe.connect(target).await?;
+    Ok(SocketAddr::new(probe.local_addr()?.ip(), 0))
 }
 
 fn not_compiled(url: &str, transport: Transport) -> UrlError {

@@ -147,8 +147,39 @@ async fn tls(
 
 #[cfg(feature = "quic")]
 async fn quic(server: &Server) -> Garbage {
+    use std::sync::Arc;
     let _ = echo_packet;
-    gonet::testing::quic_garbage(server).await
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(server.certificate().expect("cert").to_vec().into())
+        .expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"gonet".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let conn = endpoint
+        .connect(server.local_addr(), "127.0.0.1")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, _recv) = conn.open_bi().await.expect("stream");
+    send.write_all(&SHORT_LENGTH).await.expect("write");
+    Garbage {
+        error_contains: "frame length 2 is below the minimum",
+        closes: true,
+        after: Some(Box::pin(async move {
+            // The server closes the connection.
+            let _ = conn.closed().await;
+            let _keep = (endpoint, _recv, send);
+        })),
+    }
 }
 
 #[cfg(feature = "kcp")]
