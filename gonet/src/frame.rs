@@ -219,6 +219,10 @@ impl Encoder<Packet> for FrameCodec {
 /// Splits one message of a message transport (a UDP or QUIC datagram, a WebSocket
 /// binary message) into its packet, zero-copy. The message must hold exactly one
 /// packet: its length field must equal the bytes that follow it.
+#[cfg_attr(
+    not(any(feature = "ws", feature = "udp", feature = "quic")),
+    allow(dead_code, reason = "message transports only")
+)]
 pub(crate) fn split_message(mut msg: Bytes, max_frame_len: usize) -> Result<Packet, FrameError> {
     if msg.len() < HEADER_LEN {
         return Err(FrameError::ShortMessage { len: msg.len() });

@@ -149,7 +149,10 @@ impl<W> StreamSink<W> {
 }
 
 impl<W> StreamSink<W> {
-    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
+    #[cfg_attr(
+        not(any(feature = "quic", feature = "kcp")),
+        allow(dead_code, reason = "used by quic and kcp only")
+    )]
     pub(crate) fn writer_mut(&mut self) -> &mut W {
         &mut self.writer
     }

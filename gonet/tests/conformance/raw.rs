@@ -185,7 +185,13 @@ async fn quic(server: &Server) -> Garbage {
 #[cfg(feature = "kcp")]
 async fn kcp(server: &Server) -> Garbage {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = gonet::KcpSettings::fast().to_config();
+    let config = tokio_kcp::KcpConfig {
+        nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
+        flush_write: true,
+        flush_acks_input: true,
+        stream: true,
+        ..Default::default()
+    };
     let mut stream = tokio_kcp::KcpStream::connect(&config, server.local_addr())
         .await
         .expect("connect");
