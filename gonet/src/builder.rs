@@ -47,6 +47,10 @@ pub(crate) struct Settings {
     pub(crate) heartbeat: Option<Duration>,
     /// `None`: the transport's default; a zero duration: off.
     pub(crate) idle_timeout: Option<Duration>,
+    #[cfg_attr(
+        not(any(feature = "ws", feature = "tls", feature = "kcp")),
+        allow(dead_code, reason = "read by ws, wss, quic and kcp only")
+    )]
     pub(crate) transport: transport::TransportSettings,
 }
 

@@ -51,8 +51,10 @@
 //! | `router` | [`Router`], [`IntoReply`] |
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
-//! | `driver` | the reader, ordered worker and writer tasks of a session |
-//! | `transport` | URL schemes to listeners and connections |
+//! | `driver` | the reader, ordered worker and writer tasks of a session; heartbeats |
+//! | `link` | the packet source and frame sink a transport hands the driver |
+//! | `transport` | URL schemes to listeners and connections: `tcp`, `udp`, `ws`, `quic`, `kcp` |
+//! | `tls` | certificates for `wss://` and `quic://` (`ServerTls`, `ClientTls`) |
 //! | `builder` | [`Builder`], [`Server`] |
 //!
 //! # Cargo features
@@ -60,6 +62,11 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `tcp` | yes | the `tcp://` transport |
+//! | `udp` | no | the `udp://` transport: one packet per datagram, lossy |
+//! | `ws` | no | the `ws://` transport through tokio-tungstenite |
+//! | `wss` | no | `wss://`: `ws` with TLS through rustls (ring) |
+//! | `quic` | no | the `quic://` transport through quinn (rustls, ring): channels, datagrams |
+//! | `kcp` | no | the `kcp://` transport through tokio_kcp |
 //! | `protobuf` | yes | [`Codec::Protobuf`] through prost |
 //! | `json` | no | [`Codec::Json`] through serde_json |
 //! | `xml` | no | [`Codec::Xml`] through quick-xml |

@@ -11,6 +11,12 @@
 //!   without copying; frames out go one per message and the batch is flushed at its end.
 //!   These live in their transport modules.
 
+// A build with only message transports (ws, udp) has no use for the stream halves.
+#![cfg_attr(
+    not(any(feature = "tcp", feature = "quic", feature = "kcp")),
+    allow(dead_code, reason = "stream transports only")
+)]
+
 use std::future::Future;
 use std::io;
 

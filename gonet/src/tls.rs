@@ -107,7 +107,8 @@ impl ServerTls {
                 reason: "no CERTIFICATE block found".into(),
             });
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| pem_error("private key", e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| pem_error("private key", e))?;
         Ok(Self {
             chain,
             key: Arc::new(key),
@@ -115,10 +116,7 @@ impl ServerTls {
     }
 
     /// [`from_pem`](Self::from_pem) with the contents of two files.
-    pub fn from_pem_files(
-        cert: impl AsRef<Path>,
-        key: impl AsRef<Path>,
-    ) -> Result<Self, TlsError> {
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|e| TlsError::Pem {
                 what: p.display().to_string(),
@@ -133,7 +131,11 @@ impl ServerTls {
         &self.chain[0]
     }
 
-    pub(crate) fn config(&self, alpn: &[&[u8]], tls13_only: bool) -> Result<rustls::ServerConfig, TlsError> {
+    pub(crate) fn config(
+        &self,
+        alpn: &[&[u8]],
+        tls13_only: bool,
+    ) -> Result<rustls::ServerConfig, TlsError> {
         let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
             &[&rustls::version::TLS13]
         } else {
@@ -228,7 +230,11 @@ impl ClientTls {
         ServerName::try_from(name.to_owned()).map_err(|_| TlsError::ServerName(name.to_owned()))
     }
 
-    pub(crate) fn config(&self, alpn: &[&[u8]], tls13_only: bool) -> Result<rustls::ClientConfig, TlsError> {
+    pub(crate) fn config(
+        &self,
+        alpn: &[&[u8]],
+        tls13_only: bool,
+    ) -> Result<rustls::ClientConfig, TlsError> {
         let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
             &[&rustls::version::TLS13]
         } else {
@@ -298,7 +304,10 @@ impl ServerCertVerifier for SkipVerification {
 
 /// The server's TLS identity: the configured one, or a development certificate for
 /// `localhost` and the listening host, generated now.
-pub(crate) fn server_identity(configured: Option<&ServerTls>, host: &str) -> Result<ServerTls, TlsError> {
+pub(crate) fn server_identity(
+    configured: Option<&ServerTls>,
+    host: &str,
+) -> Result<ServerTls, TlsError> {
     if let Some(tls) = configured {
         return Ok(tls.clone());
     }
@@ -314,7 +323,10 @@ pub(crate) fn server_identity(configured: Option<&ServerTls>, host: &str) -> Res
 }
 
 /// The client's TLS settings, or a clear error when none were given.
-pub(crate) fn client_identity(configured: Option<&ClientTls>, url: &str) -> Result<ClientTls, TlsError> {
+pub(crate) fn client_identity(
+    configured: Option<&ClientTls>,
+    url: &str,
+) -> Result<ClientTls, TlsError> {
     configured
         .cloned()
         .ok_or_else(|| TlsError::NoTrust(url.to_owned()))

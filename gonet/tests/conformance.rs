@@ -215,7 +215,10 @@ async fn connect(url: &str) {
         .await
         .expect("call");
     assert_eq!(reply.text, "hi");
-    assert_eq!(client.transport(), fx.server.url().parse::<gonet::Url>().unwrap().transport());
+    assert_eq!(
+        client.transport(),
+        fx.server.url().parse::<gonet::Url>().unwrap().transport()
+    );
     let server_side = only_session(&fx.server);
     assert_eq!(server_side.peer_addr(), client.local_addr());
     client.close("done");
@@ -301,15 +304,25 @@ async fn broadcast_group(url: &str) {
         .await
         .expect("call");
     for (i, (client, _)) in clients.iter().enumerate() {
-        let joined: Joined = within("join", client.call(&Join { room: "lobby".into() }))
-            .await
-            .expect("join");
+        let joined: Joined = within(
+            "join",
+            client.call(&Join {
+                room: "lobby".into(),
+            }),
+        )
+        .await
+        .expect("join");
         assert_eq!(joined.members, i + 1);
     }
     let report = fx
         .server
         .pool()
-        .broadcast_group("lobby", &Chat { text: "hello".into() })
+        .broadcast_group(
+            "lobby",
+            &Chat {
+                text: "hello".into(),
+            },
+        )
         .expect("broadcast");
     assert_eq!(report.delivered, 3);
     for (_, rx) in &mut clients {
@@ -416,9 +429,14 @@ async fn vanished_peer(url: &str) {
 async fn malformed_packet(url: &str) {
     let mut fx = serve(url).await;
     let (good, _) = dial(&fx.server).await;
-    let _: Echo = within("echo", good.call(&Echo { text: "before".into() }))
-        .await
-        .expect("call");
+    let _: Echo = within(
+        "echo",
+        good.call(&Echo {
+            text: "before".into(),
+        }),
+    )
+    .await
+    .expect("call");
     let outcome = within("the bad peer", raw::send_garbage(&fx.server)).await;
     let error = within("the error hook", async {
         loop {
@@ -444,9 +462,14 @@ async fn malformed_packet(url: &str) {
     if let Some(after) = outcome.after {
         within("the bad peer's fate", after).await;
     }
-    let reply: Echo = within("echo", good.call(&Echo { text: "after".into() }))
-        .await
-        .expect("the good session carries on");
+    let reply: Echo = within(
+        "echo",
+        good.call(&Echo {
+            text: "after".into(),
+        }),
+    )
+    .await
+    .expect("the good session carries on");
     assert_eq!(reply.text, "after", "{error}");
     fx.server.shutdown().await;
 }

@@ -40,7 +40,8 @@ use crate::wire;
 ///
 /// ```
 /// # #[cfg(feature = "kcp")] {
-/// let settings = gonet::KcpSettings { mtu: 1200, ..gonet::KcpSettings::fast() };
+/// let mut settings = gonet::KcpSettings::fast();
+/// settings.mtu = 1200;
 /// let builder = gonet::Builder::new().kcp(settings);
 /// # let _ = builder;
 /// # }
@@ -221,9 +222,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         .map_err(connect_err)?
         .next()
         .ok_or_else(|| connect_err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
-    let bind = super::client_bind_addr(target)
-        .await
-        .map_err(connect_err)?;
+    let bind = super::client_bind_addr(target).await.map_err(connect_err)?;
     let socket = tokio::net::UdpSocket::bind(bind)
         .await
         .map_err(connect_err)?;
@@ -263,7 +262,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for KcpSink<W> {
     }
 
     async fn shutdown(&mut self, reason: Option<&CloseReason>) {
-        if !matches!(reason, Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)) {
+        if !matches!(
+            reason,
+            Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
+        ) {
             let writer = self.stream.writer_mut();
             let _ = writer.write_all(&wire::encode_control(wire::ID_BYE)).await;
             let _ = writer.flush().await;

@@ -125,6 +125,10 @@ pub(crate) async fn listen(
         Transport::Quic => quic::listen(url, raw, shared, stop, tracker).await,
         #[cfg(feature = "kcp")]
         Transport::Kcp => kcp::listen(url, raw, shared, stop, tracker).await,
+        #[allow(
+            unreachable_patterns,
+            reason = "reached when a transport feature is off"
+        )]
         other => Err(not_compiled(raw, other).into()),
     }
 }
@@ -144,6 +148,10 @@ pub(crate) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         Transport::Quic => quic::dial(url, raw, shared).await,
         #[cfg(feature = "kcp")]
         Transport::Kcp => kcp::dial(url, raw, shared).await,
+        #[allow(
+            unreachable_patterns,
+            reason = "reached when a transport feature is off"
+        )]
         other => Err(not_compiled(raw, other).into()),
     }
 }

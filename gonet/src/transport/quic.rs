@@ -240,9 +240,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         .map_err(connect_err)?
         .next()
         .ok_or_else(|| connect_err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
-    let bind = super::client_bind_addr(target)
-        .await
-        .map_err(connect_err)?;
+    let bind = super::client_bind_addr(target).await.map_err(connect_err)?;
     let mut endpoint = Endpoint::client(bind).map_err(connect_err)?;
     endpoint.set_default_client_config(config);
     let name = tls_name(&tls, url.host());
@@ -399,12 +397,8 @@ impl Channel {
     /// Encodes `msg` with the session's codec and queues it on this channel.
     pub fn send<M: Message>(&self, msg: &M) -> Result<(), SendError> {
         let session = &self.handle.session;
-        let frame = wire::encode_message(
-            msg,
-            session.codec(),
-            Wrap::Plain,
-            session.max_frame_len(),
-        )?;
+        let frame =
+            wire::encode_message(msg, session.codec(), Wrap::Plain, session.max_frame_len())?;
         match self.handle.out.push(frame) {
             Ok(()) => Ok(()),
             Err(PushError::Closed) => Err(SendError::Closed {
@@ -452,7 +446,10 @@ impl Session {
                 if batch == Batch::Done {
                     break;
                 }
-                if !matches!(tokio::time::timeout(timeout, sink.write()).await, Ok(Ok(()))) {
+                if !matches!(
+                    tokio::time::timeout(timeout, sink.write()).await,
+                    Ok(Ok(()))
+                ) {
                     return;
                 }
             }

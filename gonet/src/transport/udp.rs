@@ -313,7 +313,10 @@ impl FrameSink for UdpSink {
 
     async fn shutdown(&mut self, reason: Option<&CloseReason>) {
         // The peer closed or vanished: nobody to tell.
-        if matches!(reason, Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)) {
+        if matches!(
+            reason,
+            Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
+        ) {
             return;
         }
         let bye = wire::encode_control(wire::ID_BYE);

@@ -73,15 +73,18 @@ pub(super) async fn listen(
     };
     #[cfg(feature = "wss")]
     let (acceptor, certificate) = if secure {
-        let identity = crate::tls::server_identity(
-            shared.settings.transport.server_tls.as_ref(),
-            url.host(),
-        )
-        .and_then(|id| Ok((id.config(&[b"http/1.1"], false)?, id.certificate_der().to_vec())))
-        .map_err(|source| ServeError::Tls {
-            url: raw.to_owned(),
-            source,
-        })?;
+        let identity =
+            crate::tls::server_identity(shared.settings.transport.server_tls.as_ref(), url.host())
+                .and_then(|id| {
+                    Ok((
+                        id.config(&[b"http/1.1"], false)?,
+                        id.certificate_der().to_vec(),
+                    ))
+                })
+                .map_err(|source| ServeError::Tls {
+                    url: raw.to_owned(),
+                    source,
+                })?;
         (
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(identity.0))),
             Some(identity.1),
@@ -180,10 +183,14 @@ impl Accept {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let origins = &self.shared.settings.transport.ws.origins;
+        #[allow(
+            clippy::result_large_err,
+            reason = "the signature is tungstenite's Callback"
+        )]
         let check = |req: &http::Request<()>, resp| check_request(req, resp, &self.path, origins);
         let config = ws_config(self.shared.settings.max_frame_len);
-        let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config))
-            .await?;
+        let ws =
+            tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await?;
         let session = Session::new(self.shared.clone(), peer, local, self.transport);
         if let Some(pool) = &self.shared.pool {
             if !pool.try_insert(&session) {
@@ -209,6 +216,11 @@ fn reject(status: http::StatusCode, text: String) -> http::Response<Option<Strin
     resp
 }
 
+// The callback's error type is tungstenite's; it is built once per refused handshake.
+#[allow(
+    clippy::result_large_err,
+    reason = "the signature is tungstenite's Callback"
+)]
 fn check_request(
     req: &http::Request<()>,
     resp: http::Response<()>,
@@ -302,13 +314,14 @@ pub(super) async fn dial(
             let name = tls.name_for(url.host()).map_err(tls_err)?;
             let config_tls = tls.config(&[b"http/1.1"], false).map_err(tls_err)?;
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config_tls));
-            let stream = connector
-                .connect(name, stream)
-                .await
-                .map_err(|e| DialError::Handshake {
-                    url: raw.to_owned(),
-                    reason: format!("tls: {e}"),
-                })?;
+            let stream =
+                connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| DialError::Handshake {
+                        url: raw.to_owned(),
+                        reason: format!("tls: {e}"),
+                    })?;
             let (ws, _) =
                 tokio_tungstenite::client_async_with_config(request, stream, Some(config))
                     .await
@@ -436,7 +449,10 @@ where
 
     async fn write(&mut self) -> io::Result<()> {
         for frame in self.batch.frames.drain(..) {
-            self.sink.feed(Message::Binary(frame)).await.map_err(to_io)?;
+            self.sink
+                .feed(Message::Binary(frame))
+                .await
+                .map_err(to_io)?;
         }
         self.sink.flush().await.map_err(to_io)
     }

@@ -54,7 +54,9 @@ async fn tcp(server: &Server) -> Garbage {
 
 #[cfg(feature = "udp")]
 async fn udp(server: &Server) -> Garbage {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     socket.connect(server.local_addr()).await.expect("connect");
     // A valid packet first starts a session; then garbage; then the session still works.
     socket.send(&echo_packet("one")).await.expect("send");
