@@ -12,7 +12,6 @@ use gonet::{Builder, CloseReason, Codec, Router, Server, Session, Status};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-#[path = "conformance/proxy.rs"]
 mod proxy;
 
 /// How long any one test may wait for all its events.
@@ -481,7 +480,6 @@ struct Garbage {
     after: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
-#[path = "conformance/raw.rs"]
 mod raw;
 
 macro_rules! conformance {
