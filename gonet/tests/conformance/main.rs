@@ -481,6 +481,7 @@ struct Garbage {
 }
 
 mod raw;
+mod specific;
 
 macro_rules! conformance {
     ($($name:ident: $feature:literal => $url:literal, window $window:literal;)*) => {$(

@@ -24,6 +24,7 @@ pub(crate) async fn send_garbage(server: &Server) -> Garbage {
 }
 
 /// A frame whose length field (2) cannot even hold a message id.
+#[cfg(any(feature = "tcp", feature = "quic", feature = "kcp"))]
 const SHORT_LENGTH: [u8; 6] = [2, 0, 0, 0, 0, 0];
 
 #[cfg(any(feature = "udp", feature = "quic"))]
