@@ -8,12 +8,11 @@
 //! | every write waits for the next update tick (~40 ms a round trip by default) | [`KcpSettings::fast`] turns on `nodelay`, a 10 ms interval, fast resend, no congestion window, `flush_write` and `flush_acks_input`, and the writer flushes after every batch |
 //! | no end of stream: closing a `KcpStream` sends nothing | a session that closes sends a bye packet (a reserved-id frame), so its peer ends at once |
 //! | a client never notices a dead or restarted server (it retransmits forever) | gonet heartbeats are on by default on KCP (ping after 5 s of silence, close after 15 s): both ends close a silent peer with `CloseReason::IdleTimeout` |
+//! | a client's tasks outlive a dead server: they retransmit until acknowledged, forever | the client side is replaced: gonet drives the `kcp` protocol crate itself (module `client`), and the engine stops with its session |
 //! | the listener makes a session for any datagram of 24+ bytes | the server's session limit bounds them, sessions that never send a packet end at the idle timeout, and tokio_kcp's own expiry is set to the idle timeout |
 //! | the send queue is bounded only by the KCP window | gonet's outbound queue stays the bound: a write that cannot enter the window waits, and a peer that acknowledges nothing for the write timeout is closed as slow |
 //!
-//! Known limit: a tokio_kcp *client* stream whose peer is gone keeps its internal
-//! update task until its unacknowledged data drains, which never happens for a dead
-//! peer; the gonet session is closed, but that task idles on until the process ends.
+//! So the server side is tokio_kcp's `KcpListener`, the client side is gonet's own.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +24,8 @@ use tokio_kcp::{KcpConfig, KcpListener, KcpNoDelayConfig, KcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+
+mod client;
 
 use super::Listening;
 use crate::builder::Shared;
@@ -226,19 +227,19 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     let socket = tokio::net::UdpSocket::bind(bind)
         .await
         .map_err(connect_err)?;
+    socket.connect(target).await.map_err(connect_err)?;
     let local = socket.local_addr().map_err(connect_err)?;
-    let mut stream = KcpStream::connect_with_socket(&config(&shared), socket, target)
-        .await
-        .map_err(|e| connect_err(io::Error::from(e)))?;
-    // KCP has no handshake: a pong (which a reader ignores) makes the server's session
-    // start now rather than at the first message.
-    stream
-        .write_all(&wire::encode_control(wire::ID_PONG))
-        .await
-        .map_err(connect_err)?;
-    stream.flush().await.map_err(connect_err)?;
-    let session = Session::new(shared, target, local, Transport::Kcp);
-    start(session.clone(), stream, None);
+    let session = Session::new(shared.clone(), target, local, Transport::Kcp);
+    let (source, sink) = client::connect(
+        socket,
+        shared.settings.transport.kcp,
+        session.max_frame_len(),
+    )
+    .map_err(connect_err)?;
+    // KCP has no handshake: a pong (which a reader ignores), sent first, makes the
+    // server's session start now rather than at the first message.
+    let _ = session.queue_frame(wire::encode_control(wire::ID_PONG));
+    driver::spawn(session.clone(), source, sink, None);
     Ok(session)
 }
 
