@@ -151,16 +151,20 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn new(session: &Session) -> (Self, Option<tokio::time::Interval>) {
-        let (ping, idle) = session.heartbeat();
-        let now = Instant::now();
-        let live = Liveness {
+    fn with(ping: Option<Duration>, idle: Option<Duration>, now: Instant) -> Self {
+        Liveness {
             ping,
             idle,
             heard: false,
             last_heard: now,
             last_ping: now,
-        };
+        }
+    }
+
+    fn new(session: &Session) -> (Self, Option<tokio::time::Interval>) {
+        let (ping, idle) = session.heartbeat();
+        let now = Instant::now();
+        let live = Liveness::with(ping, idle, now);
         // Tick often enough that an idle peer is noticed at most a quarter late.
         let tick = match (ping, idle) {
             (None, None) => return (live, None),
@@ -392,5 +396,47 @@ async fn handle(session: &Session, Inbound { id, body, call }: Inbound) {
                 session.close_with(CloseReason::HandlerPanicked, CloseMode::Discard);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_silent_peer_is_pinged_then_timed_out() {
+        let t0 = Instant::now();
+        let mut live = Liveness::with(Some(100 * MS), Some(400 * MS), t0);
+        assert_eq!(live.tick(t0 + 50 * MS), Ok(false));
+        assert_eq!(
+            live.tick(t0 + 100 * MS),
+            Ok(true),
+            "silent for the interval: ping"
+        );
+        assert_eq!(live.tick(t0 + 150 * MS), Ok(false), "one ping per interval");
+        assert_eq!(live.tick(t0 + 200 * MS), Ok(true));
+        assert_eq!(live.tick(t0 + 400 * MS), Err(400 * MS));
+    }
+
+    #[test]
+    fn anything_heard_resets_the_clock() {
+        let t0 = Instant::now();
+        let mut live = Liveness::with(Some(100 * MS), Some(400 * MS), t0);
+        for step in 1..=10 {
+            live.heard = true;
+            assert_eq!(live.tick(t0 + step * 100 * MS), Ok(false), "step {step}");
+        }
+        assert_eq!(live.tick(t0 + 1_300 * MS), Ok(true));
+        assert_eq!(live.tick(t0 + 1_400 * MS), Err(400 * MS));
+    }
+
+    #[test]
+    fn idle_timeout_alone_never_pings() {
+        let t0 = Instant::now();
+        let mut live = Liveness::with(None, Some(100 * MS), t0);
+        assert_eq!(live.tick(t0 + 99 * MS), Ok(false));
+        assert_eq!(live.tick(t0 + 100 * MS), Err(100 * MS));
     }
 }
