@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -93,13 +93,12 @@ async fn recv_loop(
     };
     let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
     let mut sweep_at = 1024;
-    let mut buf = BytesMut::new();
+    let mut buf = vec![0u8; RECV_BUF];
     loop {
-        buf.reserve(RECV_BUF);
         let received = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            received = socket.recv_buf_from(&mut buf) => received,
+            received = socket.recv_from(&mut buf) => received,
         };
         let (len, from) = match received {
             Ok(r) => r,
@@ -110,7 +109,9 @@ async fn recv_loop(
                 continue;
             }
         };
-        let datagram = buf.split_to(len).freeze();
+        // One small copy into an exact-size buffer: receiving in place would need room
+        // for the largest datagram each time, and every queued datagram would pin it.
+        let datagram = Bytes::copy_from_slice(&buf[..len]);
         if let Some(peer) = peers.get(&from) {
             if !peer.tx.is_closed() {
                 offer(peer, datagram);
@@ -220,7 +221,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     let session = Session::new(shared, target, local, Transport::Udp);
     let source = SocketSource {
         socket: socket.clone(),
-        buf: BytesMut::new(),
+        buf: vec![0u8; RECV_BUF],
         max_frame_len: session.max_frame_len(),
     };
     let sink = UdpSink {
@@ -235,18 +236,17 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
 /// A client's connected socket.
 struct SocketSource {
     socket: Arc<UdpSocket>,
-    buf: BytesMut,
+    buf: Vec<u8>,
     max_frame_len: usize,
 }
 
 impl PacketSource for SocketSource {
     async fn next_packet(&mut self, session: &Session) -> Result<Packet, ReadEnd> {
         loop {
-            self.buf.reserve(RECV_BUF);
-            // Cancel safe: recv_buf fills the buffer only when it completes.
-            match self.socket.recv_buf(&mut self.buf).await {
+            // Cancel safe: a datagram is taken only by a completed receive.
+            match self.socket.recv(&mut self.buf).await {
                 Ok(len) => {
-                    let datagram = self.buf.split_to(len).freeze();
+                    let datagram = Bytes::copy_from_slice(&self.buf[..len]);
                     match split_message(datagram, self.max_frame_len) {
                         Ok(packet) => return Ok(packet),
                         Err(err) => {

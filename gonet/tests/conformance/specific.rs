@@ -52,6 +52,33 @@ mod ws {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_pings_are_answered() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let fx = serve("ws://127.0.0.1:0/game").await;
+        let tcp = tokio::net::TcpStream::connect(fx.server.local_addr())
+            .await
+            .expect("connect");
+        let (mut ws, _) = tokio_tungstenite::client_async(fx.server.url(), tcp)
+            .await
+            .expect("handshake");
+        ws.send(Message::Ping(b"are you there".to_vec().into()))
+            .await
+            .expect("ping");
+        let pong = within("pong", async {
+            loop {
+                match ws.next().await.expect("open").expect("message") {
+                    Message::Pong(payload) => return payload,
+                    _ => continue,
+                }
+            }
+        })
+        .await;
+        assert_eq!(&pong[..], b"are you there");
+        fx.server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn origins_are_checked_when_configured() {
         let (builder, closes, errors) = server_builder();
         let builder = builder.allowed_origins(["https://good.example"]);
