@@ -303,7 +303,7 @@ impl ServerCertVerifier for SkipVerification {
 }
 
 /// The server's TLS identity: the configured one, or a development certificate for
-/// `localhost` and the listening host, generated now.
+/// `localhost`, the loopback addresses and the listening host, generated now.
 pub(crate) fn server_identity(
     configured: Option<&ServerTls>,
     host: &str,
@@ -315,8 +315,11 @@ pub(crate) fn server_identity(
         host,
         "no server certificate configured: using a self-signed development certificate"
     );
-    let mut names = vec!["localhost".to_owned()];
-    if host != "localhost" {
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if !names.iter().any(|n| n == host) {
         names.push(host.to_owned());
     }
     ServerTls::self_signed(names)
