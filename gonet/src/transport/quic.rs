@@ -293,9 +293,10 @@ impl PacketSource for QuicSource {
     async fn next_packet(&mut self, session: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Each branch is cancel safe: the stream read appends to its buffer or does
-            // nothing; a datagram or stream is taken only by a completed poll.
+            // nothing; a datagram or stream is taken only by a completed poll. The
+            // branches are polled in random order, so a busy stream cannot starve
+            // datagrams or new channels.
             tokio::select! {
-                biased;
                 packet = self.stream.next_packet(session) => {
                     return match packet {
                         Err(ReadEnd::Failed(SessionErrorKind::Io(err))) => {
@@ -422,7 +423,9 @@ impl Session {
     /// parallel with the session's other messages; a lost packet on one channel holds
     /// up no other. Replies to them come back on the main stream.
     ///
-    /// Fails on other transports with [`QuicError::NotQuic`].
+    /// Waits while the peer's limit of concurrent channels (QUIC's stream limit, 100 by
+    /// default) is reached; finish channels by dropping them. Fails on other transports
+    /// with [`QuicError::NotQuic`].
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub async fn open_channel(&self) -> Result<Channel, QuicError> {
         let link = link(self)?;
