@@ -40,6 +40,25 @@
 //! # }
 //! ```
 //!
+//! # Transports
+//!
+//! Switching transports is changing the URL; handlers, sessions, ordering,
+//! backpressure, codecs, hooks and close reasons stay the same.
+//!
+//! | URL | feature | carries a packet as | delivery | peer gone is seen by | default heartbeat |
+//! |---|---|---|---|---|---|
+//! | `tcp://host:port` | `tcp` | frames in a byte stream | reliable, ordered | FIN / reset | off |
+//! | `udp://host:port` | `udp` | one datagram | **lossy, may reorder** | bye packet, else idle timeout | ping 5 s, idle 15 s |
+//! | `ws://host:port/path` | `ws` | one binary message | reliable, ordered | close frame / FIN | off |
+//! | `wss://host:port/path` | `wss` | one binary message over TLS | reliable, ordered | close frame / FIN | off |
+//! | `quic://host:port` | `quic` | frames in one QUIC stream (+ channels, datagrams) | reliable, ordered per stream | connection close, QUIC idle timeout (30 s) | QUIC keep-alive 5 s |
+//! | `kcp://host:port` | `kcp` | frames in a KCP stream over UDP | reliable, ordered | bye packet, else idle timeout | ping 5 s, idle 15 s |
+//!
+//! [`Builder::heartbeat`] and [`Builder::idle_timeout`] change the defaults on any
+//! transport; a silent peer's session closes with [`CloseReason::IdleTimeout`].
+//! `wss://` and `quic://` servers generate a development certificate unless given one
+//! (`Builder::server_tls`); their clients say whom they trust (`Builder::client_tls`).
+//!
 //! # Layout
 //!
 //! | module | concept |
