@@ -1,7 +1,7 @@
 //! What only some transports have: WebSocket paths and origins, TLS trust, QUIC
 //! channels and datagrams, UDP's size limit and drop policy.
 
-#[cfg(any(feature = "quic", feature = "udp"))]
+#[cfg(any(feature = "quic", feature = "udp", feature = "kcp"))]
 use std::sync::Arc;
 
 #[cfg(any(feature = "quic", feature = "udp"))]
@@ -368,6 +368,65 @@ mod udp {
         .expect("call");
         assert_eq!(reply.text, "free");
         gate.add_permits(1);
+        fx.server.shutdown().await;
+    }
+}
+
+#[cfg(feature = "kcp")]
+mod kcp {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// tokio_kcp's listener makes a session for any datagram of 24+ bytes. Such strays
+    /// take at most the session limit, and leave at the idle timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stray_datagrams_are_bounded_by_the_session_limit() {
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counted = connects.clone();
+        let (builder, closes, errors) = server_builder();
+        let builder = builder
+            .max_sessions(2)
+            .heartbeat(Duration::from_millis(50))
+            .idle_timeout(Duration::from_millis(500))
+            .on_connect(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            });
+        let mut fx = serve_with("kcp://127.0.0.1:0", builder, closes, errors).await;
+        let mut strays = Vec::new();
+        for _ in 0..5 {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            socket
+                .send_to(&[0u8; 24], fx.server.local_addr())
+                .await
+                .expect("send");
+            strays.push(socket);
+        }
+        for _ in 0..2 {
+            let (_, reason) = within("a stray to time out", fx.closes.recv())
+                .await
+                .expect("hook");
+            assert!(matches!(reason, CloseReason::IdleTimeout), "{reason}");
+        }
+        assert_eq!(
+            connects.load(Ordering::SeqCst),
+            2,
+            "only two strays admitted"
+        );
+        assert!(fx.server.pool().is_empty());
+        // The server has room again for a real client.
+        let (client, _) = dial(&fx.server).await;
+        let reply: Echo = within(
+            "echo",
+            client.call(&Echo {
+                text: "real".into(),
+            }),
+        )
+        .await
+        .expect("call");
+        assert_eq!(reply.text, "real");
         fx.server.shutdown().await;
     }
 }
