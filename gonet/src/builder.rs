@@ -41,6 +41,7 @@ pub(crate) struct Settings {
     pub(crate) outbound_limit: usize,
     pub(crate) write_timeout: Duration,
     pub(crate) call_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) panic_policy: PanicPolicy,
     pub(crate) max_sessions: usize,
     /// `None`: the transport's default; a zero duration: off.
@@ -80,6 +81,7 @@ impl Default for Settings {
             outbound_limit: 4 << 20,
             write_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
             panic_policy: PanicPolicy::default(),
             max_sessions: 100_000,
             heartbeat: None,
@@ -196,6 +198,13 @@ impl Builder {
     /// The default timeout of [`Session::call`].
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.settings.call_timeout = timeout;
+        self
+    }
+
+    /// How long [`dial`](Self::dial) may take to connect, including TLS and WebSocket
+    /// handshakes (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
         self
     }
 
@@ -338,7 +347,13 @@ impl Builder {
     /// server sends that is not a reply to a call.
     pub async fn dial(&self, url: &str) -> Result<Session, DialError> {
         let parsed: Url = url.parse()?;
-        transport::dial(&parsed, url, self.shared(None)).await
+        let timeout = self.settings.connect_timeout;
+        tokio::time::timeout(timeout, transport::dial(&parsed, url, self.shared(None)))
+            .await
+            .map_err(|_| DialError::Timeout {
+                url: url.to_owned(),
+                after: timeout,
+            })?
     }
 }
 

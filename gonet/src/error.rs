@@ -284,6 +284,14 @@ pub enum DialError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Connecting took longer than the connect timeout.
+    #[error("cannot connect to {url}: no connection after {after:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
     /// The connection was made but the server refused the transport's handshake (a
     /// WebSocket path it does not serve, a TLS certificate the client does not trust).
     #[error("cannot connect to {url}: handshake failed: {reason}")]

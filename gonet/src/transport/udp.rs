@@ -129,6 +129,14 @@ async fn recv_loop(
             peers.retain(|_, p| !p.tx.is_closed());
             sweep_at = (peers.len() * 2).max(1024);
         }
+        if let Some(pool) = &shared.pool {
+            // Cheap refusal first: a flood from new addresses must not cost a session
+            // each while the server is full.
+            if pool.len() >= pool.limit() {
+                tracing::debug!(peer = %from, "session limit reached; datagram dropped");
+                continue;
+            }
+        }
         let session = Session::new(shared.clone(), from, local, Transport::Udp);
         if let Some(pool) = &shared.pool {
             if !pool.try_insert(&session) {

@@ -52,6 +52,34 @@ mod ws {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_never_answers_the_handshake_times_out() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/game", silent.local_addr().expect("addr"));
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let err = within(
+            "the dial to fail",
+            Builder::new()
+                .connect_timeout(Duration::from_millis(200))
+                .dial(&url),
+        )
+        .await
+        .expect_err("silent server");
+        assert!(matches!(err, gonet::DialError::Timeout { .. }), "{err}");
+        assert!(
+            err.to_string().contains("no connection after 200ms"),
+            "{err}"
+        );
+        hold.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_pings_are_answered() {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
