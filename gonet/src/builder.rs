@@ -147,7 +147,8 @@ impl fmt::Debug for Builder {
 impl Builder {
     /// A builder with the defaults: the first compiled codec, 64 KiB frames, an inbound
     /// queue of 128 messages, a 4 MiB outbound limit, a 30 s write timeout, a 10 s call
-    /// timeout, 100,000 sessions.
+    /// timeout, a 10 s connect timeout, 100,000 sessions, and the transport's heartbeat
+    /// defaults (see [`heartbeat`](Self::heartbeat)).
     pub fn new() -> Self {
         Self::default()
     }

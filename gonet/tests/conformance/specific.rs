@@ -80,6 +80,40 @@ mod ws {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_binary_message_that_is_not_one_packet_gets_a_close_frame() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let fx = serve("ws://127.0.0.1:0/game").await;
+        let tcp = tokio::net::TcpStream::connect(fx.server.local_addr())
+            .await
+            .expect("connect");
+        let (mut ws, _) = tokio_tungstenite::client_async(fx.server.url(), tcp)
+            .await
+            .expect("handshake");
+        // A length field of 9 in a 7-byte message.
+        ws.send(Message::binary(vec![9, 0, 1, 0, 0, 0, 0]))
+            .await
+            .expect("send");
+        let frame = within("the close frame", async {
+            loop {
+                match ws.next().await.expect("open").expect("message") {
+                    Message::Close(Some(frame)) => return frame,
+                    _ => continue,
+                }
+            }
+        })
+        .await;
+        assert_eq!(frame.code, CloseCode::Invalid);
+        assert!(
+            frame.reason.contains("length field says 9 bytes"),
+            "{}",
+            frame.reason
+        );
+        fx.server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_pings_are_answered() {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
