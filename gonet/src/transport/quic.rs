@@ -398,6 +398,11 @@ impl Channel {
     /// Encodes `msg` with the session's codec and queues it on this channel.
     pub fn send<M: Message>(&self, msg: &M) -> Result<(), SendError> {
         let session = &self.handle.session;
+        if session.is_closed() {
+            return Err(SendError::Closed {
+                session: session.id(),
+            });
+        }
         let frame =
             wire::encode_message(msg, session.codec(), Wrap::Plain, session.max_frame_len())?;
         match self.handle.out.push(frame) {
