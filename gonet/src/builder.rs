@@ -43,6 +43,7 @@ pub(crate) struct Settings {
     pub(crate) call_timeout: Duration,
     pub(crate) panic_policy: PanicPolicy,
     pub(crate) max_sessions: usize,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -56,6 +57,7 @@ impl Default for Settings {
             call_timeout: Duration::from_secs(10),
             panic_policy: PanicPolicy::default(),
             max_sessions: 100_000,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +79,9 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) hooks: Hooks,
     pub(crate) pool: Option<SessionPool>,
+    /// Cancelled when a shutdown runs out of time: every session stops at once, even
+    /// inside a handler.
+    pub(crate) kill: CancellationToken,
 }
 
 /// Configures and starts servers ([`serve`](Self::serve)) and clients
@@ -183,6 +188,14 @@ impl Builder {
         self
     }
 
+    /// How long [`Server::shutdown`] waits for handlers to finish and replies to be
+    /// written before it stops the remaining sessions at once (handlers still running
+    /// are cancelled).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_timeout = timeout;
+        self
+    }
+
     /// Called when a session connects, before its first message is handled.
     pub fn on_connect(mut self, hook: impl Fn(&Session) + Send + Sync + 'static) -> Self {
         self.hooks.on_connect = Some(Arc::new(hook));
@@ -213,6 +226,7 @@ impl Builder {
             router: self.router.clone(),
             hooks: self.hooks.clone(),
             pool,
+            kill: CancellationToken::new(),
         })
     }
 
@@ -224,9 +238,12 @@ impl Builder {
         let shared = self.shared(Some(pool.clone()));
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let kill = shared.kill.clone();
         let listener =
             transport::listen(&parsed, url, shared, stop.clone(), tracker.clone()).await?;
         Ok(Server {
+            kill,
+            shutdown_timeout: self.settings.shutdown_timeout,
             url: parsed,
             local_addr: listener.local_addr,
             pool,
@@ -251,6 +268,8 @@ pub struct Server {
     local_addr: SocketAddr,
     pool: SessionPool,
     stop: CancellationToken,
+    kill: CancellationToken,
+    shutdown_timeout: Duration,
     tracker: TaskTracker,
     accept: Option<JoinHandle<()>>,
 }
@@ -287,6 +306,10 @@ impl Server {
     /// Shuts down gracefully: stops accepting, stops reading from every session, lets
     /// every message already read be handled and every reply be written, then closes
     /// each session with [`CloseReason::ServerShutdown`]. Returns when all are closed.
+    ///
+    /// Sessions still busy after the shutdown timeout
+    /// ([`Builder::shutdown_timeout`]) are stopped at once: running handlers are
+    /// cancelled and unwritten replies dropped.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         if let Some(accept) = self.accept.take() {
@@ -297,7 +320,18 @@ impl Server {
             session.close_with(CloseReason::ServerShutdown, CloseMode::Graceful);
         }
         self.tracker.close();
-        self.tracker.wait().await;
+        if tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sessions = self.pool.len(),
+                timeout = ?self.shutdown_timeout,
+                "shutdown timed out; stopping the remaining sessions"
+            );
+            self.kill.cancel();
+            self.tracker.wait().await;
+        }
     }
 }
 

@@ -82,7 +82,12 @@ where
     let span = tracing::Span::current();
     let read = tokio::spawn(read_loop(session.clone(), reader, tx).instrument(span.clone()));
     let write = tokio::spawn(write_loop(session.clone(), writer).instrument(span));
-    work_loop(&session, rx).await;
+    tokio::select! {
+        () = work_loop(&session, rx) => {}
+        () = shared.kill.cancelled() => {
+            session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+        }
+    }
     session.inner.out.finish();
     // Both tasks end on their own: the reader already has (the queue closed), the
     // writer once the queue is flushed. A panic in either was logged by the runtime.

@@ -1,1 +1,1 @@
-use crate::support::*;
+//! Session handles, lifecycle hooks and close reasons, server pushes and slow peers.

@@ -1,1 +1,1 @@
-use crate::support::*;
+//! The session pool: lookup, limit, broadcast and groups.

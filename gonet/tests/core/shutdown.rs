@@ -1,1 +1,1 @@
-use crate::support::*;
+//! Graceful shutdown.
