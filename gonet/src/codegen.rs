@@ -2,13 +2,88 @@
 //! generates. Not a public API: it may change in any release.
 
 pub use bytes::{Bytes, BytesMut};
+#[cfg(feature = "protobuf")]
+pub use prost;
+pub use serde;
+pub use std::future::Future;
+pub use std::sync::Arc;
+pub use std::time::Duration;
+
+pub use crate::codec::{Codec, CodecError};
+pub use crate::error::{CallError, SendError};
+pub use crate::message::Message;
+pub use crate::router::{Router, Service};
+pub use crate::session::Session;
+pub use crate::status::Status;
+
+use std::cell::Cell;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 #[allow(unused_imports, reason = "each codec arm uses some of these")]
-use crate::codec::{Codec, CodecError, CodecErrorKind, CodecOp};
-use crate::message::Message;
+use crate::codec::{CodecErrorKind, CodecOp};
+
+thread_local! {
+    /// Whether absent fields (`None`, empty lists and maps) are left out when serializing.
+    static SKIP_ABSENT: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Runs `f` with absent fields written out. The binary codec is positional: a skipped
+/// field would shift every field after it, so it always writes every field.
+#[allow(dead_code, reason = "used by the binary codec only")]
+fn with_every_field<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SKIP_ABSENT.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SKIP_ABSENT.with(|s| s.replace(false)));
+    f()
+}
+
+/// `skip_serializing_if` of generated optional fields: XML cannot tell an absent value
+/// from an empty one, so self-describing codecs leave `None` out (and `#[serde(default)]`
+/// brings it back); the binary codec writes it.
+pub fn skip_none<T>(value: &Option<T>) -> bool {
+    value.is_none() && SKIP_ABSENT.with(Cell::get)
+}
+
+/// Collections whose emptiness [`skip_empty`] tests.
+pub trait IsEmpty {
+    /// Whether the collection has no element.
+    fn is_empty_collection(&self) -> bool;
+}
+
+impl<T> IsEmpty for Vec<T> {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<K, V, S> IsEmpty for std::collections::HashMap<K, V, S> {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<K, V> IsEmpty for std::collections::BTreeMap<K, V> {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl IsEmpty for Bytes {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// `skip_serializing_if` of generated repeated and map fields, like [`skip_none`].
+pub fn skip_empty<T: IsEmpty>(value: &T) -> bool {
+    value.is_empty_collection() && SKIP_ABSENT.with(Cell::get)
+}
 
 /// How a message type's body is produced for each codec.
 pub trait Format<T> {
@@ -50,7 +125,7 @@ fn serde_encode<T: Message + Serialize>(
         #[cfg(feature = "xml")]
         Codec::Xml => crate::codec::xml::encode(msg, T::NAME, dst),
         #[cfg(feature = "binary")]
-        Codec::Binary => crate::codec::binary::encode(msg, T::NAME, dst),
+        Codec::Binary => with_every_field(|| crate::codec::binary::encode(msg, T::NAME, dst)),
         #[allow(unreachable_patterns, reason = "reached when protobuf is compiled")]
         _ => Err(unsupported::<T>(codec, CodecOp::Encode)),
     }
