@@ -235,10 +235,28 @@ impl Builder {
             }
             for (path, shape) in &parsed.fields {
                 let skip = match shape {
-                    FieldShape::Optional => "::gonet::codegen::skip_none",
-                    FieldShape::Collection => "::gonet::codegen::skip_empty",
+                    FieldShape::Optional | FieldShape::Oneof => "::gonet::codegen::skip_none",
+                    FieldShape::Collection | FieldShape::Map => "::gonet::codegen::skip_empty",
                 };
+                // prost-build also applies a path's attributes to every path below it,
+                // and the variants of a oneof sit below the oneof's field. Without the
+                // leading dot the path matches as a suffix only: the field itself.
+                let path = path.trim_start_matches('.');
                 prost.field_attribute(path, format!("#[serde(skip_serializing_if = \"{skip}\")]"));
+                if *shape == FieldShape::Oneof {
+                    // The binary codec cannot read a tagged enum; it carries the
+                    // oneof in its protobuf encoding instead.
+                    prost.field_attribute(
+                        path,
+                        "#[serde(serialize_with = \"::gonet::codegen::serialize_oneof\", deserialize_with = \"::gonet::codegen::deserialize_oneof\")]",
+                    );
+                }
+                if *shape == FieldShape::Map {
+                    prost.field_attribute(
+                        path,
+                        "#[serde(serialize_with = \"::gonet::codegen::serialize_map\", deserialize_with = \"::gonet::codegen::deserialize_map\")]",
+                    );
+                }
             }
         }
         for (target, path, attribute) in &self.attributes {

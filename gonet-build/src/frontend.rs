@@ -11,7 +11,7 @@ use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet, Sourc
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver};
 
 use crate::error::{Problem, ProblemKind};
-use crate::model::{Location, MessageDef, MethodDef, Schema, ServiceDef};
+use crate::model::{Location, MessageDef, MethodDef, OneofDef, Schema, ServiceDef};
 
 /// The file that defines `(gonet.id)`, as users import it.
 pub(crate) const OPTIONS_FILE: &str = "gonet/options.proto";
@@ -24,8 +24,12 @@ const ID_OPTION: &str = "gonet.id";
 pub(crate) enum FieldShape {
     /// An `Option`: absent values are left out of self-describing formats.
     Optional,
-    /// A `Vec` or a map: empty ones are left out of self-describing formats.
+    /// A `Vec`: empty ones are left out of self-describing formats.
     Collection,
+    /// A map: like a `Vec`, and written as a list of entries in XML.
+    Map,
+    /// A oneof: tagged explicitly in self-describing formats.
+    Oneof,
 }
 
 /// What the front end hands to the generator.
@@ -239,27 +243,48 @@ fn walk_message(
             _ => None,
         }
     });
+    let index = schema.messages.len();
     schema.messages.push(MessageDef {
         package: package.to_owned(),
         name: name.clone(),
         id,
         location: Location::new(walk.file.name(), walk.lines.line(&path)),
+        oneofs: Vec::new(),
     });
 
     let mut seen_oneofs = BTreeSet::new();
     for field in &msg.field {
         let field_path = format!(".{full}.{}", field.name());
-        let shape = if field.label() == Label::Repeated {
+        let is_map = field.label() == Label::Repeated
+            && field.r#type() == Type::Message
+            && msg.nested_type.iter().any(|n| {
+                n.options.as_ref().is_some_and(|o| o.map_entry())
+                    && field.type_name() == format!(".{full}.{}", n.name())
+            });
+        let shape = if is_map {
+            Some(FieldShape::Map)
+        } else if field.label() == Label::Repeated {
             Some(FieldShape::Collection)
         } else if field.proto3_optional() {
             Some(FieldShape::Optional)
         } else if let Some(oneof) = field.oneof_index {
-            if seen_oneofs.insert(oneof)
-                && let Some(decl) = msg.oneof_decl.get(oneof as usize)
-            {
-                let oneof_path = format!(".{full}.{}", decl.name());
-                oneofs.push(oneof_path.clone());
-                fields.push((oneof_path, FieldShape::Optional));
+            if let Some(decl) = msg.oneof_decl.get(oneof as usize) {
+                if seen_oneofs.insert(oneof) {
+                    let oneof_path = format!(".{full}.{}", decl.name());
+                    oneofs.push(oneof_path.clone());
+                    fields.push((oneof_path, FieldShape::Oneof));
+                    schema.messages[index].oneofs.push(OneofDef {
+                        name: decl.name().to_owned(),
+                        tags: Vec::new(),
+                    });
+                }
+                if let Some(def) = schema.messages[index]
+                    .oneofs
+                    .iter_mut()
+                    .find(|d| d.name == decl.name())
+                {
+                    def.tags.push(field.number() as u32);
+                }
             }
             None
         } else if field.r#type() == Type::Message || field.r#type() == Type::Group {

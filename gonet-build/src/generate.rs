@@ -7,7 +7,7 @@ use heck::{ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::model::{MessageDef, MethodDef, Schema, ServiceDef};
+use crate::model::{MessageDef, MethodDef, OneofDef, Schema, ServiceDef};
 
 /// What to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,14 @@ pub(crate) fn generate(schema: &Schema, config: &GenConfig) -> BTreeMap<String, 
     for msg in schema.messages.iter().filter(|m| m.id.is_some()) {
         let tokens = message_impl(msg, config);
         out.entry(msg.package.clone()).or_default().extend(tokens);
+    }
+    if config.serde {
+        for msg in &schema.messages {
+            for oneof in &msg.oneofs {
+                let tokens = oneof_impl(msg, oneof);
+                out.entry(msg.package.clone()).or_default().extend(tokens);
+            }
+        }
     }
     for svc in &schema.services {
         let tokens = service(schema, svc, config);
@@ -106,7 +114,12 @@ fn doc(comment: &str, fallback: &str) -> TokenStream {
         comment.trim_end().to_owned()
     };
     let lines = text.lines().map(|line| {
-        let line = format!(" {}", line.trim_end());
+        let line = line.trim_end();
+        let line = if line.starts_with(' ') || line.is_empty() {
+            line.to_owned()
+        } else {
+            format!(" {line}")
+        };
         quote!(#[doc = #line])
     });
     quote!(#(#lines)*)
@@ -131,6 +144,7 @@ fn message_impl(msg: &MessageDef, config: &GenConfig) -> TokenStream {
     let full = msg.full_name();
     let path = type_path(&schema, &msg.package, &full);
     let format = format_type(config);
+    let id = proc_macro2::Literal::u32_unsuffixed(id);
     quote! {
         impl ::gonet::codegen::Message for #path {
             const ID: u32 = #id;
@@ -149,6 +163,38 @@ fn message_impl(msg: &MessageDef, config: &GenConfig) -> TokenStream {
                 body: ::gonet::codegen::Bytes,
             ) -> ::core::result::Result<Self, ::gonet::codegen::CodecError> {
                 ::gonet::codegen::decode::<#format, Self>(codec, body)
+            }
+        }
+    }
+}
+
+/// Lets the binary codec carry a oneof in its protobuf encoding.
+fn oneof_impl(msg: &MessageDef, oneof: &OneofDef) -> TokenStream {
+    let mut segments: Vec<String> = msg
+        .name
+        .split('.')
+        .map(|n| sanitize(&n.to_snake_case()))
+        .collect();
+    segments.push(sanitize(&oneof.name.to_upper_camel_case()));
+    let Ok(path) = syn::parse_str::<syn::Path>(&segments.join("::")) else {
+        return TokenStream::new();
+    };
+    let tags = oneof.tags.iter().map(|t| proc_macro2::Literal::u32_unsuffixed(*t));
+    quote! {
+        impl ::gonet::codegen::Oneof for #path {
+            const TAGS: &'static [u32] = &[#(#tags),*];
+
+            fn encode_oneof(&self, buf: &mut ::gonet::codegen::prost::alloc::vec::Vec<u8>) {
+                self.encode(buf)
+            }
+
+            fn merge_oneof(
+                field: &mut ::core::option::Option<Self>,
+                tag: u32,
+                wire_type: ::gonet::codegen::prost::encoding::wire_type::WireType,
+                buf: &mut &[u8],
+            ) -> ::core::result::Result<(), ::gonet::codegen::prost::DecodeError> {
+                Self::merge(field, tag, wire_type, buf, ::core::default::Default::default())
             }
         }
     }

@@ -61,7 +61,7 @@ mod validate;
 
 pub use builder::{AttributeTarget, Builder, Codec};
 pub use error::{BuildError, Problem, ProblemKind};
-pub use model::{EMPTY, Location, MessageDef, MethodDef, Schema, ServiceDef};
+pub use model::{EMPTY, Location, MessageDef, MethodDef, OneofDef, Schema, ServiceDef};
 
 /// The text of `gonet/options.proto`, which defines the `(gonet.id)` message option.
 pub const OPTIONS_PROTO: &str = frontend::OPTIONS_PROTO;
@@ -90,11 +90,12 @@ pub fn compile(protos: &[impl AsRef<std::path::Path>], includes: &[impl AsRef<st
 ///         name: "Say".into(),
 ///         id: Some(101),
 ///         location: Location::new("chat.proto", 5),
+///         oneofs: vec![],
 ///     }],
 ///     services: vec![],
 /// };
 /// let code = gonet_build::generate_items(&schema).unwrap();
-/// assert!(code["chat"].contains("const ID: u32 = 101u32;"));
+/// assert!(code["chat"].contains("const ID: u32 = 101;"));
 /// ```
 pub fn generate_items(
     schema: &Schema,

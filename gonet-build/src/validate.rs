@@ -111,6 +111,7 @@ mod tests {
             name: name.into(),
             id,
             location: Location::new("chat.proto", line),
+            oneofs: vec![],
         }
     }
 

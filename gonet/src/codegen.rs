@@ -27,20 +27,84 @@ use crate::codec::{CodecErrorKind, CodecOp};
 thread_local! {
     /// Whether absent fields (`None`, empty lists and maps) are left out when serializing.
     static SKIP_ABSENT: Cell<bool> = const { Cell::new(true) };
+    /// Whether maps are written as lists of `key`/`value` entries (XML: map keys such as
+    /// `1` or `a b` are not element names).
+    static MAP_ENTRIES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with `flag` set to `value`, restoring it afterwards (also on panic).
+#[allow(dead_code, reason = "used by some codecs only")]
+fn with_flag<R>(
+    flag: &'static std::thread::LocalKey<Cell<bool>>,
+    value: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(&'static std::thread::LocalKey<Cell<bool>>, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            self.0.with(|s| s.set(self.1));
+        }
+    }
+    let _restore = Restore(flag, flag.with(|s| s.replace(value)));
+    f()
+}
+
+#[derive(serde::Serialize)]
+struct EntryRef<'a, K, V> {
+    key: &'a K,
+    value: &'a V,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry<K, V> {
+    key: K,
+    value: V,
+}
+
+/// `serialize_with` of generated map fields: a map for JSON and binary, a list of
+/// `key`/`value` entries for XML.
+pub fn serialize_map<'a, M, K, V, S>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
+where
+    M: Serialize,
+    &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+    K: Serialize + 'a,
+    V: Serialize + 'a,
+    S: serde::Serializer,
+{
+    if MAP_ENTRIES.with(Cell::get) {
+        serializer.collect_seq(map.into_iter().map(|(key, value)| EntryRef { key, value }))
+    } else {
+        map.serialize(serializer)
+    }
+}
+
+/// `deserialize_with` of generated map fields, the reverse of [`serialize_map`].
+pub fn deserialize_map<'de, M, K, V, D>(deserializer: D) -> Result<M, D::Error>
+where
+    M: serde::Deserialize<'de> + FromIterator<(K, V)>,
+    K: serde::Deserialize<'de>,
+    V: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    if MAP_ENTRIES.with(Cell::get) {
+        let entries: Vec<Entry<K, V>> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
+    } else {
+        M::deserialize(deserializer)
+    }
 }
 
 /// Runs `f` with absent fields written out. The binary codec is positional: a skipped
 /// field would shift every field after it, so it always writes every field.
 #[allow(dead_code, reason = "used by the binary codec only")]
 fn with_every_field<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SKIP_ABSENT.with(|s| s.set(self.0));
-        }
-    }
-    let _restore = Restore(SKIP_ABSENT.with(|s| s.replace(false)));
-    f()
+    with_flag(&SKIP_ABSENT, false, f)
+}
+
+/// Runs `f` with maps as entry lists (XML).
+#[allow(dead_code, reason = "used by the XML codec only")]
+fn with_map_entries<R>(f: impl FnOnce() -> R) -> R {
+    with_flag(&MAP_ENTRIES, true, f)
 }
 
 /// `skip_serializing_if` of generated optional fields: XML cannot tell an absent value
@@ -103,6 +167,98 @@ pub struct ProstFormat;
 #[derive(Debug)]
 pub struct AnyFormat;
 
+/// A prost oneof, so the binary codec can carry it (see [`serialize_oneof`]).
+#[cfg(feature = "protobuf")]
+pub trait Oneof: Sized {
+    /// The field numbers of the oneof's cases.
+    const TAGS: &'static [u32];
+    /// Appends the protobuf encoding of the set case.
+    fn encode_oneof(&self, buf: &mut Vec<u8>);
+    /// Merges one protobuf field of the oneof.
+    fn merge_oneof(
+        field: &mut Option<Self>,
+        tag: u32,
+        wire_type: prost::encoding::wire_type::WireType,
+        buf: &mut &[u8],
+    ) -> Result<(), prost::DecodeError>;
+}
+
+/// `serialize_with` of generated oneof fields. Self-describing formats (JSON, XML) get
+/// the derived `{"case": .., "value": ..}` form; the binary codec, which cannot read a
+/// tagged enum back, gets the oneof's protobuf encoding as bytes.
+#[cfg(feature = "protobuf")]
+pub fn serialize_oneof<T, S>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    T: Oneof + Serialize,
+    S: serde::Serializer,
+{
+    if serializer.is_human_readable() {
+        value.serialize(serializer)
+    } else {
+        let mut buf = Vec::new();
+        if let Some(value) = value {
+            value.encode_oneof(&mut buf);
+        }
+        serializer.serialize_bytes(&buf)
+    }
+}
+
+/// `deserialize_with` of generated oneof fields, the reverse of [`serialize_oneof`].
+#[cfg(feature = "protobuf")]
+pub fn deserialize_oneof<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Oneof + serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+
+    if deserializer.is_human_readable() {
+        return serde::Deserialize::deserialize(deserializer);
+    }
+    let bytes = deserializer.deserialize_byte_buf(ByteBufVisitor)?;
+    let mut buf = bytes.as_slice();
+    let mut field = None;
+    while !buf.is_empty() {
+        let (tag, wire_type) = prost::encoding::decode_key(&mut buf).map_err(D::Error::custom)?;
+        // prost's merge panics on a tag outside the oneof: refuse it first.
+        if !T::TAGS.contains(&tag) {
+            return Err(D::Error::custom(format!(
+                "oneof has no field number {tag}"
+            )));
+        }
+        T::merge_oneof(&mut field, tag, wire_type, &mut buf).map_err(D::Error::custom)?;
+    }
+    Ok(field)
+}
+
+#[cfg(feature = "protobuf")]
+struct ByteBufVisitor;
+
+#[cfg(feature = "protobuf")]
+impl<'de> serde::de::Visitor<'de> for ByteBufVisitor {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(b) = seq.next_element()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
 #[allow(dead_code, reason = "unused when only the protobuf codec is compiled")]
 fn unsupported<T: Message>(codec: Codec, op: CodecOp) -> CodecError {
     CodecError::new(
@@ -123,7 +279,7 @@ fn serde_encode<T: Message + Serialize>(
         #[cfg(feature = "json")]
         Codec::Json => crate::codec::json::encode(msg, T::NAME, dst),
         #[cfg(feature = "xml")]
-        Codec::Xml => crate::codec::xml::encode(msg, T::NAME, dst),
+        Codec::Xml => with_map_entries(|| crate::codec::xml::encode(msg, T::NAME, dst)),
         #[cfg(feature = "binary")]
         Codec::Binary => with_every_field(|| crate::codec::binary::encode(msg, T::NAME, dst)),
         #[allow(unreachable_patterns, reason = "reached when protobuf is compiled")]
@@ -137,7 +293,7 @@ fn serde_decode<T: Message + DeserializeOwned>(codec: Codec, body: Bytes) -> Res
         #[cfg(feature = "json")]
         Codec::Json => crate::codec::json::decode(&body, T::NAME),
         #[cfg(feature = "xml")]
-        Codec::Xml => crate::codec::xml::decode(&body, T::NAME),
+        Codec::Xml => with_map_entries(|| crate::codec::xml::decode(&body, T::NAME)),
         #[cfg(feature = "binary")]
         Codec::Binary => crate::codec::binary::decode(&body, T::NAME),
         #[allow(unreachable_patterns, reason = "reached when protobuf is compiled")]
