@@ -141,11 +141,8 @@ impl Builder {
         includes: &[impl AsRef<Path>],
     ) -> Result<(), BuildError> {
         let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_path_buf()).collect();
-        let includes: Vec<PathBuf> = includes
-            .iter()
-            .map(|p| p.as_ref().to_path_buf())
-            .collect();
-        let config = self.gen_config().map_err(|p| BuildError::new(vec![p]))?;
+        let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_path_buf()).collect();
+        let config = self.gen_config()?;
         let parsed = match frontend::parse(&protos, &includes) {
             Ok(parsed) => parsed,
             Err((problems, sources)) => {
@@ -159,20 +156,19 @@ impl Builder {
             return Err(BuildError::new(problems));
         }
         let out_dir = self.target_dir()?;
-        let files = self
-            .render(&parsed, &config)
-            .map_err(|p| BuildError::new(vec![p]))?;
+        let files = self.render(&parsed, &config)?;
         write_all(&out_dir, files, &self.include_file, self.out_dir.is_none())
-            .map_err(|p| BuildError::new(vec![p]))
     }
 
-    fn gen_config(&self) -> Result<GenConfig, Problem> {
+    fn gen_config(&self) -> Result<GenConfig, BuildError> {
         if self.codecs.is_empty() {
-            return Err(Problem {
+            return Err(BuildError::new(vec![Problem {
                 location: None,
-                kind: ProblemKind::Config("no codec selected: give Builder::codecs at least one".into()),
+                kind: ProblemKind::Config(
+                    "no codec selected: give Builder::codecs at least one".into(),
+                ),
                 snippet: None,
-            });
+            }]));
         }
         Ok(GenConfig {
             server: self.server,
@@ -196,15 +192,17 @@ impl Builder {
     fn target_dir(&self) -> Result<PathBuf, BuildError> {
         match &self.out_dir {
             Some(dir) => Ok(dir.clone()),
-            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
-                BuildError::new(vec![Problem {
-                    location: None,
-                    kind: ProblemKind::Config(
-                        "OUT_DIR is not set: run from build.rs or give Builder::out_dir".into(),
-                    ),
-                    snippet: None,
-                }])
-            }),
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    BuildError::new(vec![Problem {
+                        location: None,
+                        kind: ProblemKind::Config(
+                            "OUT_DIR is not set: run from build.rs or give Builder::out_dir".into(),
+                        ),
+                        snippet: None,
+                    }])
+                }),
         }
     }
 
@@ -213,7 +211,7 @@ impl Builder {
         &self,
         parsed: &frontend::Parsed,
         config: &GenConfig,
-    ) -> Result<BTreeMap<Vec<String>, String>, Problem> {
+    ) -> Result<BTreeMap<Vec<String>, String>, BuildError> {
         let mut prost = prost_build::Config::new();
         prost
             .prost_path("::gonet::codegen::prost")
@@ -305,12 +303,12 @@ impl Builder {
     }
 }
 
-fn output_problem(message: String) -> Problem {
-    Problem {
+fn output_problem(message: String) -> BuildError {
+    BuildError::new(vec![Problem {
         location: None,
         kind: ProblemKind::Output(message),
         snippet: None,
-    }
+    }])
 }
 
 fn file_name(parts: &[String]) -> String {
@@ -327,8 +325,8 @@ fn write_all(
     files: BTreeMap<Vec<String>, String>,
     include_file: &str,
     dir_is_out_dir: bool,
-) -> Result<(), Problem> {
-    let write = |path: PathBuf, text: &str| -> Result<(), Problem> {
+) -> Result<(), BuildError> {
+    let write = |path: PathBuf, text: &str| -> Result<(), BuildError> {
         if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
             return Ok(());
         }
@@ -348,7 +346,12 @@ fn write_all(
             include.push_str(&format!("{}}}\n", "    ".repeat(open.len())));
         }
         for part in &parts[common..] {
-            include.push_str(&format!("{}pub mod {part} {{\n", "    ".repeat(open.len())));
+            let indent = "    ".repeat(open.len());
+            // prost puts a message's nested types in a module named after the message,
+            // which may repeat the package's last name (`shapes::shapes`).
+            include.push_str(&format!(
+                "{indent}#[allow(clippy::module_inception)]\n{indent}pub mod {part} {{\n"
+            ));
             open.push(part.clone());
         }
         let indent = "    ".repeat(open.len());
@@ -359,7 +362,10 @@ fn write_all(
         } else {
             let path = dir.join(&name);
             let path = path.canonicalize().unwrap_or(path);
-            include.push_str(&format!("{indent}include!({:?});\n", path.display().to_string()));
+            include.push_str(&format!(
+                "{indent}include!({:?});\n",
+                path.display().to_string()
+            ));
         }
     }
     while !open.is_empty() {

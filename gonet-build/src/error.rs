@@ -67,7 +67,7 @@ impl fmt::Display for Problem {
         }
         if let Some(snippet) = &self.snippet {
             for line in snippet.lines() {
-                write!(f, "\n    | {line}")?;
+                write!(f, "\n  {line}")?;
             }
         }
         Ok(())

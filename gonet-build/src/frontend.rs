@@ -8,7 +8,9 @@ use miette::{Diagnostic, SourceSpan};
 use prost_reflect::{DescriptorPool, Value};
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet, SourceCodeInfo};
-use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver};
+use protox::file::{
+    ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
+};
 
 use crate::error::{Problem, ProblemKind};
 use crate::model::{Location, MessageDef, MethodDef, OneofDef, Schema, ServiceDef};
@@ -287,9 +289,10 @@ fn walk_message(
                 }
             }
             None
-        } else if field.r#type() == Type::Message || field.r#type() == Type::Group {
-            Some(FieldShape::Optional)
-        } else if field.label() == Label::Optional && walk.file.syntax() == "proto2" {
+        } else if field.r#type() == Type::Message
+            || field.r#type() == Type::Group
+            || (field.label() == Label::Optional && walk.file.syntax() == "proto2")
+        {
             Some(FieldShape::Optional)
         } else {
             None

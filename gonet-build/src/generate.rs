@@ -179,7 +179,10 @@ fn oneof_impl(msg: &MessageDef, oneof: &OneofDef) -> TokenStream {
     let Ok(path) = syn::parse_str::<syn::Path>(&segments.join("::")) else {
         return TokenStream::new();
     };
-    let tags = oneof.tags.iter().map(|t| proc_macro2::Literal::u32_unsuffixed(*t));
+    let tags = oneof
+        .tags
+        .iter()
+        .map(|t| proc_macro2::Literal::u32_unsuffixed(*t));
     quote! {
         impl ::gonet::codegen::Oneof for #path {
             const TAGS: &'static [u32] = &[#(#tags),*];
@@ -283,11 +286,13 @@ fn service_server(schema: &Schema, svc: &ServiceDef) -> TokenStream {
         let ident = method_ident(m);
         let req = type_path(schema, &svc.package, &m.input);
         quote! {
-            let service = ::gonet::codegen::Arc::clone(&self.inner);
-            let router = router.route(move |session: ::gonet::codegen::Session, req: #req| {
-                let service = ::gonet::codegen::Arc::clone(&service);
-                async move { service.#ident(&session, req).await }
-            });
+            .route({
+                let service = ::gonet::codegen::Arc::clone(&inner);
+                move |session: ::gonet::codegen::Session, req: #req| {
+                    let service = ::gonet::codegen::Arc::clone(&service);
+                    async move { service.#ident(&session, req).await }
+                }
+            })
         }
     });
     let ids = svc.methods.iter().map(|m| {
@@ -329,8 +334,8 @@ fn service_server(schema: &Schema, svc: &ServiceDef) -> TokenStream {
 
         impl<S: #name> ::gonet::codegen::Service for #server<S> {
             fn register(self, router: ::gonet::codegen::Router) -> ::gonet::codegen::Router {
-                #(#routes)*
-                router
+                let inner = self.inner;
+                router #(#routes)*
             }
         }
     }

@@ -17,10 +17,8 @@
 //! ```
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     gonet_build::compile(&["schemas/chat.proto"], &["schemas"]);
-//! }
+//! // in build.rs's `main`
+//! gonet_build::compile(&["schemas/chat.proto"], &["schemas"]);
 //! ```
 //!
 //! `gonet::include_protos!()` then brings in one module per package with:
@@ -58,6 +56,9 @@ mod frontend;
 mod generate;
 mod model;
 mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use builder::{AttributeTarget, Builder, Codec};
 pub use error::{BuildError, Problem, ProblemKind};

@@ -152,9 +152,13 @@ mod tests {
         assert_eq!(got.len(), 6, "{got:#?}");
         assert!(got[0].starts_with("chat.proto:4: error: gonet id 101 of chat.Again is already used by chat.Say at chat.proto:3"));
         assert!(got[1].starts_with("chat.proto:5: error: gonet id 0x0 of chat.Zero is reserved"));
-        assert!(got[2].starts_with("chat.proto:6: error: gonet id 0xffffff01 of chat.High is reserved"));
+        assert!(
+            got[2].starts_with("chat.proto:6: error: gonet id 0xffffff01 of chat.High is reserved")
+        );
         assert!(got[3].starts_with("chat.proto:10: error: rpc chat.Chat.A uses chat.NoId as its reply, but chat.NoId has no id"));
         assert!(got[4].starts_with("chat.proto:11: error: rpc chat.Chat.B streams its reply"));
-        assert!(got[5].starts_with("chat.proto:11: error: rpcs chat.Chat.A and chat.Chat.B both take chat.Say"));
+        assert!(got[5].starts_with(
+            "chat.proto:11: error: rpcs chat.Chat.A and chat.Chat.B both take chat.Say"
+        ));
     }
 }

@@ -222,9 +222,7 @@ where
         let (tag, wire_type) = prost::encoding::decode_key(&mut buf).map_err(D::Error::custom)?;
         // prost's merge panics on a tag outside the oneof: refuse it first.
         if !T::TAGS.contains(&tag) {
-            return Err(D::Error::custom(format!(
-                "oneof has no field number {tag}"
-            )));
+            return Err(D::Error::custom(format!("oneof has no field number {tag}")));
         }
         T::merge_oneof(&mut field, tag, wire_type, &mut buf).map_err(D::Error::custom)?;
     }

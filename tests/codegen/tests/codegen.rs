@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gonet::{Builder, CallError, Codec, Code, Message, Router, Session, Status};
+use gonet::{Builder, CallError, Code, Codec, Message, Router, Session, Status};
 use gonet_codegen_tests::chat::{
-    Fail, Note, PushService, PushServiceClient, PushServiceServer, Pushed, Say, SayAck,
-    SayService, SayServiceClient, SayServiceServer,
+    Fail, Note, PushService, PushServiceClient, PushServiceServer, Pushed, Say, SayAck, SayService,
+    SayServiceClient, SayServiceServer,
 };
 use gonet_codegen_tests::google::protobuf::{Duration as PbDuration, StringValue, Timestamp};
 use gonet_codegen_tests::test::common::Point;
@@ -130,9 +130,7 @@ fn full_shapes() -> Shapes {
             seconds: 3,
             nanos: 0,
         }),
-        wrapped: Some(StringValue {
-            value: "w".into(),
-        }),
+        wrapped: Some(StringValue { value: "w".into() }),
         colors: vec![Color::Red as i32, Color::Unspecified as i32],
     }
 }
@@ -167,8 +165,7 @@ fn round_trip<M: Message + PartialEq + std::fmt::Debug>(codec: Codec, msg: &M) -
     msg.encode_body(codec, &mut buf)
         .unwrap_or_else(|e| panic!("{codec} encode {msg:?}: {e}"));
     let text = String::from_utf8_lossy(&buf).into_owned();
-    M::decode_body(codec, buf.freeze())
-        .unwrap_or_else(|e| panic!("{codec} decode of {text}: {e}"))
+    M::decode_body(codec, buf.freeze()).unwrap_or_else(|e| panic!("{codec} decode of {text}: {e}"))
 }
 
 #[test]
@@ -224,7 +221,11 @@ async fn generated_client_calls_generated_server_in_every_codec() {
 
         let shapes = ShapeServiceClient::new(session.clone());
         for case in shape_cases() {
-            assert_eq!(shapes.echo(case.clone()).await.expect("echo"), case, "{codec}");
+            assert_eq!(
+                shapes.echo(case.clone()).await.expect("echo"),
+                case,
+                "{codec}"
+            );
         }
         let moved = shapes.r#where(Point { x: 1, y: 2 }).await.expect("where");
         assert_eq!(moved, Point { x: 2, y: 3 });
@@ -250,7 +251,12 @@ async fn one_way_rpc_reaches_the_handler_without_a_reply() {
         .expect("send");
     assert_eq!(notes.recv().await.as_deref(), Some("remember"));
     // A call after the note still gets its own reply: nothing else was sent back.
-    let ack = client.say(Say { content: "after".into() }).await.expect("say");
+    let ack = client
+        .say(Say {
+            content: "after".into(),
+        })
+        .await
+        .expect("say");
     assert_eq!(ack.content, "after");
     assert_eq!(session.stats().received, 0, "the one-way rpc sent no reply");
     session.close("done");
