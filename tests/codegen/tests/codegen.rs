@@ -8,7 +8,9 @@ use gonet_codegen_tests::chat::{
     Fail, Note, PushService, PushServiceClient, PushServiceServer, Pushed, Say, SayAck, SayService,
     SayServiceClient, SayServiceServer,
 };
-use gonet_codegen_tests::google::protobuf::{Duration as PbDuration, StringValue, Timestamp};
+use gonet_codegen_tests::google::protobuf::{
+    Any, Duration as PbDuration, ListValue, StringValue, Struct, Timestamp, Value, value,
+};
 use gonet_codegen_tests::test::common::Point;
 use gonet_codegen_tests::test::shapes::{
     Color, ShapeService, ShapeServiceClient, ShapeServiceServer, Shapes, shapes,
@@ -132,7 +134,42 @@ fn full_shapes() -> Shapes {
         }),
         wrapped: Some(StringValue { value: "w".into() }),
         colors: vec![Color::Red as i32, Color::Unspecified as i32],
+        doc: Some(Struct {
+            fields: [
+                ("null".to_owned(), kind(value::Kind::NullValue(0))),
+                ("n".to_owned(), kind(value::Kind::NumberValue(1.5))),
+                ("s".to_owned(), kind(value::Kind::StringValue("x y".into()))),
+                ("b".to_owned(), kind(value::Kind::BoolValue(false))),
+                (
+                    "list".to_owned(),
+                    kind(value::Kind::ListValue(ListValue {
+                        values: vec![kind(value::Kind::NumberValue(2.0)), Value::default()],
+                    })),
+                ),
+                (
+                    "nested struct".to_owned(),
+                    kind(value::Kind::StructValue(Struct::default())),
+                ),
+            ]
+            .into(),
+        }),
+        any: Some(Any {
+            type_url: "type.googleapis.com/test.common.Point".into(),
+            value: vec![8, 1],
+        }),
+        by_name: [(
+            "first one".to_owned(),
+            shapes::Inner {
+                label: " spaced \n text ".into(),
+                values: vec![0],
+            },
+        )]
+        .into(),
     }
+}
+
+fn kind(kind: value::Kind) -> Value {
+    Value { kind: Some(kind) }
 }
 
 /// Every shape, with the variants that trip codecs up: unset optionals, empty lists,
@@ -152,6 +189,11 @@ fn shape_cases() -> Vec<Shapes> {
             ..full_shapes()
         });
     }
+    cases.push(Shapes {
+        text: "  leading and trailing spaces, a\nnewline, a tab\t ".into(),
+        tags: vec![String::new(), " ".into()],
+        ..Shapes::default()
+    });
     cases.push(Shapes {
         inner: Some(shapes::Inner::default()),
         maybe_number: Some(-1),
@@ -321,4 +363,32 @@ async fn plain_frame_from_a_raw_socket_gets_a_plain_reply() {
     stream.read_exact(&mut reply).await.expect("read body");
     assert_eq!(reply, expected_body.to_vec());
     server.shutdown().await;
+}
+
+/// The documented JSON and XML forms: absent optionals and empty lists are left out,
+/// a oneof names its case, an XML map is a list of key/value entries.
+#[test]
+fn json_and_xml_forms_are_stable() {
+    let msg = Shapes {
+        maybe_text: Some("t".into()),
+        counts: [("a b".to_owned(), 1)].into(),
+        choice: Some(shapes::Choice::Number(4)),
+        tags: vec!["x".into()],
+        ..Shapes::default()
+    };
+    let text = |codec| {
+        let mut buf = BytesMut::new();
+        msg.encode_body(codec, &mut buf).expect("encode");
+        String::from_utf8(buf.to_vec()).expect("utf-8")
+    };
+    assert_eq!(
+        text(Codec::Json),
+        r#"{"text":"","big":0,"ubig":0,"ratio":0.0,"flag":false,"blob":[],"color":0,"maybe_text":"t","tags":["x"],"counts":{"a b":1},"choice":{"case":"Number","value":4}}"#
+    );
+    assert_eq!(
+        text(Codec::Xml),
+        "<Shapes><text/><big>0</big><ubig>0</ubig><ratio>0</ratio><flag>false</flag><color>0</color>\
+         <maybe_text>t</maybe_text><tags>x</tags><counts><key>a b</key><value>1</value></counts>\
+         <choice><case>Number</case><value>4</value></choice></Shapes>"
+    );
 }
