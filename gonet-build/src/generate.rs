@@ -127,7 +127,7 @@ fn doc(comment: &str, fallback: &str) -> TokenStream {
 
 fn format_type(config: &GenConfig) -> TokenStream {
     match (config.protobuf, config.serde) {
-        (true, true) => quote!(::gonet::codegen::AnyFormat),
+        (true, true) => quote!(::gonet::codegen::GeneratedFormat),
         (true, false) => quote!(::gonet::codegen::ProstFormat),
         _ => quote!(::gonet::codegen::SerdeFormat),
     }

@@ -392,3 +392,49 @@ fn json_and_xml_forms_are_stable() {
          <choice><case>Number</case><value>4</value></choice></Shapes>"
     );
 }
+
+/// Values a codec cannot carry fail to encode, naming the message, instead of arriving
+/// changed.
+#[test]
+fn values_a_codec_would_change_are_refused() {
+    let nan = Shapes {
+        ratio: f64::NAN,
+        ..Shapes::default()
+    };
+    let mut buf = BytesMut::new();
+    let err = nan
+        .encode_body(Codec::Json, &mut buf)
+        .expect_err("NaN has no JSON form");
+    assert!(buf.is_empty());
+    assert_eq!(
+        err.to_string(),
+        "json codec cannot encode test.shapes.Shapes: a NaN or infinite number has no JSON form"
+    );
+    let infinite = Shapes {
+        doc: Some(Struct {
+            fields: [(
+                "x".to_owned(),
+                kind(value::Kind::NumberValue(f64::INFINITY)),
+            )]
+            .into(),
+        }),
+        ..Shapes::default()
+    };
+    assert!(infinite.encode_body(Codec::Json, &mut buf).is_err());
+    // NaN is fine in the other codecs.
+    for codec in [Codec::Protobuf, Codec::Xml, Codec::Binary] {
+        assert!(round_trip(codec, &nan).ratio.is_nan(), "{codec}");
+    }
+
+    let crlf = Shapes {
+        text: "line\r\n".into(),
+        ..Shapes::default()
+    };
+    let err = crlf
+        .encode_body(Codec::Xml, &mut buf)
+        .expect_err("\\r has no XML form");
+    assert!(err.to_string().contains("carriage return"), "{err}");
+    for codec in [Codec::Protobuf, Codec::Json, Codec::Binary] {
+        assert_eq!(round_trip(codec, &crlf), crlf, "{codec}");
+    }
+}
