@@ -143,6 +143,7 @@ impl Builder {
         let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_path_buf()).collect();
         let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_path_buf()).collect();
         let config = self.gen_config()?;
+        self.check_attributes()?;
         let parsed = match frontend::parse(&protos, &includes) {
             Ok(parsed) => parsed,
             Err((problems, sources)) => {
@@ -179,6 +180,31 @@ impl Builder {
                 .iter()
                 .any(|c| matches!(c, Codec::Json | Codec::Xml | Codec::Binary)),
         })
+    }
+
+    /// Refuses extra attributes that are not Rust attributes, before they reach the
+    /// generated code.
+    fn check_attributes(&self) -> Result<(), BuildError> {
+        let problems: Vec<Problem> = self
+            .attributes
+            .iter()
+            .filter(|(_, _, attribute)| {
+                syn::parse::Parser::parse_str(syn::Attribute::parse_outer, attribute)
+                    .map_or(true, |attrs| attrs.is_empty())
+            })
+            .map(|(target, path, attribute)| Problem {
+                location: None,
+                kind: ProblemKind::Config(format!(
+                    "the {target:?} attribute {attribute:?} for {path} is not a Rust attribute such as `#[derive(Eq)]`"
+                )),
+                snippet: None,
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::new(problems))
+        }
     }
 
     fn rerun(&self, sources: &[PathBuf]) {
@@ -348,9 +374,10 @@ fn write_all(
         for part in &parts[common..] {
             let indent = "    ".repeat(open.len());
             // prost puts a message's nested types in a module named after the message,
-            // which may repeat the package's last name (`shapes::shapes`).
+            // which may repeat the package's last name (`shapes::shapes`); fields
+            // without a proto comment have no doc.
             include.push_str(&format!(
-                "{indent}#[allow(clippy::module_inception)]\n{indent}pub mod {part} {{\n"
+                "{indent}#[allow(clippy::module_inception, missing_docs)]\n{indent}pub mod {part} {{\n"
             ));
             open.push(part.clone());
         }

@@ -408,3 +408,141 @@ fn service_client(schema: &Schema, svc: &ServiceDef) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EMPTY, Location};
+
+    fn message(package: &str, name: &str, id: Option<u32>) -> MessageDef {
+        MessageDef {
+            package: package.into(),
+            name: name.into(),
+            id,
+            location: Location::new("x.proto", 1),
+            oneofs: vec![],
+        }
+    }
+
+    fn schema() -> Schema {
+        Schema {
+            messages: vec![
+                message("game.lobby", "Enter", Some(1)),
+                message("game.lobby", "Room.Seat", Some(2)),
+                message("common", "Ping", Some(3)),
+                message("game.lobby", "Bye", Some(4)),
+            ],
+            services: vec![ServiceDef {
+                package: "game.lobby".into(),
+                name: "lobby_service".into(),
+                doc: " Lobby things.\n".into(),
+                methods: vec![
+                    MethodDef {
+                        name: "Enter".into(),
+                        input: "game.lobby.Enter".into(),
+                        output: "game.lobby.Room.Seat".into(),
+                        doc: " Takes a seat.\n".into(),
+                        ..Default::default()
+                    },
+                    MethodDef {
+                        name: "Ping".into(),
+                        input: "common.Ping".into(),
+                        output: "common.Ping".into(),
+                        ..Default::default()
+                    },
+                    MethodDef {
+                        name: "Bye".into(),
+                        input: "game.lobby.Bye".into(),
+                        output: EMPTY.into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn code(config: &GenConfig) -> String {
+        let tokens = generate(&schema(), config)
+            .remove("game.lobby")
+            .expect("package");
+        prettyplease::unparse(&syn::parse2(tokens).expect("parses"))
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_package_module() {
+        let code = code(&GenConfig::default());
+        assert!(
+            code.contains("impl ::gonet::codegen::Message for room::Seat"),
+            "{code}"
+        );
+        assert!(code.contains("req: super::super::common::Ping"), "{code}");
+        assert!(code.contains("const NAME: &'static str = \"game.lobby.Room.Seat\";"));
+    }
+
+    #[test]
+    fn the_trait_has_send_futures_and_docs() {
+        let code = code(&GenConfig::default());
+        assert!(
+            code.contains("pub trait LobbyService: Send + Sync + 'static"),
+            "{code}"
+        );
+        assert!(code.contains("/// Lobby things."), "{code}");
+        assert!(code.contains("/// Takes a seat."), "{code}");
+        assert!(code.contains(
+            "Output = ::core::result::Result<room::Seat, ::gonet::codegen::Status>,\n    > + Send;"
+        ), "{code}");
+        // One-way: the handler's Ok is (), the client sends without waiting.
+        assert!(code.contains("Output = ::core::result::Result<(), ::gonet::codegen::Status>"));
+        assert!(code.contains(
+            "pub fn bye(\n        &self,\n        req: Bye,\n    ) -> ::core::result::Result<(), ::gonet::codegen::SendError>"
+        ), "{code}");
+        assert!(code.contains("pub async fn enter("), "{code}");
+        assert!(code.contains("pub const IDS: &'static [u32]"), "{code}");
+    }
+
+    #[test]
+    fn server_and_client_can_be_left_out() {
+        let no_client = code(&GenConfig {
+            client: false,
+            ..GenConfig::default()
+        });
+        assert!(!no_client.contains("LobbyServiceClient"));
+        assert!(no_client.contains("LobbyServiceServer"));
+        let no_server = code(&GenConfig {
+            server: false,
+            ..GenConfig::default()
+        });
+        assert!(!no_server.contains("LobbyServiceServer"));
+        assert!(!no_server.contains("pub trait LobbyService"));
+        assert!(no_server.contains("pub struct LobbyServiceClient"));
+    }
+
+    #[test]
+    fn the_codecs_choose_the_body_format() {
+        let format = |protobuf, serde| {
+            let code = code(&GenConfig {
+                protobuf,
+                serde,
+                ..GenConfig::default()
+            });
+            ["GeneratedFormat", "ProstFormat", "SerdeFormat"]
+                .into_iter()
+                .find(|f| code.contains(f))
+                .expect("a format")
+        };
+        assert_eq!(format(true, true), "GeneratedFormat");
+        assert_eq!(format(true, false), "ProstFormat");
+        assert_eq!(format(false, true), "SerdeFormat");
+    }
+
+    #[test]
+    fn keywords_become_raw_identifiers() {
+        let method = MethodDef {
+            name: "Where".into(),
+            ..Default::default()
+        };
+        assert_eq!(method_ident(&method).to_string(), "r#where");
+        assert_eq!(module_parts("my.Type.self"), ["my", "r#type", "self_"]);
+    }
+}

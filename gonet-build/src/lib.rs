@@ -50,6 +50,8 @@
 //! | `builder` | [`Builder`]: options, prost-build, formatting, writing |
 //! | `error` | [`BuildError`], [`Problem`] |
 
+#![warn(missing_docs)]
+
 mod builder;
 mod error;
 mod frontend;

@@ -206,3 +206,41 @@ fn compile_panics_with_the_list() {
         "{message}"
     );
 }
+
+#[test]
+fn extra_attributes_reach_the_code_and_bad_ones_are_refused() {
+    let chat = format!("{HEADER}message Say {{ option (gonet.id) = 101; string content = 1; }}\n");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("chat.proto"), chat).expect("write");
+    let builder = Builder::new()
+        .out_dir(dir.path().join("out"))
+        .emit_rerun_if_changed(false)
+        .codecs([crate::Codec::Protobuf])
+        .attribute(
+            crate::AttributeTarget::Message,
+            ".chat.Say",
+            "#[derive(PartialOrd)]",
+        );
+    builder
+        .compile(&[dir.path().join("chat.proto")], &[dir.path()])
+        .expect("builds");
+    let code = std::fs::read_to_string(dir.path().join("out/chat.rs")).expect("chat.rs");
+    assert!(code.contains("#[derive(PartialOrd)]"), "{code}");
+    assert!(code.contains("ProstFormat"), "{code}");
+    assert!(!code.contains("serde"), "{code}");
+
+    let err = builder
+        .attribute(
+            crate::AttributeTarget::Field,
+            ".chat.Say.content",
+            "derive(Eq)",
+        )
+        .compile(&[dir.path().join("chat.proto")], &[dir.path()])
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains(
+            "the Field attribute \"derive(Eq)\" for .chat.Say.content is not a Rust attribute"
+        ),
+        "{err}"
+    );
+}

@@ -105,6 +105,19 @@ pub use wire::ExtensionError;
 /// It expands to `include!(concat!(env!("OUT_DIR"), "/gonet_protos.rs"))`, the file
 /// `gonet_build::compile` writes; give a file name for a `Builder` with another
 /// `include_file`.
+///
+/// ```ignore
+/// // build.rs: gonet_build::compile(&["schemas/chat.proto"], &["schemas"]);
+/// gonet::include_protos!();
+///
+/// struct Chat;
+/// impl chat::SayService for Chat {
+///     async fn say(&self, _: &gonet::Session, req: chat::Say) -> Result<chat::SayAck, gonet::Status> {
+///         Ok(chat::SayAck { content: req.content })
+///     }
+/// }
+/// let router = gonet::Router::new().service(chat::SayServiceServer::new(Chat));
+/// ```
 #[macro_export]
 macro_rules! include_protos {
     () => {
