@@ -267,14 +267,6 @@ impl Builder {
                 // leading dot the path matches as a suffix only: the field itself.
                 let path = path.trim_start_matches('.');
                 prost.field_attribute(path, format!("#[serde(skip_serializing_if = \"{skip}\")]"));
-                if *shape == FieldShape::Oneof {
-                    // The binary codec cannot read a tagged enum; it carries the
-                    // oneof in its protobuf encoding instead.
-                    prost.field_attribute(
-                        path,
-                        "#[serde(serialize_with = \"::gonet::codegen::serialize_oneof\", deserialize_with = \"::gonet::codegen::deserialize_oneof\")]",
-                    );
-                }
                 if *shape == FieldShape::Map {
                     prost.field_attribute(
                         path,

@@ -13,7 +13,7 @@ use protox::file::{
 };
 
 use crate::error::{Problem, ProblemKind};
-use crate::model::{Location, MessageDef, MethodDef, OneofDef, Schema, ServiceDef};
+use crate::model::{Location, MessageDef, MethodDef, Schema, ServiceDef};
 
 /// The file that defines `(gonet.id)`, as users import it.
 pub(crate) const OPTIONS_FILE: &str = "gonet/options.proto";
@@ -30,7 +30,7 @@ pub(crate) enum FieldShape {
     Collection,
     /// A map: like a `Vec`, and written as a list of entries in XML.
     Map,
-    /// A oneof: tagged explicitly in self-describing formats.
+    /// A oneof: an `Option` of an enum tagged explicitly (`case`, `value`).
     Oneof,
 }
 
@@ -245,13 +245,11 @@ fn walk_message(
             _ => None,
         }
     });
-    let index = schema.messages.len();
     schema.messages.push(MessageDef {
         package: package.to_owned(),
         name: name.clone(),
         id,
         location: Location::new(walk.file.name(), walk.lines.line(&path)),
-        oneofs: Vec::new(),
     });
 
     let mut seen_oneofs = BTreeSet::new();
@@ -270,23 +268,12 @@ fn walk_message(
         } else if field.proto3_optional() {
             Some(FieldShape::Optional)
         } else if let Some(oneof) = field.oneof_index {
-            if let Some(decl) = msg.oneof_decl.get(oneof as usize) {
-                if seen_oneofs.insert(oneof) {
-                    let oneof_path = format!(".{full}.{}", decl.name());
-                    oneofs.push(oneof_path.clone());
-                    fields.push((oneof_path, FieldShape::Oneof));
-                    schema.messages[index].oneofs.push(OneofDef {
-                        name: decl.name().to_owned(),
-                        tags: Vec::new(),
-                    });
-                }
-                if let Some(def) = schema.messages[index]
-                    .oneofs
-                    .iter_mut()
-                    .find(|d| d.name == decl.name())
-                {
-                    def.tags.push(field.number() as u32);
-                }
+            if let Some(decl) = msg.oneof_decl.get(oneof as usize)
+                && seen_oneofs.insert(oneof)
+            {
+                let oneof_path = format!(".{full}.{}", decl.name());
+                oneofs.push(oneof_path.clone());
+                fields.push((oneof_path, FieldShape::Oneof));
             }
             None
         } else if field.r#type() == Type::Message

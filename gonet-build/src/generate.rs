@@ -7,7 +7,7 @@ use heck::{ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::model::{MessageDef, MethodDef, OneofDef, Schema, ServiceDef};
+use crate::model::{MessageDef, MethodDef, Schema, ServiceDef};
 
 /// What to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,14 +40,7 @@ pub(crate) fn generate(schema: &Schema, config: &GenConfig) -> BTreeMap<String, 
         let tokens = message_impl(msg, config);
         out.entry(msg.package.clone()).or_default().extend(tokens);
     }
-    if config.serde {
-        for msg in &schema.messages {
-            for oneof in &msg.oneofs {
-                let tokens = oneof_impl(msg, oneof);
-                out.entry(msg.package.clone()).or_default().extend(tokens);
-            }
-        }
-    }
+
     for svc in &schema.services {
         let tokens = service(schema, svc, config);
         out.entry(svc.package.clone()).or_default().extend(tokens);
@@ -163,41 +156,6 @@ fn message_impl(msg: &MessageDef, config: &GenConfig) -> TokenStream {
                 body: ::gonet::codegen::Bytes,
             ) -> ::core::result::Result<Self, ::gonet::codegen::CodecError> {
                 ::gonet::codegen::decode::<#format, Self>(codec, body)
-            }
-        }
-    }
-}
-
-/// Lets the binary codec carry a oneof in its protobuf encoding.
-fn oneof_impl(msg: &MessageDef, oneof: &OneofDef) -> TokenStream {
-    let mut segments: Vec<String> = msg
-        .name
-        .split('.')
-        .map(|n| sanitize(&n.to_snake_case()))
-        .collect();
-    segments.push(sanitize(&oneof.name.to_upper_camel_case()));
-    let Ok(path) = syn::parse_str::<syn::Path>(&segments.join("::")) else {
-        return TokenStream::new();
-    };
-    let tags = oneof
-        .tags
-        .iter()
-        .map(|t| proc_macro2::Literal::u32_unsuffixed(*t));
-    quote! {
-        impl ::gonet::codegen::Oneof for #path {
-            const TAGS: &'static [u32] = &[#(#tags),*];
-
-            fn encode_oneof(&self, buf: &mut ::gonet::codegen::prost::alloc::vec::Vec<u8>) {
-                self.encode(buf)
-            }
-
-            fn merge_oneof(
-                field: &mut ::core::option::Option<Self>,
-                tag: u32,
-                wire_type: ::gonet::codegen::prost::encoding::wire_type::WireType,
-                buf: &mut &[u8],
-            ) -> ::core::result::Result<(), ::gonet::codegen::prost::DecodeError> {
-                Self::merge(field, tag, wire_type, buf, ::core::default::Default::default())
             }
         }
     }
@@ -420,7 +378,6 @@ mod tests {
             name: name.into(),
             id,
             location: Location::new("x.proto", 1),
-            oneofs: vec![],
         }
     }
 

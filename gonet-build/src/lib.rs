@@ -64,7 +64,7 @@ mod tests;
 
 pub use builder::{AttributeTarget, Builder, Codec};
 pub use error::{BuildError, Problem, ProblemKind};
-pub use model::{EMPTY, Location, MessageDef, MethodDef, OneofDef, Schema, ServiceDef};
+pub use model::{EMPTY, Location, MessageDef, MethodDef, Schema, ServiceDef};
 
 /// The text of `gonet/options.proto`, which defines the `(gonet.id)` message option.
 pub const OPTIONS_PROTO: &str = frontend::OPTIONS_PROTO;
@@ -93,7 +93,6 @@ pub fn compile(protos: &[impl AsRef<std::path::Path>], includes: &[impl AsRef<st
 ///         name: "Say".into(),
 ///         id: Some(101),
 ///         location: Location::new("chat.proto", 5),
-///         oneofs: vec![],
 ///     }],
 ///     services: vec![],
 /// };

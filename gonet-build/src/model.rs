@@ -61,17 +61,6 @@ pub struct MessageDef {
     pub id: Option<u32>,
     /// Where the message is declared.
     pub location: Location,
-    /// Its oneofs (not the synthetic ones of proto3 `optional` fields).
-    pub oneofs: Vec<OneofDef>,
-}
-
-/// A oneof of a message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OneofDef {
-    /// The oneof name (`choice`).
-    pub name: String,
-    /// The field numbers of its cases.
-    pub tags: Vec<u32>,
 }
 
 impl MessageDef {

@@ -111,7 +111,6 @@ mod tests {
             name: name.into(),
             id,
             location: Location::new("chat.proto", line),
-            oneofs: vec![],
         }
     }
 

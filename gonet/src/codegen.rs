@@ -25,8 +25,6 @@ use serde::de::DeserializeOwned;
 use crate::codec::{CodecErrorKind, CodecOp};
 
 thread_local! {
-    /// Whether absent fields (`None`, empty lists and maps) are left out when serializing.
-    static SKIP_ABSENT: Cell<bool> = const { Cell::new(true) };
     /// Whether maps are written as lists of `key`/`value` entries (XML: map keys such as
     /// `1` or `a b` are not element names).
     static MAP_ENTRIES: Cell<bool> = const { Cell::new(false) };
@@ -94,13 +92,6 @@ where
     }
 }
 
-/// Runs `f` with absent fields written out. The binary codec is positional: a skipped
-/// field would shift every field after it, so it always writes every field.
-#[allow(dead_code, reason = "used by the binary codec only")]
-fn with_every_field<R>(f: impl FnOnce() -> R) -> R {
-    with_flag(&SKIP_ABSENT, false, f)
-}
-
 /// Runs `f` with maps as entry lists (XML).
 #[allow(dead_code, reason = "used by the XML codec only")]
 fn with_map_entries<R>(f: impl FnOnce() -> R) -> R {
@@ -108,10 +99,9 @@ fn with_map_entries<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// `skip_serializing_if` of generated optional fields: XML cannot tell an absent value
-/// from an empty one, so self-describing codecs leave `None` out (and `#[serde(default)]`
-/// brings it back); the binary codec writes it.
+/// from an empty one, so `None` is left out (and `#[serde(default)]` brings it back).
 pub fn skip_none<T>(value: &Option<T>) -> bool {
-    value.is_none() && SKIP_ABSENT.with(Cell::get)
+    value.is_none()
 }
 
 /// Collections whose emptiness [`skip_empty`] tests.
@@ -146,7 +136,7 @@ impl IsEmpty for Bytes {
 
 /// `skip_serializing_if` of generated repeated and map fields, like [`skip_none`].
 pub fn skip_empty<T: IsEmpty>(value: &T) -> bool {
-    value.is_empty_collection() && SKIP_ABSENT.with(Cell::get)
+    value.is_empty_collection()
 }
 
 /// How a message type's body is produced for each codec.
@@ -166,96 +156,6 @@ pub struct ProstFormat;
 /// Bodies through prost and serde: every codec.
 #[derive(Debug)]
 pub struct AnyFormat;
-
-/// A prost oneof, so the binary codec can carry it (see [`serialize_oneof`]).
-#[cfg(feature = "protobuf")]
-pub trait Oneof: Sized {
-    /// The field numbers of the oneof's cases.
-    const TAGS: &'static [u32];
-    /// Appends the protobuf encoding of the set case.
-    fn encode_oneof(&self, buf: &mut Vec<u8>);
-    /// Merges one protobuf field of the oneof.
-    fn merge_oneof(
-        field: &mut Option<Self>,
-        tag: u32,
-        wire_type: prost::encoding::wire_type::WireType,
-        buf: &mut &[u8],
-    ) -> Result<(), prost::DecodeError>;
-}
-
-/// `serialize_with` of generated oneof fields. Self-describing formats (JSON, XML) get
-/// the derived `{"case": .., "value": ..}` form; the binary codec, which cannot read a
-/// tagged enum back, gets the oneof's protobuf encoding as bytes.
-#[cfg(feature = "protobuf")]
-pub fn serialize_oneof<T, S>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error>
-where
-    T: Oneof + Serialize,
-    S: serde::Serializer,
-{
-    if serializer.is_human_readable() {
-        value.serialize(serializer)
-    } else {
-        let mut buf = Vec::new();
-        if let Some(value) = value {
-            value.encode_oneof(&mut buf);
-        }
-        serializer.serialize_bytes(&buf)
-    }
-}
-
-/// `deserialize_with` of generated oneof fields, the reverse of [`serialize_oneof`].
-#[cfg(feature = "protobuf")]
-pub fn deserialize_oneof<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    T: Oneof + serde::Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    use serde::de::Error;
-
-    if deserializer.is_human_readable() {
-        return serde::Deserialize::deserialize(deserializer);
-    }
-    let bytes = deserializer.deserialize_byte_buf(ByteBufVisitor)?;
-    let mut buf = bytes.as_slice();
-    let mut field = None;
-    while !buf.is_empty() {
-        let (tag, wire_type) = prost::encoding::decode_key(&mut buf).map_err(D::Error::custom)?;
-        // prost's merge panics on a tag outside the oneof: refuse it first.
-        if !T::TAGS.contains(&tag) {
-            return Err(D::Error::custom(format!("oneof has no field number {tag}")));
-        }
-        T::merge_oneof(&mut field, tag, wire_type, &mut buf).map_err(D::Error::custom)?;
-    }
-    Ok(field)
-}
-
-#[cfg(feature = "protobuf")]
-struct ByteBufVisitor;
-
-#[cfg(feature = "protobuf")]
-impl<'de> serde::de::Visitor<'de> for ByteBufVisitor {
-    type Value = Vec<u8>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("bytes")
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-        Ok(v.to_vec())
-    }
-
-    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-        Ok(v)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-        let mut out = Vec::new();
-        while let Some(b) = seq.next_element()? {
-            out.push(b);
-        }
-        Ok(out)
-    }
-}
 
 #[allow(dead_code, reason = "unused when only the protobuf codec is compiled")]
 fn unsupported<T: Message>(codec: Codec, op: CodecOp) -> CodecError {
@@ -279,7 +179,7 @@ fn serde_encode<T: Message + Serialize>(
         #[cfg(feature = "xml")]
         Codec::Xml => with_map_entries(|| crate::codec::xml::encode(msg, T::NAME, dst)),
         #[cfg(feature = "binary")]
-        Codec::Binary => with_every_field(|| crate::codec::binary::encode(msg, T::NAME, dst)),
+        Codec::Binary => crate::codec::binary::encode(msg, T::NAME, dst),
         #[allow(unreachable_patterns, reason = "reached when protobuf is compiled")]
         _ => Err(unsupported::<T>(codec, CodecOp::Encode)),
     }

@@ -63,7 +63,7 @@
 //! | `protobuf` | yes | [`Codec::Protobuf`] through prost |
 //! | `json` | no | [`Codec::Json`] through serde_json |
 //! | `xml` | no | [`Codec::Xml`] through quick-xml |
-//! | `binary` | no | [`Codec::Binary`] through postcard |
+//! | `binary` | no | [`Codec::Binary`]: MessagePack through rmp-serde |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]

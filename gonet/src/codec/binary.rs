@@ -9,8 +9,7 @@ pub(crate) fn encode<T: Serialize>(
     name: &'static str,
     dst: &mut BytesMut,
 ) -> Result<(), CodecError> {
-    postcard::to_io(msg, dst.writer())
-        .map(drop)
+    rmp_serde::encode::write_named(&mut dst.writer(), msg)
         .map_err(|e| CodecError::new(Codec::Binary, CodecOp::Encode, name, e))
 }
 
@@ -19,7 +18,8 @@ pub(crate) fn decode<T: DeserializeOwned>(
     name: &'static str,
 ) -> Result<T, CodecError> {
     let err = |kind: CodecErrorKind| CodecError::new(Codec::Binary, CodecOp::Decode, name, kind);
-    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| err(e.into()))?;
+    let mut rest = body;
+    let value = rmp_serde::decode::from_read(&mut rest).map_err(|e| err(e.into()))?;
     if rest.is_empty() {
         Ok(value)
     } else {

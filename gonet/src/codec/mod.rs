@@ -36,11 +36,13 @@ pub enum Codec {
     /// XML through quick-xml (feature `xml`); the root element is the type's name.
     #[cfg(feature = "xml")]
     Xml,
-    /// postcard: a compact, varint-based serde format (feature `binary`).
+    /// MessagePack through rmp-serde (feature `binary`), structs as maps keyed by field
+    /// name so that fields can be added, skipped or reordered between versions.
     ///
-    /// postcard is a stable, documented wire format (1.x), has no schema evolution
-    /// surprises from configuration, and is small and fast; bincode's 2.x/3.x line is no
-    /// longer maintained.
+    /// MessagePack is compact, has a published specification and libraries in every
+    /// language a game or IoT client is written in, and is self-describing, so every
+    /// serde shape works, tagged enums (protobuf oneofs) included. Formats that are not
+    /// self-describing (postcard, bincode) cannot decode tagged enums.
     #[cfg(feature = "binary")]
     Binary,
 }
@@ -203,10 +205,14 @@ pub enum CodecErrorKind {
     /// The body is not UTF-8 (XML only).
     #[error("body is not UTF-8: {0}")]
     Utf8(#[from] std::str::Utf8Error),
-    /// postcard failed.
+    /// MessagePack encoding failed.
     #[cfg(feature = "binary")]
     #[error(transparent)]
-    Binary(#[from] postcard::Error),
+    BinaryEncode(#[from] rmp_serde::encode::Error),
+    /// MessagePack decoding failed.
+    #[cfg(feature = "binary")]
+    #[error(transparent)]
+    BinaryDecode(#[from] rmp_serde::decode::Error),
     /// The value decoded but bytes were left over.
     #[error("{0} bytes left over after the value")]
     TrailingBytes(usize),

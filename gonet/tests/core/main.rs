@@ -1,0 +1,11 @@
+//! Runtime core tests: real servers on 127.0.0.1, real clients, real codecs.
+
+mod support;
+
+mod codecs;
+mod lifecycle;
+mod messages;
+mod pool;
+mod shutdown;
+mod wire;
+mod worker;
