@@ -241,8 +241,7 @@ impl Builder {
         let mut prost = prost_build::Config::new();
         prost
             .prost_path("::gonet::codegen::prost")
-            .compile_well_known_types()
-            .skip_debug(Vec::<String>::new());
+            .compile_well_known_types();
         if config.serde {
             prost.message_attribute(
                 ".",

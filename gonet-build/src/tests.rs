@@ -244,3 +244,28 @@ fn extra_attributes_reach_the_code_and_bad_ones_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn packages_nest_and_files_without_a_package_sit_at_the_root() {
+    let root = "syntax = \"proto3\";\nimport \"gonet/options.proto\";\n\
+                message Top { option (gonet.id) = 1; }\n";
+    let deep = "syntax = \"proto3\";\npackage game.lobby;\nimport \"gonet/options.proto\";\n\
+                import \"root.proto\";\nmessage Seat { option (gonet.id) = 2; Top top = 1; }\n\
+                service Lobby { rpc Sit(Seat) returns (.Top); }\n";
+    let (dir, result) = build(
+        &[("root.proto", root), ("game/lobby.proto", deep)],
+        &["game/lobby.proto"],
+    );
+    result.expect("builds");
+    let out = dir.path().join("out");
+    let include = std::fs::read_to_string(out.join("gonet_protos.rs")).expect("include");
+    let root_file = out.join("_.rs").canonicalize().expect("_.rs");
+    assert!(
+        include.contains(&format!("include!({:?});", root_file.display().to_string())),
+        "{include}"
+    );
+    assert!(include.contains("pub mod game {"), "{include}");
+    assert!(include.contains("    pub mod lobby {"), "{include}");
+    let lobby = std::fs::read_to_string(out.join("game.lobby.rs")).expect("lobby");
+    assert!(lobby.contains("super::super::Top"), "{lobby}");
+}
