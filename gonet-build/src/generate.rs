@@ -253,6 +253,17 @@ fn service_server(schema: &Schema, svc: &ServiceDef) -> TokenStream {
             })
         }
     });
+    let register = if svc.methods.is_empty() {
+        quote! {
+            let _ = self;
+            router
+        }
+    } else {
+        quote! {
+            let inner = self.inner;
+            router #(#routes)*
+        }
+    };
     let ids = svc.methods.iter().map(|m| {
         let req = type_path(schema, &svc.package, &m.input);
         quote!(<#req as ::gonet::codegen::Message>::ID)
@@ -292,8 +303,7 @@ fn service_server(schema: &Schema, svc: &ServiceDef) -> TokenStream {
 
         impl<S: #name> ::gonet::codegen::Service for #server<S> {
             fn register(self, router: ::gonet::codegen::Router) -> ::gonet::codegen::Router {
-                let inner = self.inner;
-                router #(#routes)*
+                #register
             }
         }
     }
@@ -491,6 +501,27 @@ mod tests {
         assert_eq!(format(true, true), "GeneratedFormat");
         assert_eq!(format(true, false), "ProstFormat");
         assert_eq!(format(false, true), "SerdeFormat");
+    }
+
+    #[test]
+    fn a_service_without_rpcs_still_compiles_cleanly() {
+        let schema = Schema {
+            messages: vec![],
+            services: vec![ServiceDef {
+                package: "p".into(),
+                name: "Nothing".into(),
+                ..Default::default()
+            }],
+        };
+        let tokens = generate(&schema, &GenConfig::default())
+            .remove("p")
+            .expect("package");
+        let code = prettyplease::unparse(&syn::parse2(tokens).expect("parses"));
+        assert!(code.contains("let _ = self;\n        router\n"), "{code}");
+        assert!(
+            code.contains("pub const IDS: &'static [u32] = &[];"),
+            "{code}"
+        );
     }
 
     #[test]

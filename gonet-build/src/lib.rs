@@ -32,6 +32,20 @@
 //! Nothing needs `protoc`: files are parsed by protox, `gonet/options.proto` and the
 //! well-known types resolve without being copied.
 //!
+//! # Message forms per codec
+//!
+//! - protobuf: prost's encoding, byte-compatible with every protobuf implementation.
+//! - JSON and XML: serde's field names as in the `.proto` file. Enums are their numbers
+//!   (this is not the canonical proto3 JSON mapping); absent optional fields and empty
+//!   repeated fields and maps are left out and read back as absent or empty; a oneof is
+//!   `{"case": "Word", "value": ..}` (XML `<choice><case>Word</case><value>..</value>`);
+//!   an XML map is a list of `<key>`/`<value>` entries, so any key type works.
+//! - binary: MessagePack with field names (the runtime's binary codec).
+//!
+//! A value a codec cannot carry fails to encode with an error naming the message rather
+//! than arriving changed: a NaN or infinite number in JSON, a carriage return in XML text.
+//! The generated code needs gonet's `protobuf` feature (prost derives the structs).
+//!
 //! # Build errors
 //!
 //! One run reports every problem, each with its `.proto` file and line: syntax errors
