@@ -134,10 +134,16 @@ fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
     let id_ext = pool.get_extension_by_name(ID_OPTION);
     // The well-known types the user's files import are generated too, so they carry the
     // same serde glue as everything else.
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    for file in &fds.file {
-        if is_user_file(file.name()) {
-            wanted.insert(file.name().to_owned());
+    let mut wanted: BTreeSet<String> = fds
+        .file
+        .iter()
+        .filter(|f| is_user_file(f.name()))
+        .map(|f| f.name().to_owned())
+        .collect();
+    // Files come in import order; walking them backwards visits every importer before
+    // what it imports, so well-known types imported by well-known types are found too.
+    for file in fds.file.iter().rev() {
+        if wanted.contains(file.name()) {
             for dep in &file.dependency {
                 if dep.starts_with("google/protobuf/") && dep != "google/protobuf/descriptor.proto"
                 {

@@ -9,7 +9,8 @@ use gonet_codegen_tests::chat::{
     SayServiceClient, SayServiceServer,
 };
 use gonet_codegen_tests::google::protobuf::{
-    Any, Duration as PbDuration, ListValue, StringValue, Struct, Timestamp, Value, value,
+    Any, Api, Duration as PbDuration, ListValue, Method, SourceContext, StringValue, Struct,
+    Timestamp, Value, value,
 };
 use gonet_codegen_tests::test::common::Point;
 use gonet_codegen_tests::test::shapes::{
@@ -165,6 +166,17 @@ fn full_shapes() -> Shapes {
             },
         )]
         .into(),
+        api: Some(Api {
+            name: "svc".into(),
+            methods: vec![Method {
+                name: "m".into(),
+                ..Method::default()
+            }],
+            source_context: Some(SourceContext {
+                file_name: "f.proto".into(),
+            }),
+            ..Api::default()
+        }),
     }
 }
 
