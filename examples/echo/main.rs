@@ -123,7 +123,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         Mode::Server(url) => {
             let server = serve(&url, args.codec).await?;
-            println!("echo server on {} ({} codec); Ctrl-C stops it", server.url(), args.codec);
+            println!(
+                "echo server on {} ({} codec); Ctrl-C stops it",
+                server.url(),
+                args.codec
+            );
             tokio::signal::ctrl_c().await?;
             server.shutdown().await;
         }
@@ -136,8 +140,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = match parse(std::env::args().skip(1)) {
