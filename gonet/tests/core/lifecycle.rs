@@ -26,12 +26,7 @@ async fn session_handle_carries_identity_and_typed_data() {
             content: session.get::<Nick>().unwrap().0,
         }
     });
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(router)
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(router).await;
     let a = Builder::new()
         .codec(Codec::Json)
         .dial(&server.url())

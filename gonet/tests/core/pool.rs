@@ -35,12 +35,7 @@ async fn listener(url: &str, tx: mpsc::UnboundedSender<(u64, String)>) -> Sessio
 
 #[tokio::test]
 async fn lookup_count_broadcast_and_groups() {
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(joiner())
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(joiner()).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut clients = Vec::new();
     for _ in 0..3 {

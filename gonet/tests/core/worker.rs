@@ -19,12 +19,7 @@ async fn messages_of_one_session_are_handled_in_arrival_order() {
         // Yield so that handlers of different sessions interleave.
         async move { tokio::task::yield_now().await }
     });
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(router)
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(router).await;
     let mut clients = Vec::new();
     for _ in 0..4 {
         clients.push(
@@ -77,12 +72,7 @@ async fn a_blocked_session_does_not_delay_another() {
         }
     });
     let _ = release;
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(router)
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(router).await;
     let a = Builder::new()
         .codec(Codec::Json)
         .dial(&server.url())
