@@ -1,1 +1,133 @@
-//! placeholder
+//! gonet-build: Rust from `.proto` files for gonet, run from `build.rs`.
+//!
+//! A schema gives every message a numeric id with the `(gonet.id)` option; services
+//! declare rpcs between such messages:
+//!
+//! ```proto
+//! syntax = "proto3";
+//! package chat;
+//! import "gonet/options.proto";
+//!
+//! message Say    { option (gonet.id) = 101; string content = 1; }
+//! message SayAck { option (gonet.id) = 102; string content = 1; }
+//!
+//! service SayService {
+//!   rpc Say(Say) returns (SayAck);
+//! }
+//! ```
+//!
+//! ```no_run
+//! // in build.rs's `main`
+//! gonet_build::compile(&["schemas/chat.proto"], &["schemas"]);
+//! ```
+//!
+//! `gonet::include_protos!()` then brings in one module per package with:
+//!
+//! - the message structs (prost) with serde derives, and for each message with an id an
+//!   `impl gonet::Message`, so every codec (protobuf, JSON, XML, binary) carries it;
+//! - per service, a handler trait (`SayService`) with one method per rpc, a
+//!   `SayServiceServer` that routes the requests to it (`Router::service`), and a typed
+//!   `SayServiceClient`. An rpc returning `google.protobuf.Empty` is one-way.
+//!
+//! Nothing needs `protoc`: files are parsed by protox, `gonet/options.proto` and the
+//! well-known types resolve without being copied.
+//!
+//! # Message forms per codec
+//!
+//! - protobuf: prost's encoding, byte-compatible with every protobuf implementation.
+//! - JSON and XML: serde's field names as in the `.proto` file. Enums are their numbers
+//!   (this is not the canonical proto3 JSON mapping); absent optional fields and empty
+//!   repeated fields and maps are left out and read back as absent or empty; a oneof is
+//!   `{"case": "Word", "value": ..}` (XML `<choice><case>Word</case><value>..</value>`);
+//!   an XML map is a list of `<key>`/`<value>` entries, so any key type works.
+//! - binary: MessagePack with field names (the runtime's binary codec).
+//!
+//! A value a codec cannot carry fails to encode with an error naming the message rather
+//! than arriving changed: a NaN or infinite number in JSON, a carriage return in XML text.
+//! The generated code needs gonet's `protobuf` feature (prost derives the structs).
+//!
+//! # Build errors
+//!
+//! One run reports every problem, each with its `.proto` file and line: syntax errors
+//! (with the lines around them), missing imports, duplicate ids across all files, ids
+//! that are 0 or reserved (`0xFFFFFF00` and up), messages used by a service without an
+//! id, one request type taken by two rpcs of a service, and streaming rpcs.
+//!
+//! # Layout
+//!
+//! | module | concept |
+//! |---|---|
+//! | `model` | the schema model: [`Schema`], [`MessageDef`], [`ServiceDef`], [`MethodDef`] |
+//! | `frontend` | `.proto` files to the model (protox, prost-reflect) |
+//! | `validate` | the checks on the model |
+//! | `generate` | the model to Rust items (syn, quote) |
+//! | `builder` | [`Builder`]: options, prost-build, formatting, writing |
+//! | `error` | [`BuildError`], [`Problem`] |
+
+#![warn(missing_docs)]
+
+mod builder;
+mod error;
+mod frontend;
+mod generate;
+mod model;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use builder::{AttributeTarget, Builder, Codec};
+pub use error::{BuildError, Problem, ProblemKind};
+pub use model::{EMPTY, Location, MessageDef, MethodDef, Schema, ServiceDef};
+
+/// The text of `gonet/options.proto`, which defines the `(gonet.id)` message option.
+pub const OPTIONS_PROTO: &str = frontend::OPTIONS_PROTO;
+
+/// Generates Rust for `protos` with the default [`Builder`]. For `build.rs`: on any
+/// problem it panics with the full list, each problem naming its file and line.
+///
+/// ```no_run
+/// gonet_build::compile(&["schemas/chat.proto"], &["schemas"]);
+/// ```
+pub fn compile(protos: &[impl AsRef<std::path::Path>], includes: &[impl AsRef<std::path::Path>]) {
+    if let Err(err) = Builder::new().compile(protos, includes) {
+        panic!("{err}");
+    }
+}
+
+/// Checks `schema` and generates its gonet items (message impls, service traits,
+/// servers and clients) per package, without prost's structs. For tests and other
+/// front ends.
+///
+/// ```
+/// use gonet_build::{Location, MessageDef, Schema};
+/// let schema = Schema {
+///     messages: vec![MessageDef {
+///         package: "chat".into(),
+///         name: "Say".into(),
+///         id: Some(101),
+///         location: Location::new("chat.proto", 5),
+///     }],
+///     services: vec![],
+/// };
+/// let code = gonet_build::generate_items(&schema).unwrap();
+/// assert!(code["chat"].contains("const ID: u32 = 101;"));
+/// ```
+pub fn generate_items(
+    schema: &Schema,
+) -> Result<std::collections::BTreeMap<String, String>, BuildError> {
+    let problems = validate::check(schema);
+    if !problems.is_empty() {
+        return Err(BuildError::new(problems));
+    }
+    Ok(generate::generate(schema, &generate::GenConfig::default())
+        .into_iter()
+        .map(|(package, tokens)| {
+            let text = match syn::parse2::<syn::File>(tokens.clone()) {
+                Ok(file) => prettyplease::unparse(&file),
+                Err(_) => tokens.to_string(),
+            };
+            (package, text)
+        })
+        .collect())
+}

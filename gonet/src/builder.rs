@@ -53,6 +53,7 @@ pub(crate) struct Settings {
         allow(dead_code, reason = "read by ws, wss, quic and kcp only")
     )]
     pub(crate) transport: transport::TransportSettings,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 /// The heartbeat interval and idle timeout of a transport when the builder sets none.
@@ -87,6 +88,7 @@ impl Default for Settings {
             heartbeat: None,
             idle_timeout: None,
             transport: transport::TransportSettings::default(),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -108,6 +110,9 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) hooks: Hooks,
     pub(crate) pool: Option<SessionPool>,
+    /// Cancelled when a shutdown runs out of time: every session stops at once, even
+    /// inside a handler.
+    pub(crate) kill: CancellationToken,
 }
 
 /// Configures and starts servers ([`serve`](Self::serve)) and clients
@@ -289,6 +294,14 @@ impl Builder {
         self
     }
 
+    /// How long [`Server::shutdown`] waits for handlers to finish and replies to be
+    /// written before it stops the remaining sessions at once (handlers still running
+    /// are cancelled).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_timeout = timeout;
+        self
+    }
+
     /// Called when a session connects, before its first message is handled.
     pub fn on_connect(mut self, hook: impl Fn(&Session) + Send + Sync + 'static) -> Self {
         self.hooks.on_connect = Some(Arc::new(hook));
@@ -319,6 +332,7 @@ impl Builder {
             router: self.router.clone(),
             hooks: self.hooks.clone(),
             pool,
+            kill: CancellationToken::new(),
         })
     }
 
@@ -330,9 +344,12 @@ impl Builder {
         let shared = self.shared(Some(pool.clone()));
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let kill = shared.kill.clone();
         let listener =
             transport::listen(&parsed, url, shared, stop.clone(), tracker.clone()).await?;
         Ok(Server {
+            kill,
+            shutdown_timeout: self.settings.shutdown_timeout,
             url: parsed,
             local_addr: listener.local_addr,
             certificate: listener.certificate,
@@ -367,6 +384,8 @@ pub struct Server {
     finish: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     pool: SessionPool,
     stop: CancellationToken,
+    kill: CancellationToken,
+    shutdown_timeout: Duration,
     tracker: TaskTracker,
     accept: Option<JoinHandle<()>>,
 }
@@ -409,6 +428,10 @@ impl Server {
     /// Shuts down gracefully: stops accepting, stops reading from every session, lets
     /// every message already read be handled and every reply be written, then closes
     /// each session with [`CloseReason::ServerShutdown`]. Returns when all are closed.
+    ///
+    /// Sessions still busy after the shutdown timeout
+    /// ([`Builder::shutdown_timeout`]) are stopped at once: running handlers are
+    /// cancelled and unwritten replies dropped.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         if let Some(accept) = self.accept.take() {
@@ -419,7 +442,20 @@ impl Server {
             session.close_with(CloseReason::ServerShutdown, CloseMode::Graceful);
         }
         self.tracker.close();
-        self.tracker.wait().await;
+        if tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sessions = self.pool.len(),
+                timeout = ?self.shutdown_timeout,
+                "shutdown timed out; stopping the remaining sessions"
+            );
+            self.kill.cancel();
+            self.tracker.wait().await;
+        }
+        // Transports that must drain after their sessions (QUIC waits for its
+        // endpoint to be idle; KCP keeps its listener until now).
         if let Some(finish) = self.finish.take() {
             finish.await;
         }

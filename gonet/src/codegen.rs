@@ -2,13 +2,142 @@
 //! generates. Not a public API: it may change in any release.
 
 pub use bytes::{Bytes, BytesMut};
+#[cfg(feature = "protobuf")]
+pub use prost;
+pub use serde;
+pub use std::future::Future;
+pub use std::sync::Arc;
+pub use std::time::Duration;
+
+pub use crate::codec::{Codec, CodecError};
+pub use crate::error::{CallError, SendError};
+pub use crate::message::Message;
+pub use crate::router::{Router, Service};
+pub use crate::session::Session;
+pub use crate::status::Status;
+
+use std::cell::Cell;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 #[allow(unused_imports, reason = "each codec arm uses some of these")]
-use crate::codec::{Codec, CodecError, CodecErrorKind, CodecOp};
-use crate::message::Message;
+use crate::codec::{CodecErrorKind, CodecOp};
+
+thread_local! {
+    /// Whether maps are written as lists of `key`/`value` entries (XML: map keys such as
+    /// `1` or `a b` are not element names).
+    static MAP_ENTRIES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with `flag` set to `value`, restoring it afterwards (also on panic).
+#[allow(dead_code, reason = "used by some codecs only")]
+fn with_flag<R>(
+    flag: &'static std::thread::LocalKey<Cell<bool>>,
+    value: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(&'static std::thread::LocalKey<Cell<bool>>, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            self.0.with(|s| s.set(self.1));
+        }
+    }
+    let _restore = Restore(flag, flag.with(|s| s.replace(value)));
+    f()
+}
+
+#[derive(serde::Serialize)]
+struct EntryRef<'a, K, V> {
+    key: &'a K,
+    value: &'a V,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry<K, V> {
+    key: K,
+    value: V,
+}
+
+/// `serialize_with` of generated map fields: a map for JSON and binary, a list of
+/// `key`/`value` entries for XML.
+pub fn serialize_map<'a, M, K, V, S>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
+where
+    M: Serialize,
+    &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+    K: Serialize + 'a,
+    V: Serialize + 'a,
+    S: serde::Serializer,
+{
+    if MAP_ENTRIES.with(Cell::get) {
+        serializer.collect_seq(map.into_iter().map(|(key, value)| EntryRef { key, value }))
+    } else {
+        map.serialize(serializer)
+    }
+}
+
+/// `deserialize_with` of generated map fields, the reverse of [`serialize_map`].
+pub fn deserialize_map<'de, M, K, V, D>(deserializer: D) -> Result<M, D::Error>
+where
+    M: serde::Deserialize<'de> + FromIterator<(K, V)>,
+    K: serde::Deserialize<'de>,
+    V: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    if MAP_ENTRIES.with(Cell::get) {
+        let entries: Vec<Entry<K, V>> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
+    } else {
+        M::deserialize(deserializer)
+    }
+}
+
+/// Runs `f` with maps as entry lists (XML).
+#[allow(dead_code, reason = "used by the XML codec only")]
+fn with_map_entries<R>(f: impl FnOnce() -> R) -> R {
+    with_flag(&MAP_ENTRIES, true, f)
+}
+
+/// `skip_serializing_if` of generated optional fields: XML cannot tell an absent value
+/// from an empty one, so `None` is left out (and `#[serde(default)]` brings it back).
+pub fn skip_none<T>(value: &Option<T>) -> bool {
+    value.is_none()
+}
+
+/// Collections whose emptiness [`skip_empty`] tests.
+pub trait IsEmpty {
+    /// Whether the collection has no element.
+    fn is_empty_collection(&self) -> bool;
+}
+
+impl<T> IsEmpty for Vec<T> {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<K, V, S> IsEmpty for std::collections::HashMap<K, V, S> {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<K, V> IsEmpty for std::collections::BTreeMap<K, V> {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl IsEmpty for Bytes {
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// `skip_serializing_if` of generated repeated and map fields, like [`skip_none`].
+pub fn skip_empty<T: IsEmpty>(value: &T) -> bool {
+    value.is_empty_collection()
+}
 
 /// How a message type's body is produced for each codec.
 pub trait Format<T> {
@@ -48,7 +177,7 @@ fn serde_encode<T: Message + Serialize>(
         #[cfg(feature = "json")]
         Codec::Json => crate::codec::json::encode(msg, T::NAME, dst),
         #[cfg(feature = "xml")]
-        Codec::Xml => crate::codec::xml::encode(msg, T::NAME, dst),
+        Codec::Xml => with_map_entries(|| crate::codec::xml::encode(msg, T::NAME, dst)),
         #[cfg(feature = "binary")]
         Codec::Binary => crate::codec::binary::encode(msg, T::NAME, dst),
         #[allow(unreachable_patterns, reason = "reached when protobuf is compiled")]
@@ -62,7 +191,7 @@ fn serde_decode<T: Message + DeserializeOwned>(codec: Codec, body: Bytes) -> Res
         #[cfg(feature = "json")]
         Codec::Json => crate::codec::json::decode(&body, T::NAME),
         #[cfg(feature = "xml")]
-        Codec::Xml => crate::codec::xml::decode(&body, T::NAME),
+        Codec::Xml => with_map_entries(|| crate::codec::xml::decode(&body, T::NAME)),
         #[cfg(feature = "binary")]
         Codec::Binary => crate::codec::binary::decode(&body, T::NAME),
         #[allow(unreachable_patterns, reason = "reached when protobuf is compiled")]
@@ -139,6 +268,83 @@ impl<T: Message + Serialize + DeserializeOwned> Format<T> for AnyFormat {
     fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
         serde_decode(codec, body)
     }
+}
+
+/// Bodies of types generated by `gonet-build`: like [`AnyFormat`], and it refuses the
+/// values a self-describing codec would change on the way: a NaN or infinite number in
+/// JSON (serde_json writes `null`, which never reads back) and a carriage return in
+/// XML text (XML readers turn `\r\n` into `\n`). Generated types never write a JSON
+/// `null` otherwise, since absent values are left out.
+#[derive(Debug)]
+pub struct GeneratedFormat;
+
+#[cfg(feature = "protobuf")]
+impl<T> Format<T> for GeneratedFormat
+where
+    T: Message + prost::Message + Default + Serialize + DeserializeOwned,
+{
+    fn encode(msg: &T, codec: Codec, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let start = dst.len();
+        let result = match codec {
+            #[cfg(feature = "json")]
+            Codec::Json => strict_json(msg, dst),
+            #[cfg(feature = "xml")]
+            Codec::Xml => <AnyFormat as Format<T>>::encode(msg, codec, dst).and_then(|()| {
+                if dst[start..].contains(&b'\r') {
+                    Err(CodecError::new(
+                        codec,
+                        CodecOp::Encode,
+                        T::NAME,
+                        quick_xml::SeError::Custom(
+                            "a carriage return (\\r) in text has no XML form: XML readers turn it into \\n".into(),
+                        ),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }),
+            #[allow(unreachable_patterns, reason = "reached when other codecs are compiled")]
+            _ => <AnyFormat as Format<T>>::encode(msg, codec, dst),
+        };
+        if result.is_err() {
+            dst.truncate(start);
+        }
+        result
+    }
+
+    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+        <AnyFormat as Format<T>>::decode(codec, body)
+    }
+}
+
+/// Without the protobuf codec, generated types are serde types.
+#[cfg(not(feature = "protobuf"))]
+impl<T: Message + Serialize + DeserializeOwned> Format<T> for GeneratedFormat {
+    fn encode(msg: &T, codec: Codec, dst: &mut BytesMut) -> Result<(), CodecError> {
+        serde_encode(msg, codec, dst)
+    }
+    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+        serde_decode(codec, body)
+    }
+}
+
+/// JSON that refuses to write `null` (serde_json's stand-in for NaN and infinities).
+#[cfg(all(feature = "json", feature = "protobuf"))]
+fn strict_json<T: Message + Serialize>(msg: &T, dst: &mut BytesMut) -> Result<(), CodecError> {
+    use bytes::BufMut;
+
+    struct NoNull;
+    impl serde_json::ser::Formatter for NoNull {
+        fn write_null<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a NaN or infinite number has no JSON form",
+            ))
+        }
+    }
+    let mut serializer = serde_json::Serializer::with_formatter(dst.writer(), NoNull);
+    msg.serialize(&mut serializer)
+        .map_err(|e| CodecError::new(Codec::Json, CodecOp::Encode, T::NAME, e))
 }
 
 /// Encodes `msg` with the body format `F`.

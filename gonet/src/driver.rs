@@ -103,7 +103,11 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, mut source: S) {
                     }
                 }
             };
-            tokio::join!(reader, work_loop(&session, rx));
+            let kill = session.inner.shared.kill.clone();
+            tokio::select! {
+                _ = async { tokio::join!(reader, work_loop(&session, rx)) } => {}
+                () = kill.cancelled() => {}
+            }
         }
         .instrument(span),
     );
@@ -119,7 +123,12 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K
     let span = tracing::Span::current();
     let read = tokio::spawn(read_loop(session.clone(), source, tx).instrument(span.clone()));
     let write = tokio::spawn(write_loop(session.clone(), sink).instrument(span));
-    work_loop(&session, rx).await;
+    tokio::select! {
+        () = work_loop(&session, rx) => {}
+        () = shared.kill.cancelled() => {
+            session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+        }
+    }
     session.inner.out.finish();
     // Both tasks end on their own: the reader already has (the queue closed), the
     // writer once the queue is flushed. A panic in either was logged by the runtime.
@@ -294,7 +303,11 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     let out = &session.inner.out;
     let timeout = session.inner.shared.settings.write_timeout;
     while sink.take(out).await == Batch::Write {
-        match tokio::time::timeout(timeout, sink.write()).await {
+        let written = tokio::select! {
+            written = tokio::time::timeout(timeout, sink.write()) => written,
+            () = out.aborted() => return,
+        };
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);

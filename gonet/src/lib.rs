@@ -121,7 +121,7 @@ pub use error::{CallError, DialError, SendError, ServeError, SessionError, Sessi
 pub use frame::{FrameCodec, FrameError, Packet};
 pub use message::{Message, RESERVED_ID_START, is_user_id};
 pub use pool::{Broadcast, SessionPool};
-pub use router::{IntoReply, Reply, ReplyTo, Router, UNROUTED};
+pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
 pub use session::{CloseReason, Session, SessionStats};
 pub use status::{Code, Status};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
@@ -136,3 +136,33 @@ pub use transport::kcp::KcpSettings;
 #[cfg(feature = "quic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub use transport::quic::{Channel, QuicError};
+
+/// Includes the Rust code that `gonet-build` generated in `build.rs`: one module per
+/// proto package (`chat`, `game::lobby`, ...), with the messages, their ids and the
+/// services' traits, servers and clients.
+///
+/// It expands to `include!(concat!(env!("OUT_DIR"), "/gonet_protos.rs"))`, the file
+/// `gonet_build::compile` writes; give a file name for a `Builder` with another
+/// `include_file`.
+///
+/// ```ignore
+/// // build.rs: gonet_build::compile(&["schemas/chat.proto"], &["schemas"]);
+/// gonet::include_protos!();
+///
+/// struct Chat;
+/// impl chat::SayService for Chat {
+///     async fn say(&self, _: &gonet::Session, req: chat::Say) -> Result<chat::SayAck, gonet::Status> {
+///         Ok(chat::SayAck { content: req.content })
+///     }
+/// }
+/// let router = gonet::Router::new().service(chat::SayServiceServer::new(Chat));
+/// ```
+#[macro_export]
+macro_rules! include_protos {
+    () => {
+        ::core::include!(::core::concat!(::core::env!("OUT_DIR"), "/gonet_protos.rs"));
+    };
+    ($file:literal) => {
+        ::core::include!(::core::concat!(::core::env!("OUT_DIR"), "/", $file));
+    };
+}

@@ -9,41 +9,41 @@ use crate::support::*;
 /// Shaped like the code `gonet-build` generates: prost and serde on one type.
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Profile {
+pub(crate) struct Profile {
     #[prost(string, tag = "1")]
-    pub name: String,
+    pub(crate) name: String,
     #[prost(string, repeated, tag = "2")]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[prost(message, optional, tag = "3")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub home: Option<Address>,
+    pub(crate) home: Option<Address>,
     #[prost(enumeration = "Level", tag = "4")]
-    pub level: i32,
+    pub(crate) level: i32,
     #[prost(oneof = "Contact", tags = "5, 6")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub contact: Option<Contact>,
+    pub(crate) contact: Option<Contact>,
 }
 gonet::message!(Profile = 401, [prost, serde], name = "test.Profile");
 
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Address {
+pub(crate) struct Address {
     #[prost(string, tag = "1")]
-    pub city: String,
+    pub(crate) city: String,
     #[prost(uint32, tag = "2")]
-    pub zip: u32,
+    pub(crate) zip: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
-pub enum Level {
+pub(crate) enum Level {
     Novice = 0,
     Expert = 1,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof, Serialize, Deserialize)]
 #[serde(tag = "case", content = "value")]
-pub enum Contact {
+pub(crate) enum Contact {
     #[prost(string, tag = "5")]
     Email(String),
     #[prost(uint64, tag = "6")]
@@ -52,29 +52,29 @@ pub enum Contact {
 
 /// A serde-only message with a Rust enum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Move {
-    pub player: String,
-    pub path: Vec<Point>,
-    pub dir: Dir,
-    pub action: Action,
+pub(crate) struct Move {
+    pub(crate) player: String,
+    pub(crate) path: Vec<Point>,
+    pub(crate) dir: Dir,
+    pub(crate) action: Action,
 }
 gonet::message!(Move = 402, serde);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Point {
-    pub x: i32,
-    pub y: i32,
+pub(crate) struct Point {
+    pub(crate) x: i32,
+    pub(crate) y: i32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Dir {
+pub(crate) enum Dir {
     North,
     South,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "case", content = "value")]
-pub enum Action {
+pub(crate) enum Action {
     Walk { speed: u32 },
     Say(String),
 }

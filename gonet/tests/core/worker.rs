@@ -1,1 +1,278 @@
+//! The ordered worker: per-session order, parallel sessions, panic isolation and
+//! backpressure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gonet::{Builder, CloseReason, Codec, PanicPolicy, Router, Session};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Notify, Semaphore};
+
 use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_one_session_are_handled_in_arrival_order() {
+    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let record = seen.clone();
+    let router = Router::new().route(move |session: Session, seq: Seq| {
+        record.lock().unwrap().push((session.id(), seq.n));
+        // Yield so that handlers of different sessions interleave.
+        async move { tokio::task::yield_now().await }
+    });
+    let server = json_server(router).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(
+            Builder::new()
+                .codec(Codec::Json)
+                .dial(&server.url())
+                .await
+                .unwrap(),
+        );
+    }
+    for n in 0..1000 {
+        for c in &clients {
+            c.send(&Seq {
+                n,
+                pad: String::new(),
+            })
+            .unwrap();
+        }
+    }
+    until("all handled", || seen.lock().unwrap().len() == 4000).await;
+    let seen = seen.lock().unwrap().clone();
+    let mut per_session: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+    for (id, n) in seen {
+        per_session.entry(id).or_default().push(n);
+    }
+    assert_eq!(per_session.len(), 4);
+    for ns in per_session.values() {
+        assert_eq!(*ns, (0..1000).collect::<Vec<_>>());
+    }
+    server.shutdown().await;
+}
+
+/// Session A's handler waits for a signal that is released only after session B's
+/// message was handled: if one session could hold up another this would never finish.
+#[tokio::test]
+async fn a_blocked_session_does_not_delay_another() {
+    let b_handled = Arc::new(Notify::new());
+    let release = b_handled.clone();
+    let router = Router::new().route(move |_: Session, say: Say| {
+        let b_handled = b_handled.clone();
+        async move {
+            if say.content == "A" {
+                b_handled.notified().await;
+            } else {
+                b_handled.notify_one();
+            }
+            SayAck {
+                content: say.content,
+            }
+        }
+    });
+    let _ = release;
+    let server = json_server(router).await;
+    let a = Builder::new()
+        .codec(Codec::Json)
+        .dial(&server.url())
+        .await
+        .unwrap();
+    let b = Builder::new()
+        .codec(Codec::Json)
+        .dial(&server.url())
+        .await
+        .unwrap();
+    let a_call = tokio::spawn(async move {
+        a.call::<Say, SayAck>(&Say {
+            content: "A".into(),
+        })
+        .await
+    });
+    // Make sure A's handler is running (and waiting) before B speaks.
+    until("A received", || {
+        server
+            .pool()
+            .sessions()
+            .iter()
+            .any(|s| s.stats().received == 1 && s.stats().handled == 0)
+    })
+    .await;
+    let b_ack: SayAck = within(
+        "B's reply",
+        b.call(&Say {
+            content: "B".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(b_ack.content, "B");
+    let a_ack = within("A's reply", a_call).await.unwrap().unwrap();
+    assert_eq!(a_ack.content, "A");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_isolated_and_the_policy_applies() {
+    for policy in [PanicPolicy::CloseSession, PanicPolicy::Continue] {
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let closes = Arc::new(Mutex::new(Vec::new()));
+        let (e, c) = (errors.clone(), closes.clone());
+        let router = Router::new().route(|_: Session, say: Say| async move {
+            if say.content == "boom" {
+                panic!("handler exploded on purpose");
+            }
+            SayAck {
+                content: say.content,
+            }
+        });
+        let server = Builder::new()
+            .codec(Codec::Json)
+            .router(router)
+            .panic_policy(policy)
+            .on_error(move |_, err| e.lock().unwrap().push(err.to_string()))
+            .on_close(move |s, reason| c.lock().unwrap().push((s.id(), reason.clone())))
+            .serve("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let victim = Builder::new()
+            .codec(Codec::Json)
+            .dial(&server.url())
+            .await
+            .unwrap();
+        let bystander = Builder::new()
+            .codec(Codec::Json)
+            .dial(&server.url())
+            .await
+            .unwrap();
+
+        let err = within(
+            "panic reply",
+            victim.call::<Say, SayAck>(&Say {
+                content: "boom".into(),
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("handler of chat.Say panicked"),
+            "{err}"
+        );
+        let line = errors.lock().unwrap()[0].clone();
+        assert!(line.starts_with("session "), "{line}");
+        assert!(
+            line.contains(&format!("({})", victim.local_addr())),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("message 101 (chat.Say): handler panicked: handler exploded on purpose"),
+            "{line}"
+        );
+
+        let ok: SayAck = within(
+            "bystander",
+            bystander.call(&Say {
+                content: "ok".into(),
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.content, "ok");
+
+        match policy {
+            PanicPolicy::CloseSession => {
+                assert!(matches!(
+                    within("victim closed", victim.closed()).await,
+                    CloseReason::PeerClosed
+                ));
+                until("server close hook", || !closes.lock().unwrap().is_empty()).await;
+                assert!(matches!(
+                    closes.lock().unwrap()[0].1,
+                    CloseReason::HandlerPanicked
+                ));
+            }
+            _ => {
+                let again: SayAck = victim
+                    .call(&Say {
+                        content: "again".into(),
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(again.content, "again");
+                assert!(closes.lock().unwrap().is_empty());
+            }
+        }
+        server.shutdown().await;
+    }
+}
+
+/// A blocked handler and a client that keeps writing: the server stops reading that
+/// socket once the inbound queue is full, holds a bounded number of messages, and after
+/// the release handles every one of them, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_inbound_queue_stops_reading_and_loses_nothing() {
+    const QUEUE: usize = 16;
+    const TOTAL: u64 = 12_000;
+    const PAD: usize = 4000; // 12,000 x 4 KiB = 48 MiB: far more than socket buffers hold.
+    let gate = Arc::new(Semaphore::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let (g, expect) = (gate.clone(), next.clone());
+    let router = Router::new().route(move |_: Session, seq: Seq| {
+        let (gate, expect) = (g.clone(), expect.clone());
+        async move {
+            if seq.n == 0 {
+                gate.acquire().await.unwrap().forget();
+            }
+            let want = expect.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(seq.n, want, "out of order");
+        }
+    });
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .inbound_queue(QUEUE)
+        .router(router)
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut sock = raw(server.local_addr()).await;
+    let writer = tokio::spawn(async move {
+        let pad = "p".repeat(PAD);
+        for n in 0..TOTAL {
+            let body = serde_json::to_vec(&Seq {
+                n,
+                pad: pad.clone(),
+            })
+            .unwrap();
+            sock.write_all(&frame(201, &body)).await.unwrap();
+        }
+        sock
+    });
+    // The reader stops once the queue is full and the handler holds one message.
+    let session = within("session", async {
+        loop {
+            if let Some(s) = server.pool().sessions().pop() {
+                break s;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    until("queue full", || session.stats().received as usize > QUEUE).await;
+    // Whatever the timing, the server holds at most the queue, the message in the
+    // handler, one being delivered and the frames of one read buffer (64 KiB / 4 KiB).
+    let bound = (QUEUE + 2 + 17) as u64;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+        assert!(session.stats().received <= bound, "{:?}", session.stats());
+    }
+    assert!(!writer.is_finished(), "48 MiB cannot fit in socket buffers");
+    gate.add_permits(1);
+    let sock = within("writer to finish", writer).await.unwrap();
+    until("every message handled", || {
+        next.load(Ordering::SeqCst) == TOTAL
+    })
+    .await;
+    assert_eq!(session.stats().handled, TOTAL);
+    drop(sock);
+    server.shutdown().await;
+}

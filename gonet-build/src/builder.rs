@@ -1,0 +1,394 @@
+//! [`Builder`]: the options of one code generation run, and the run itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use prost_build::Module;
+
+use crate::error::{BuildError, Problem, ProblemKind};
+use crate::frontend::{self, FieldShape};
+use crate::generate::{self, GenConfig};
+
+/// A body codec whose glue the generated messages get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// Protocol Buffers (prost).
+    Protobuf,
+    /// JSON (serde).
+    Json,
+    /// XML (serde).
+    Xml,
+    /// The compact binary format (serde).
+    Binary,
+}
+
+/// What kind of item an extra attribute goes on; see [`Builder::attribute`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttributeTarget {
+    /// Messages, enums and oneofs.
+    Type,
+    /// Messages.
+    Message,
+    /// Enums and oneofs.
+    Enum,
+    /// Fields.
+    Field,
+}
+
+/// The options of a generation run.
+///
+/// ```no_run
+/// // build.rs
+/// gonet_build::Builder::new()
+///     .codecs([gonet_build::Codec::Protobuf, gonet_build::Codec::Json])
+///     .client(false)
+///     .attribute(gonet_build::AttributeTarget::Message, ".chat.Say", "#[derive(Eq)]")
+///     .compile(&["schemas/chat.proto"], &["schemas"])
+///     .unwrap_or_else(|err| panic!("{err}"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    out_dir: Option<PathBuf>,
+    include_file: String,
+    codecs: Vec<Codec>,
+    server: bool,
+    client: bool,
+    attributes: Vec<(AttributeTarget, String, String)>,
+    rerun_if_changed: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            out_dir: None,
+            include_file: "gonet_protos.rs".to_owned(),
+            codecs: vec![Codec::Protobuf, Codec::Json, Codec::Xml, Codec::Binary],
+            server: true,
+            client: true,
+            attributes: Vec::new(),
+            rerun_if_changed: true,
+        }
+    }
+}
+
+impl Builder {
+    /// The defaults: glue for every codec, servers and clients, output in `OUT_DIR`,
+    /// `cargo:rerun-if-changed` printed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes the generated files to `dir` instead of `OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// The name of the file that includes every package's module
+    /// (`gonet_protos.rs`, which `gonet::include_protos!()` includes).
+    pub fn include_file(mut self, name: impl Into<String>) -> Self {
+        self.include_file = name.into();
+        self
+    }
+
+    /// The codecs the messages get glue for. JSON, XML and binary share the serde glue;
+    /// protobuf uses prost's. A codec without glue refuses the message at run time with
+    /// a clear error.
+    pub fn codecs(mut self, codecs: impl IntoIterator<Item = Codec>) -> Self {
+        self.codecs = codecs.into_iter().collect();
+        self
+    }
+
+    /// Whether to generate the handler traits and `XServer` types (default on).
+    pub fn server(mut self, on: bool) -> Self {
+        self.server = on;
+        self
+    }
+
+    /// Whether to generate the `XClient` types (default on).
+    pub fn client(mut self, on: bool) -> Self {
+        self.client = on;
+        self
+    }
+
+    /// Adds an attribute to the items matching a proto path (`.chat.Say`, `.chat`,
+    /// `.` for all), as prost-build matches paths.
+    pub fn attribute(
+        mut self,
+        target: AttributeTarget,
+        path: impl Into<String>,
+        attribute: impl Into<String>,
+    ) -> Self {
+        self.attributes
+            .push((target, path.into(), attribute.into()));
+        self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed` for every `.proto` file read (default on).
+    pub fn emit_rerun_if_changed(mut self, on: bool) -> Self {
+        self.rerun_if_changed = on;
+        self
+    }
+
+    /// Generates Rust for `protos` (paths of `.proto` files), resolving imports in
+    /// `includes`. `gonet/options.proto` and `google/protobuf/*.proto` resolve on their
+    /// own. Every problem of the run is in the error, each with its file and line.
+    pub fn compile(
+        &self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(), BuildError> {
+        let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_path_buf()).collect();
+        let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_path_buf()).collect();
+        let config = self.gen_config()?;
+        self.check_attributes()?;
+        let parsed = match frontend::parse(&protos, &includes) {
+            Ok(parsed) => parsed,
+            Err((problems, sources)) => {
+                self.rerun(&sources);
+                return Err(BuildError::new(problems));
+            }
+        };
+        self.rerun(&parsed.sources);
+        let problems = crate::validate::check(&parsed.schema);
+        if !problems.is_empty() {
+            return Err(BuildError::new(problems));
+        }
+        let out_dir = self.target_dir()?;
+        let files = self.render(&parsed, &config)?;
+        write_all(&out_dir, files, &self.include_file, self.out_dir.is_none())
+    }
+
+    fn gen_config(&self) -> Result<GenConfig, BuildError> {
+        if self.codecs.is_empty() {
+            return Err(BuildError::new(vec![Problem {
+                location: None,
+                kind: ProblemKind::Config(
+                    "no codec selected: give Builder::codecs at least one".into(),
+                ),
+                snippet: None,
+            }]));
+        }
+        Ok(GenConfig {
+            server: self.server,
+            client: self.client,
+            protobuf: self.codecs.contains(&Codec::Protobuf),
+            serde: self
+                .codecs
+                .iter()
+                .any(|c| matches!(c, Codec::Json | Codec::Xml | Codec::Binary)),
+        })
+    }
+
+    /// Refuses extra attributes that are not Rust attributes, before they reach the
+    /// generated code.
+    fn check_attributes(&self) -> Result<(), BuildError> {
+        let problems: Vec<Problem> = self
+            .attributes
+            .iter()
+            .filter(|(_, _, attribute)| {
+                syn::parse::Parser::parse_str(syn::Attribute::parse_outer, attribute)
+                    .map_or(true, |attrs| attrs.is_empty())
+            })
+            .map(|(target, path, attribute)| Problem {
+                location: None,
+                kind: ProblemKind::Config(format!(
+                    "the {target:?} attribute {attribute:?} for {path} is not a Rust attribute such as `#[derive(Eq)]`"
+                )),
+                snippet: None,
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::new(problems))
+        }
+    }
+
+    fn rerun(&self, sources: &[PathBuf]) {
+        if self.rerun_if_changed {
+            for source in sources {
+                println!("cargo:rerun-if-changed={}", source.display());
+            }
+        }
+    }
+
+    fn target_dir(&self) -> Result<PathBuf, BuildError> {
+        match &self.out_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    BuildError::new(vec![Problem {
+                        location: None,
+                        kind: ProblemKind::Config(
+                            "OUT_DIR is not set: run from build.rs or give Builder::out_dir".into(),
+                        ),
+                        snippet: None,
+                    }])
+                }),
+        }
+    }
+
+    /// The prost structs plus our items, per module, formatted.
+    fn render(
+        &self,
+        parsed: &frontend::Parsed,
+        config: &GenConfig,
+    ) -> Result<BTreeMap<Vec<String>, String>, BuildError> {
+        let mut prost = prost_build::Config::new();
+        prost
+            .prost_path("::gonet::codegen::prost")
+            .compile_well_known_types();
+        if config.serde {
+            prost.message_attribute(
+                ".",
+                "#[derive(::gonet::codegen::serde::Serialize, ::gonet::codegen::serde::Deserialize)]\n#[serde(crate = \"::gonet::codegen::serde\", default)]",
+            );
+            prost.enum_attribute(
+                ".",
+                "#[derive(::gonet::codegen::serde::Serialize, ::gonet::codegen::serde::Deserialize)]\n#[serde(crate = \"::gonet::codegen::serde\")]",
+            );
+            for oneof in &parsed.oneofs {
+                // XML has no notion of an enum: name the variant and its value
+                // explicitly so every codec reads back what it wrote.
+                prost.enum_attribute(oneof, "#[serde(tag = \"case\", content = \"value\")]");
+            }
+            for (path, shape) in &parsed.fields {
+                let skip = match shape {
+                    FieldShape::Optional | FieldShape::Oneof => "::gonet::codegen::skip_none",
+                    FieldShape::Collection | FieldShape::Map => "::gonet::codegen::skip_empty",
+                };
+                // prost-build also applies a path's attributes to every path below it,
+                // and the variants of a oneof sit below the oneof's field. Without the
+                // leading dot the path matches as a suffix only: the field itself.
+                let path = path.trim_start_matches('.');
+                prost.field_attribute(path, format!("#[serde(skip_serializing_if = \"{skip}\")]"));
+                if *shape == FieldShape::Map {
+                    prost.field_attribute(
+                        path,
+                        "#[serde(serialize_with = \"::gonet::codegen::serialize_map\", deserialize_with = \"::gonet::codegen::deserialize_map\")]",
+                    );
+                }
+            }
+        }
+        for (target, path, attribute) in &self.attributes {
+            match target {
+                AttributeTarget::Type => prost.type_attribute(path, attribute),
+                AttributeTarget::Message => prost.message_attribute(path, attribute),
+                AttributeTarget::Enum => prost.enum_attribute(path, attribute),
+                AttributeTarget::Field => prost.field_attribute(path, attribute),
+            };
+        }
+        let requests = parsed
+            .files
+            .file
+            .iter()
+            .map(|f| (Module::from_protobuf_package_name(f.package()), f.clone()))
+            .collect();
+        let modules = prost
+            .generate(requests)
+            .map_err(|e| output_problem(format!("prost-build failed: {e}")))?;
+        let mut by_parts: BTreeMap<Vec<String>, String> = modules
+            .into_iter()
+            .map(|(m, code)| (m.parts().map(str::to_owned).collect(), code))
+            .collect();
+        for (package, tokens) in generate::generate(&parsed.schema, config) {
+            let parts = generate::module_parts(&package);
+            by_parts
+                .entry(parts)
+                .or_default()
+                .push_str(&format!("\n{tokens}\n"));
+        }
+        let mut out = BTreeMap::new();
+        for (parts, code) in by_parts {
+            let file = syn::parse_file(&code).map_err(|e| {
+                output_problem(format!(
+                    "generated code for package {} does not parse: {e}",
+                    parts.join(".")
+                ))
+            })?;
+            let text = format!(
+                "// Generated by gonet-build from .proto files. Do not edit.\n{}",
+                prettyplease::unparse(&file)
+            );
+            out.insert(parts, text);
+        }
+        Ok(out)
+    }
+}
+
+fn output_problem(message: String) -> BuildError {
+    BuildError::new(vec![Problem {
+        location: None,
+        kind: ProblemKind::Output(message),
+        snippet: None,
+    }])
+}
+
+fn file_name(parts: &[String]) -> String {
+    if parts.is_empty() {
+        "_.rs".to_owned()
+    } else {
+        format!("{}.rs", parts.join("."))
+    }
+}
+
+/// Writes each module and the include file, touching only files whose text changed.
+fn write_all(
+    dir: &Path,
+    files: BTreeMap<Vec<String>, String>,
+    include_file: &str,
+    dir_is_out_dir: bool,
+) -> Result<(), BuildError> {
+    let write = |path: PathBuf, text: &str| -> Result<(), BuildError> {
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+            return Ok(());
+        }
+        std::fs::write(&path, text)
+            .map_err(|e| output_problem(format!("cannot write {}: {e}", path.display())))
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| output_problem(format!("cannot create {}: {e}", dir.display())))?;
+    let mut include = String::from("// Generated by gonet-build. Do not edit.\n");
+    let mut open: Vec<String> = Vec::new();
+    for (parts, text) in &files {
+        let name = file_name(parts);
+        write(dir.join(&name), text)?;
+        let common = open.iter().zip(parts).take_while(|(a, b)| a == b).count();
+        while open.len() > common {
+            open.pop();
+            include.push_str(&format!("{}}}\n", "    ".repeat(open.len())));
+        }
+        for part in &parts[common..] {
+            let indent = "    ".repeat(open.len());
+            // prost puts a message's nested types in a module named after the message,
+            // which may repeat the package's last name (`shapes::shapes`); fields
+            // without a proto comment have no doc.
+            include.push_str(&format!(
+                "{indent}#[allow(clippy::module_inception, missing_docs)]\n{indent}pub mod {part} {{\n"
+            ));
+            open.push(part.clone());
+        }
+        let indent = "    ".repeat(open.len());
+        if dir_is_out_dir {
+            include.push_str(&format!(
+                "{indent}include!(concat!(env!(\"OUT_DIR\"), \"/{name}\"));\n"
+            ));
+        } else {
+            let path = dir.join(&name);
+            let path = path.canonicalize().unwrap_or(path);
+            include.push_str(&format!(
+                "{indent}include!({:?});\n",
+                path.display().to_string()
+            ));
+        }
+    }
+    while !open.is_empty() {
+        open.pop();
+        include.push_str(&format!("{}}}\n", "    ".repeat(open.len())));
+    }
+    write(dir.join(include_file), &include)
+}

@@ -1,0 +1,382 @@
+//! The protobuf front end: parses `.proto` files with protox (no `protoc`), reads the
+//! `(gonet.id)` options through prost-reflect and fills the [`Schema`] model.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use miette::{Diagnostic, SourceSpan};
+use prost_reflect::{DescriptorPool, Value};
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet, SourceCodeInfo};
+use protox::file::{
+    ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
+};
+
+use crate::error::{Problem, ProblemKind};
+use crate::model::{Location, MessageDef, MethodDef, Schema, ServiceDef};
+
+/// The file that defines `(gonet.id)`, as users import it.
+pub(crate) const OPTIONS_FILE: &str = "gonet/options.proto";
+/// Its text, served from memory so users never copy it.
+pub(crate) const OPTIONS_PROTO: &str = include_str!("../../schemas/gonet/options.proto");
+const ID_OPTION: &str = "gonet.id";
+
+/// How serde must treat a field so every codec round-trips it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FieldShape {
+    /// An `Option`: absent values are left out of self-describing formats.
+    Optional,
+    /// A `Vec`: empty ones are left out of self-describing formats.
+    Collection,
+    /// A map: like a `Vec`, and written as a list of entries in XML.
+    Map,
+    /// A oneof: an `Option` of an enum tagged explicitly (`case`, `value`).
+    Oneof,
+}
+
+/// What the front end hands to the generator.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub(crate) schema: Schema,
+    /// The files to generate Rust for: the user's files, what they import, and the
+    /// well-known types they use.
+    pub(crate) files: FileDescriptorSet,
+    /// Field paths (`.pkg.Msg.field`) that need a serde attribute.
+    pub(crate) fields: Vec<(String, FieldShape)>,
+    /// Oneof paths (`.pkg.Msg.kind`).
+    pub(crate) oneofs: Vec<String>,
+    /// Every file read from disk, for `cargo:rerun-if-changed`.
+    pub(crate) sources: Vec<PathBuf>,
+}
+
+/// Serves `gonet/options.proto` from memory.
+struct OptionsResolver;
+
+impl FileResolver for OptionsResolver {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        if name == OPTIONS_FILE {
+            File::from_source(name, OPTIONS_PROTO)
+        } else {
+            Err(protox::Error::file_not_found(name))
+        }
+    }
+}
+
+/// Parses `protos` against `includes`. Problems in one file do not stop the others, so
+/// one run reports them all.
+pub(crate) fn parse(
+    protos: &[PathBuf],
+    includes: &[PathBuf],
+) -> Result<Parsed, (Vec<Problem>, Vec<PathBuf>)> {
+    let mut resolver = ChainFileResolver::new();
+    for include in includes {
+        resolver.add(IncludeFileResolver::new(include.clone()));
+    }
+    resolver.add(OptionsResolver);
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true).include_source_info(true);
+
+    let include_list = includes
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut problems = Vec::new();
+    for proto in protos {
+        if let Err(err) = compiler.open_file(proto) {
+            problems.push(protox_problem(&err, proto, &include_list));
+        }
+    }
+
+    let sources: Vec<PathBuf> = protos
+        .iter()
+        .cloned()
+        .chain(
+            compiler
+                .files()
+                .filter_map(|f| f.path().map(Path::to_path_buf)),
+        )
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
+    let pool = compiler.descriptor_pool();
+    let fds = compiler.file_descriptor_set();
+    let (schema, files, fields, oneofs) = model_from(&pool, fds);
+    if problems.is_empty() {
+        Ok(Parsed {
+            schema,
+            files,
+            fields,
+            oneofs,
+            sources,
+        })
+    } else {
+        // The files that did compile are still checked, so one run reports everything.
+        problems.extend(crate::validate::check(&schema));
+        Err((problems, sources))
+    }
+}
+
+fn is_user_file(name: &str) -> bool {
+    !name.starts_with("google/protobuf/") && name != OPTIONS_FILE
+}
+
+type Model = (
+    Schema,
+    FileDescriptorSet,
+    Vec<(String, FieldShape)>,
+    Vec<String>,
+);
+
+fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
+    let id_ext = pool.get_extension_by_name(ID_OPTION);
+    // The well-known types the user's files import are generated too, so they carry the
+    // same serde glue as everything else.
+    let mut wanted: BTreeSet<String> = fds
+        .file
+        .iter()
+        .filter(|f| is_user_file(f.name()))
+        .map(|f| f.name().to_owned())
+        .collect();
+    // Files come in import order; walking them backwards visits every importer before
+    // what it imports, so well-known types imported by well-known types are found too.
+    for file in fds.file.iter().rev() {
+        if wanted.contains(file.name()) {
+            for dep in &file.dependency {
+                if dep.starts_with("google/protobuf/") && dep != "google/protobuf/descriptor.proto"
+                {
+                    wanted.insert(dep.clone());
+                }
+            }
+        }
+    }
+    let mut schema = Schema::default();
+    let mut fields = Vec::new();
+    let mut oneofs = Vec::new();
+    let mut files = Vec::new();
+    for file in fds.file {
+        if !wanted.contains(file.name()) {
+            continue;
+        }
+        let lines = Lines::new(file.source_code_info.as_ref());
+        let package = file.package().to_owned();
+        for (i, msg) in file.message_type.iter().enumerate() {
+            walk_message(
+                &Walk {
+                    pool,
+                    id_ext: id_ext.as_ref(),
+                    file: &file,
+                    lines: &lines,
+                },
+                msg,
+                "",
+                vec![4, i as i32],
+                &mut schema,
+                &mut fields,
+                &mut oneofs,
+            );
+        }
+        for (s, svc) in file.service.iter().enumerate() {
+            let path = vec![6, s as i32];
+            let methods = svc
+                .method
+                .iter()
+                .enumerate()
+                .map(|(m, method)| {
+                    let mpath = vec![6, s as i32, 2, m as i32];
+                    MethodDef {
+                        name: method.name().to_owned(),
+                        input: method.input_type().trim_start_matches('.').to_owned(),
+                        output: method.output_type().trim_start_matches('.').to_owned(),
+                        client_streaming: method.client_streaming(),
+                        server_streaming: method.server_streaming(),
+                        doc: lines.doc(&mpath),
+                        location: Location::new(file.name(), lines.line(&mpath)),
+                    }
+                })
+                .collect();
+            schema.services.push(ServiceDef {
+                package: package.clone(),
+                name: svc.name().to_owned(),
+                methods,
+                doc: lines.doc(&path),
+                location: Location::new(file.name(), lines.line(&path)),
+            });
+        }
+        files.push(file);
+    }
+    (schema, FileDescriptorSet { file: files }, fields, oneofs)
+}
+
+struct Walk<'a> {
+    pool: &'a DescriptorPool,
+    id_ext: Option<&'a prost_reflect::ExtensionDescriptor>,
+    file: &'a FileDescriptorProto,
+    lines: &'a Lines,
+}
+
+fn walk_message(
+    walk: &Walk<'_>,
+    msg: &DescriptorProto,
+    parent: &str,
+    path: Vec<i32>,
+    schema: &mut Schema,
+    fields: &mut Vec<(String, FieldShape)>,
+    oneofs: &mut Vec<String>,
+) {
+    if msg.options.as_ref().is_some_and(|o| o.map_entry()) {
+        return;
+    }
+    let name = if parent.is_empty() {
+        msg.name().to_owned()
+    } else {
+        format!("{parent}.{}", msg.name())
+    };
+    let package = walk.file.package();
+    let full = if package.is_empty() {
+        name.clone()
+    } else {
+        format!("{package}.{name}")
+    };
+    let id = walk.id_ext.and_then(|ext| {
+        let desc = walk.pool.get_message_by_name(&full)?;
+        let options = desc.options();
+        if !options.has_extension(ext) {
+            return None;
+        }
+        match options.get_extension(ext).as_ref() {
+            Value::U32(id) => Some(*id),
+            _ => None,
+        }
+    });
+    schema.messages.push(MessageDef {
+        package: package.to_owned(),
+        name: name.clone(),
+        id,
+        location: Location::new(walk.file.name(), walk.lines.line(&path)),
+    });
+
+    let mut seen_oneofs = BTreeSet::new();
+    for field in &msg.field {
+        let field_path = format!(".{full}.{}", field.name());
+        let is_map = field.label() == Label::Repeated
+            && field.r#type() == Type::Message
+            && msg.nested_type.iter().any(|n| {
+                n.options.as_ref().is_some_and(|o| o.map_entry())
+                    && field.type_name() == format!(".{full}.{}", n.name())
+            });
+        let shape = if is_map {
+            Some(FieldShape::Map)
+        } else if field.label() == Label::Repeated {
+            Some(FieldShape::Collection)
+        } else if field.proto3_optional() {
+            Some(FieldShape::Optional)
+        } else if let Some(oneof) = field.oneof_index {
+            if let Some(decl) = msg.oneof_decl.get(oneof as usize)
+                && seen_oneofs.insert(oneof)
+            {
+                let oneof_path = format!(".{full}.{}", decl.name());
+                oneofs.push(oneof_path.clone());
+                fields.push((oneof_path, FieldShape::Oneof));
+            }
+            None
+        } else if field.r#type() == Type::Message
+            || field.r#type() == Type::Group
+            || (field.label() == Label::Optional && walk.file.syntax() == "proto2")
+        {
+            Some(FieldShape::Optional)
+        } else {
+            None
+        };
+        if let Some(shape) = shape {
+            fields.push((field_path, shape));
+        }
+    }
+    for (j, nested) in msg.nested_type.iter().enumerate() {
+        let mut npath = path.clone();
+        npath.extend([3, j as i32]);
+        walk_message(walk, nested, &name, npath, schema, fields, oneofs);
+    }
+}
+
+/// Source lines and comments by descriptor path.
+struct Lines(HashMap<Vec<i32>, (u32, String)>);
+
+impl Lines {
+    fn new(info: Option<&SourceCodeInfo>) -> Self {
+        let mut map = HashMap::new();
+        for loc in info.map(|i| i.location.as_slice()).unwrap_or_default() {
+            let line = loc.span.first().map_or(0, |l| *l as u32 + 1);
+            map.entry(loc.path.clone())
+                .or_insert((line, loc.leading_comments().to_owned()));
+        }
+        Self(map)
+    }
+
+    fn line(&self, path: &[i32]) -> u32 {
+        self.0.get(path).map_or(0, |(line, _)| *line)
+    }
+
+    fn doc(&self, path: &[i32]) -> String {
+        self.0
+            .get(path)
+            .map(|(_, doc)| doc.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Turns a protox error into a problem with file, line and a snippet.
+fn protox_problem(err: &protox::Error, proto: &Path, include_list: &str) -> Problem {
+    let file = err
+        .file()
+        .map(str::to_owned)
+        .unwrap_or_else(|| proto.display().to_string());
+    let mut location = Location::new(file, 0);
+    let mut snippet = None;
+    let span: Option<SourceSpan> = err
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| *l.inner());
+    if let (Some(span), Some(source)) = (span, err.source_code()) {
+        if let Ok(at) = source.read_span(&span, 0, 0) {
+            location.line = at.line() as u32 + 1;
+            let column = at.column();
+            if let Ok(around) = source.read_span(&span, 1, 1) {
+                snippet = Some(render_snippet(
+                    &String::from_utf8_lossy(around.data()),
+                    around.line(),
+                    at.line(),
+                    column,
+                ));
+            }
+        }
+    }
+    let message = err.to_string();
+    let kind = if err.is_file_not_found() {
+        ProblemKind::MissingImport(message, include_list.to_owned())
+    } else {
+        ProblemKind::Proto(message)
+    };
+    Problem {
+        location: Some(location),
+        kind,
+        snippet,
+    }
+}
+
+/// Numbers the lines of `text` (which starts at 0-based line `first`) and marks
+/// `column` of line `at`.
+fn render_snippet(text: &str, first: usize, at: usize, column: usize) -> String {
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = first + i;
+        out.push_str(&format!("{:>4} | {line}\n", n + 1));
+        if n == at {
+            out.push_str(&format!("     | {}^\n", " ".repeat(column)));
+        }
+    }
+    out.truncate(out.trim_end().len());
+    out
+}

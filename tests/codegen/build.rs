@@ -1,0 +1,3 @@
+fn main() {
+    gonet_build::compile(&["proto/chat.proto", "proto/shapes.proto"], &["proto"]);
+}
