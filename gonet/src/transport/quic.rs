@@ -160,22 +160,31 @@ async fn accept_loop(
         let shared = shared.clone();
         let tracker2 = tracker.clone();
         // The handshake and the wait for the session stream run on their own task.
+        let stop2 = stop.clone();
         tracker.spawn(async move {
             let peer = incoming.remote_address();
-            let conn = match incoming.await {
-                Ok(conn) => conn,
-                Err(err) => {
-                    tracing::debug!(%peer, error = %err, "quic handshake failed");
+            // A client that connects but never opens its stream is given up at
+            // shutdown, not held until its idle timeout.
+            let opened = tokio::select! {
+                biased;
+                _ = stop2.cancelled() => return,
+                opened = async {
+                    let conn = incoming.await.map_err(|e| ("handshake failed", e))?;
+                    let streams = conn.accept_bi().await.map_err(|e| ("no session stream", e))?;
+                    Ok::<_, (&str, ConnectionError)>((conn, streams))
+                } => opened,
+            };
+            let (conn, (send, recv)) = match opened {
+                Ok(opened) => opened,
+                Err((what, err)) => {
+                    tracing::debug!(%peer, error = %err, "{what}");
                     return;
                 }
             };
-            let (send, recv) = match conn.accept_bi().await {
-                Ok(streams) => streams,
-                Err(err) => {
-                    tracing::debug!(%peer, error = %err, "no session stream");
-                    return;
-                }
-            };
+            if stop2.is_cancelled() {
+                conn.close(VarInt::from_u32(0), b"server shutdown");
+                return;
+            }
             let session = Session::new(shared.clone(), peer, local, Transport::Quic);
             if let Some(pool) = &shared.pool {
                 if !pool.try_insert(&session) {

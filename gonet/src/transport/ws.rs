@@ -140,11 +140,18 @@ async fn accept_loop(listener: TcpListener, accept: Accept, stop: CancellationTo
                 let accept = accept.clone();
                 let span = tracing::debug_span!("handshake", %peer);
                 let tracker = accept.tracker.clone();
+                let stop = stop.clone();
                 tracker.spawn(
                     async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept.start(stream, peer))
-                            .await
-                        {
+                        let handshake =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, accept.start(stream, peer));
+                        // A handshake still running at shutdown is given up.
+                        let done = tokio::select! {
+                            biased;
+                            _ = stop.cancelled() => return,
+                            done = handshake => done,
+                        };
+                        match done {
                             Ok(Ok(())) => {}
                             Ok(Err(err)) => tracing::debug!(error = %err, "handshake failed"),
                             Err(_) => tracing::debug!("handshake timed out"),

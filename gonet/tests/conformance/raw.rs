@@ -148,10 +148,10 @@ async fn tls(
         .expect("tls")
 }
 
+/// A raw QUIC connection to `server`, trusting its certificate.
 #[cfg(feature = "quic")]
-async fn quic(server: &Server) -> Garbage {
+pub(crate) async fn quic_connect(server: &Server) -> (quinn::Endpoint, quinn::Connection) {
     use std::sync::Arc;
-    let _ = echo_packet;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(server.certificate().expect("cert").to_vec().into())
@@ -172,6 +172,13 @@ async fn quic(server: &Server) -> Garbage {
         .expect("connect")
         .await
         .expect("handshake");
+    (endpoint, conn)
+}
+
+#[cfg(feature = "quic")]
+async fn quic(server: &Server) -> Garbage {
+    let _ = echo_packet;
+    let (endpoint, conn) = quic_connect(server).await;
     let (mut send, _recv) = conn.open_bi().await.expect("stream");
     send.write_all(&SHORT_LENGTH).await.expect("write");
     Garbage {

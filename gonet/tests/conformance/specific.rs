@@ -294,6 +294,19 @@ mod quic {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_does_not_wait_for_a_client_that_never_opens_its_stream() {
+        let (builder, closes, errors) = server_builder();
+        // Far beyond the test's patience: only giving the client up ends the shutdown.
+        let builder = builder
+            .idle_timeout(Duration::from_secs(300))
+            .shutdown_timeout(Duration::from_secs(300));
+        let fx = serve_with("quic://127.0.0.1:0", builder, closes, errors).await;
+        let (_endpoint, conn) = super::super::raw::quic_connect(&fx.server).await;
+        within("the shutdown", fx.server.shutdown()).await;
+        within("the connection to close", conn.closed()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreliable_sends_use_datagrams_and_refuse_large_messages() {
         let fx = serve("quic://127.0.0.1:0").await;
         let (client, mut rx) = dial(&fx.server).await;
