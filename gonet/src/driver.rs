@@ -213,28 +213,35 @@ async fn read_loop<S: PacketSource>(session: Session, mut source: S, tx: mpsc::S
     let (mut live, mut timer) = Liveness::new(&session);
     let ticking = timer.is_some();
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            next = source.next_packet(&session) => next,
-            now = async { timer.as_mut().expect("ticking").tick().await }, if ticking => {
-                match live.tick(now) {
-                    Ok(true) => {
-                        // A full queue closes the session itself; nothing more to do.
-                        let _ = session.send_frame(wire::encode_control(wire::ID_PING));
+        if stop.is_cancelled() {
+            return;
+        }
+        // Packets already buffered go first, with no timer or cancellation polled.
+        let next = match source.try_next(&session) {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                next = source.next_packet(&session) => next,
+                now = async { timer.as_mut().expect("ticking").tick().await }, if ticking => {
+                    match live.tick(now) {
+                        Ok(true) => {
+                            // A full queue closes the session itself; nothing more to do.
+                            let _ = session.send_frame(wire::encode_control(wire::ID_PING));
+                        }
+                        Ok(false) => {}
+                        Err(silent) => {
+                            session.fail(
+                                SessionErrorKind::IdleTimeout(silent),
+                                CloseReason::IdleTimeout,
+                                CloseMode::Graceful,
+                            );
+                            return;
+                        }
                     }
-                    Ok(false) => {}
-                    Err(silent) => {
-                        session.fail(
-                            SessionErrorKind::IdleTimeout(silent),
-                            CloseReason::IdleTimeout,
-                            CloseMode::Graceful,
-                        );
-                        return;
-                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         match next {
             Ok(packet) => {

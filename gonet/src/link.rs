@@ -60,6 +60,13 @@ pub(crate) trait PacketSource: Send + 'static {
         &mut self,
         session: &Session,
     ) -> impl Future<Output = Result<Packet, ReadEnd>> + Send;
+
+    /// A packet that is already buffered, without waiting. The reader takes these
+    /// first, so a batch read from the socket is delivered without a timer or a
+    /// cancellation check per packet.
+    fn try_next(&mut self, _session: &Session) -> Option<Result<Packet, ReadEnd>> {
+        None
+    }
 }
 
 /// Where the writer of a session puts its frames.
@@ -96,7 +103,22 @@ impl<R> StreamSource<R> {
     }
 }
 
+impl<R> StreamSource<R> {
+    /// The next frame in the buffer, if a whole one is there.
+    pub(crate) fn buffered(&mut self) -> Option<Result<Packet, ReadEnd>> {
+        match self.codec.decode(&mut self.buf) {
+            Ok(Some(packet)) => Some(Ok(packet)),
+            Ok(None) => None,
+            Err(err) => Some(Err(SessionErrorKind::Frame(err).into())),
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
+    fn try_next(&mut self, _: &Session) -> Option<Result<Packet, ReadEnd>> {
+        self.buffered()
+    }
+
     async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
         loop {
             match self.codec.decode(&mut self.buf) {

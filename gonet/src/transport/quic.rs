@@ -299,6 +299,10 @@ struct QuicSource {
 }
 
 impl PacketSource for QuicSource {
+    fn try_next(&mut self, _: &Session) -> Option<Result<Packet, ReadEnd>> {
+        self.stream.buffered()
+    }
+
     async fn next_packet(&mut self, session: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Each branch is cancel safe: the stream read appends to its buffer or does

@@ -185,6 +185,18 @@ struct QueueSource {
 }
 
 impl PacketSource for QueueSource {
+    fn try_next(&mut self, session: &Session) -> Option<Result<Packet, ReadEnd>> {
+        loop {
+            let datagram = self.rx.try_recv().ok()?;
+            match split_message(datagram, self.max_frame_len) {
+                Ok(packet) => return Some(Ok(packet)),
+                Err(err) => {
+                    session.report(SessionErrorKind::Frame(err));
+                }
+            }
+        }
+    }
+
     async fn next_packet(&mut self, session: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Cancel safe: a datagram leaves the channel only in a completed poll.

@@ -194,6 +194,14 @@ pub(super) struct ClientSource {
 }
 
 impl PacketSource for ClientSource {
+    fn try_next(&mut self, _: &Session) -> Option<Result<Packet, ReadEnd>> {
+        match self.codec.decode(&mut self.buf) {
+            Ok(Some(packet)) => Some(Ok(packet)),
+            Ok(None) => None,
+            Err(err) => Some(Err(SessionErrorKind::Frame(err).into())),
+        }
+    }
+
     async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
         loop {
             match self.codec.decode(&mut self.buf) {
