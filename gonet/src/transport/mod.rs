@@ -155,3 +155,31 @@ pub(crate) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         other => Err(not_compiled(raw, other).into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disabled_transport_names_its_feature() {
+        for transport in [
+            Transport::Tcp,
+            Transport::Udp,
+            Transport::Ws,
+            Transport::Wss,
+            Transport::Quic,
+            Transport::Kcp,
+        ] {
+            let url = format!("{transport}://127.0.0.1:1");
+            let err = not_compiled(&url, transport).to_string();
+            assert!(
+                err.contains(&format!(
+                    "enable the `{}` feature of gonet",
+                    transport.feature()
+                )),
+                "{err}"
+            );
+            assert!(err.contains(&url), "{err}");
+        }
+    }
+}
