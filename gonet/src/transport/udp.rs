@@ -22,6 +22,11 @@
 //!   [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout) (see
 //!   `Builder::heartbeat` and `Builder::idle_timeout`). A session closed on purpose
 //!   sends a bye packet, so its peer learns at once.
+//! - A datagram carries at most 65,507 bytes, so a UDP session's frame limit is at most
+//!   65,505 (sends over it fail with `SendError::TooLarge`). On real networks keep
+//!   messages under about 1,400 bytes: a larger datagram is fragmented, and losing any
+//!   fragment loses all of it. `Builder::max_frame_len` lowers the limit for both
+//!   directions.
 //! - A client dials with a connected socket: the kernel drops datagrams from other
 //!   addresses, and a closed server port is reported (ICMP) as the peer closing.
 
