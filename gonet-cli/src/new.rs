@@ -110,9 +110,9 @@ impl Plan {
             ),
         };
         let client_tls = if self.transport == TransportArg::Quic {
-            "\n        // QUIC is always encrypted; the server makes itself a development\n        \
-             // certificate. Trusting any certificate suits development only: in production give\n        \
-             // the server its certificate (`Builder::server_tls`) and trust it here\n        \
+            "\n        // QUIC is always encrypted, and the server makes itself a development\n        \
+             // certificate. Trusting any certificate suits development only: in production,\n        \
+             // give the server its certificate (`Builder::server_tls`) and trust that here\n        \
              // (`gonet::ClientTls::trust_pem`).\n        \
              .client_tls(gonet::ClientTls::danger_skip_verification())"
         } else {

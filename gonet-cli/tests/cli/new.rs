@@ -109,12 +109,12 @@ fn every_transport_and_codec_gives_its_features_url_and_codec() {
                     .contains(&format!("use {package}::{{CODEC, DEFAULT_URL}};"))
             );
             assert!(file("build.rs").contains(&format!(
-                "gonet_build::compile(&[\"schemas/{name}.proto\"], &[\"schemas\"]);"
+                "const SCHEMAS: &[&str] = &[\"schemas/{name}.proto\"];"
             )));
             let readme = file("README.md");
             assert!(
                 readme.contains(&format!(
-                    "over {transport} (`{transport}://127.0.0.1:7000{path}`) with {codec} bodies"
+                    "over {transport} (`{transport}://127.0.0.1:7000{path}`)\nwith {codec} bodies"
                 )),
                 "{readme}"
             );
