@@ -58,8 +58,8 @@ are skipped). Imports resolve against the -I directories, or, without any, again
 directories given and the directories of the files given; gonet/options.proto and the
 google/protobuf files resolve on their own.
 
-Each line of the table is: id, full message name, file:line. Messages without an id are
-not listed. Duplicate ids, reserved ids (0 and 0xFFFFFF00 and up) and the other build
+After a header line, each line of the table is: id, full message name, file:line,
+sorted by id. Messages without an id are not listed. Duplicate ids, reserved ids (0 and 0xFFFFFF00 and up) and the other build
 checks are reported as file:line: error: ..., with exit status 1.
 
 Examples:
