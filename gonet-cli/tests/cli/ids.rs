@@ -139,6 +139,11 @@ fn paths_without_schemas_are_usage_errors() {
         dir.cli(&["ids", "missing.proto"]).fails(2),
         "error: missing.proto is neither a .proto file nor a directory\n"
     );
+    // Without arguments and without schemas/: the current directory.
+    assert_eq!(
+        dir.cli(&["ids"]).fails(2),
+        "error: no .proto files in .: give the files or the directories that hold them\n"
+    );
     assert_eq!(
         dir.cli(&["ids", "notes"]).fails(2),
         "error: no .proto files in notes: give the files or the directories that hold them\n"
