@@ -166,3 +166,8 @@ macro_rules! include_protos {
         ::core::include!(::core::concat!(::core::env!("OUT_DIR"), "/", $file));
     };
 }
+
+/// The README's Rust examples compile as doc tests.
+#[cfg(all(doctest, feature = "json"))]
+#[doc = include_str!("../../README.md")]
+mod readme {}
