@@ -1,4 +1,4 @@
-//! The session driver: three tasks per connection.
+//! The session driver: a reader, a worker and a writer per connection, in one task.
 //!
 //! ```text
 //!  socket ─► reader ─► inbound queue (bounded) ─► worker ─► handler ─► outbound queue ─► writer ─► socket
@@ -16,8 +16,10 @@
 //! The worker ends when the reader has ended and the queue is empty; then the writer
 //! flushes what is queued and the session is finished.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -31,6 +33,7 @@ use crate::builder::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
 use crate::frame::{FrameCodec, Packet};
+use crate::joint;
 use crate::outbound::Batch;
 use crate::router::{Reply, ReplyTo};
 use crate::session::{CloseMode, CloseReason, Session};
@@ -41,6 +44,8 @@ use crate::wire::{self, Incoming};
 const MAX_BATCH: usize = 64 * 1024;
 /// The smallest free space the reader asks the socket to fill.
 const READ_CHUNK: usize = 4 * 1024;
+/// The most it asks for, when reads keep filling what it offers.
+const MAX_READ_CHUNK: usize = 64 * 1024;
 
 /// An application message waiting for its handler.
 struct Inbound {
@@ -79,20 +84,35 @@ where
         hook(&session);
     }
     let (tx, rx) = mpsc::channel(shared.settings.inbound_queue);
-    let span = tracing::Span::current();
-    let read = tokio::spawn(read_loop(session.clone(), reader, tx).instrument(span.clone()));
-    let write = tokio::spawn(write_loop(session.clone(), writer).instrument(span));
-    tokio::select! {
-        () = work_loop(&session, rx) => {}
-        () = shared.kill.cancelled() => {
-            session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+    let work = async {
+        tokio::select! {
+            () = work_loop(&session, rx) => {}
+            () = shared.kill.cancelled() => {
+                session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+            }
         }
-    }
-    session.inner.out.finish();
-    // Both tasks end on their own: the reader already has (the queue closed), the
-    // writer once the queue is flushed. A panic in either was logged by the runtime.
-    let _ = read.await;
-    let _ = write.await;
+        session.inner.out.finish();
+    };
+    // The reader, the worker and the writer are three futures of one task, so a
+    // session's messages never cross threads: no wake-ups between threads and no
+    // contended reference counts on the message path. They still progress
+    // independently (the reader resolves call replies while a handler awaits one).
+    // The reader ends when the worker is gone or reading stops, the writer once the
+    // queue is finished and flushed.
+    joint::join([
+        Box::pin(guarded(
+            "reader",
+            &session,
+            read_loop(session.clone(), reader, tx),
+        )),
+        Box::pin(work),
+        Box::pin(guarded(
+            "writer",
+            &session,
+            write_loop(session.clone(), writer),
+        )),
+    ])
+    .await;
 
     session.inner.calls.close();
     if let Some(pool) = &shared.pool {
@@ -108,6 +128,20 @@ where
     }
 }
 
+/// Runs a part of the session driver; a panic in it (a bug of ours, never a handler's:
+/// those are caught one by one) is logged and ends the session instead of skipping its
+/// cleanup.
+async fn guarded(part: &'static str, session: &Session, fut: impl Future<Output = ()>) {
+    if let Err(payload) = AssertUnwindSafe(fut).catch_unwind().await {
+        let panic = panic_message(&*payload);
+        tracing::error!(part, panic, "session driver panicked");
+        session.close_with(
+            CloseReason::Local(format!("session {part} panicked").into()),
+            CloseMode::Abort,
+        );
+    }
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     session: Session,
     mut reader: R,
@@ -115,6 +149,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     let mut codec = FrameCodec::new(session.max_frame_len());
     let mut buf = BytesMut::new();
+    let mut chunk = READ_CHUNK;
     let stop = session.inner.stop_reading.clone();
     loop {
         loop {
@@ -131,22 +166,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
-        if buf.capacity() - buf.len() < READ_CHUNK {
-            buf.reserve(codec.missing(&buf).max(READ_CHUNK));
-        }
+        let missing = codec.missing(&buf);
         let read = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            read = reader.read_buf(&mut buf) => read,
+            read = std::future::poll_fn(|cx| poll_read_some(&mut reader, &mut buf, missing, chunk, cx)) => read,
         };
         match read {
-            Ok(0) => {
+            Ok((0, _)) => {
                 match codec.decode_eof(&mut buf) {
                     Ok(_) => session.close_with(CloseReason::PeerClosed, CloseMode::Graceful),
                     Err(err) => session.fail_with_error(err.into(), CloseMode::Graceful),
                 }
                 return;
             }
+            // A full buffer means more was waiting: read more at once next time.
+            Ok((_, true)) => chunk = (chunk * 2).min(MAX_READ_CHUNK),
+            Ok((n, false)) if n < chunk / 16 => chunk = (chunk / 2).max(READ_CHUNK),
             Ok(_) => {}
             Err(err) => {
                 session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Graceful);
@@ -154,6 +190,31 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Reads what the socket has into `buf`, with room for at least `missing` more bytes
+/// (the rest of a partly read frame) and for `chunk` in all. Returns the bytes read and
+/// whether they filled the room offered.
+///
+/// A quiet peer costs no read buffer: when a read would wait and nothing partial is
+/// buffered, the buffer is given back and a new one taken when the reader is woken
+/// again. Idle sessions hold no read buffer at all.
+fn poll_read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    missing: usize,
+    chunk: usize,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<(usize, bool)>> {
+    if buf.capacity() - buf.len() < missing.max(READ_CHUNK) {
+        buf.reserve(missing.max(chunk));
+    }
+    let room = buf.capacity() - buf.len();
+    let read = std::pin::pin!(reader.read_buf(buf)).poll(cx);
+    if read.is_pending() && buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    read.map_ok(|n| (n, n >= room))
 }
 
 /// Routes one frame; false when the worker is gone.

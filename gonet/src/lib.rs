@@ -51,7 +51,8 @@
 //! | `router` | [`Router`], [`IntoReply`] |
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
-//! | `driver` | the reader, ordered worker and writer tasks of a session |
+//! | `driver` | the reader, ordered worker and writer of a session |
+//! | `joint` | runs those three as one task without waking it from inside |
 //! | `transport` | URL schemes to listeners and connections |
 //! | `builder` | [`Builder`], [`Server`] |
 //!
@@ -76,6 +77,7 @@ pub mod codegen;
 mod driver;
 mod error;
 pub mod frame;
+mod joint;
 mod message;
 mod outbound;
 mod pool;

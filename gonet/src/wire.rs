@@ -137,6 +137,17 @@ pub(crate) fn classify(packet: Packet) -> Result<Incoming, ExtensionError> {
     }
 }
 
+/// Bytes each thread's encode buffer is refilled with.
+const ENCODE_BLOCK: usize = 16 * 1024;
+
+thread_local! {
+    /// Frames are encoded into a block shared by the frames encoded on this thread: each
+    /// frame is split off as a `Bytes` of its own, so a reply costs no allocation of its
+    /// own, only a reference count on the block. The block is freed when its last frame
+    /// has been written.
+    static ENCODE_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
 /// Encodes `msg` into one complete frame, wrapped as asked.
 pub(crate) fn encode_message<M: Message>(
     msg: &M,
@@ -144,14 +155,44 @@ pub(crate) fn encode_message<M: Message>(
     wrap: Wrap,
     max_frame_len: usize,
 ) -> Result<Bytes, SendError> {
-    let mut dst = BytesMut::with_capacity(64);
+    ENCODE_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut dst) => {
+            if dst.capacity() < MIN_ROOM {
+                *dst = BytesMut::with_capacity(ENCODE_BLOCK);
+            }
+            let result = encode_into(msg, codec, wrap, max_frame_len, &mut dst);
+            // On success the frame is the whole of `dst`; on failure nothing is kept.
+            let frame = dst.split();
+            result.map(|()| frame.freeze())
+        }
+        // Only if encoding a body encodes another message on the same thread.
+        Err(_) => {
+            let mut dst = BytesMut::with_capacity(64);
+            encode_into(msg, codec, wrap, max_frame_len, &mut dst).map(|()| dst.freeze())
+        }
+    })
+}
+
+/// Room below which the encode buffer is replaced rather than grown (growing it would
+/// copy the frame being encoded).
+const MIN_ROOM: usize = 512;
+
+/// Appends the frame of `msg` to the empty buffer `dst`.
+fn encode_into<M: Message>(
+    msg: &M,
+    codec: Codec,
+    wrap: Wrap,
+    max_frame_len: usize,
+    dst: &mut BytesMut,
+) -> Result<(), SendError> {
+    debug_assert!(dst.is_empty());
     let prefix = HEADER_LEN
         + match wrap {
             Wrap::Plain => 0,
             Wrap::Request(_) | Wrap::Response(_) => ENVELOPE_LEN,
         };
     dst.put_bytes(0, prefix);
-    msg.encode_body(codec, &mut dst)?;
+    msg.encode_body(codec, dst)?;
     let frame_len = dst.len() - 2;
     if frame_len > max_frame_len {
         return Err(SendError::TooLarge {
@@ -173,7 +214,7 @@ pub(crate) fn encode_message<M: Message>(
         header.put_u32_le(call);
         header.put_u32_le(M::ID);
     }
-    Ok(dst.freeze())
+    Ok(())
 }
 
 /// Encodes a raw body with the given id as a plain frame.
