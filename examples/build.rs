@@ -1,5 +1,8 @@
 //! Generates the examples' messages and services from `schemas/`.
 
 fn main() {
-    gonet_build::compile(&["../schemas/chat.proto"], &["../schemas"]);
+    gonet_build::compile(
+        &["../schemas/chat.proto", "../schemas/echo.proto"],
+        &["../schemas"],
+    );
 }

@@ -262,7 +262,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
     let timeout = session.inner.shared.settings.write_timeout;
     let mut buf = BytesMut::new();
     while out.next_batch(&mut buf, MAX_BATCH).await == Batch::Write {
-        match tokio::time::timeout(timeout, writer.write_all(&buf)).await {
+        let written = tokio::select! {
+            written = tokio::time::timeout(timeout, writer.write_all(&buf)) => written,
+            () = out.aborted() => return,
+        };
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);

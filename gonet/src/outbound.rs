@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,6 +43,7 @@ pub(crate) enum Batch {
 pub(crate) struct OutQueue {
     state: Mutex<State>,
     notify: Notify,
+    aborted: CancellationToken,
     limit: usize,
 }
 
@@ -50,6 +52,7 @@ impl OutQueue {
         Self {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
+            aborted: CancellationToken::new(),
             limit,
         }
     }
@@ -97,11 +100,24 @@ impl OutQueue {
         state.frames.clear();
         state.bytes = 0;
         drop(state);
+        self.aborted.cancel();
         self.notify.notify_one();
     }
 
     pub(crate) fn is_aborted(&self) -> bool {
-        self.lock().aborted
+        self.aborted.is_cancelled()
+    }
+
+    /// Completes once the queue is aborted, so a writer stuck on a peer that does not
+    /// read can give up at once.
+    pub(crate) fn aborted(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.aborted.cancelled()
+    }
+
+    /// The frame at the front of the queue.
+    #[cfg(test)]
+    pub(crate) fn front(&self) -> Option<Bytes> {
+        self.lock().frames.front().cloned()
     }
 
     /// Bytes waiting to be written.

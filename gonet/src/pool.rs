@@ -276,3 +276,62 @@ impl<'a, M: Message> BroadcastRun<'a, M> {
         self.report
     }
 }
+
+#[cfg(all(test, feature = "json", feature = "binary"))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::builder::{Settings, Shared};
+    use crate::url::Transport;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Notice {
+        text: String,
+    }
+    crate::message!(Notice = 7, serde);
+
+    fn session(pool: &SessionPool, codec: Codec) -> Session {
+        let shared = Arc::new(Shared {
+            settings: Settings {
+                codec,
+                ..Settings::default()
+            },
+            router: crate::Router::new(),
+            hooks: Default::default(),
+            pool: Some(pool.clone()),
+            kill: Default::default(),
+        });
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let s = Session::new(shared, addr, addr, Transport::Tcp);
+        assert!(pool.try_insert(&s));
+        s
+    }
+
+    #[test]
+    fn broadcast_encodes_once_per_codec_and_shares_the_buffer() {
+        let pool = SessionPool::new(100);
+        let json: Vec<_> = (0..50).map(|_| session(&pool, Codec::Json)).collect();
+        let binary: Vec<_> = (0..50).map(|_| session(&pool, Codec::Binary)).collect();
+        let report = pool
+            .broadcast(&Notice {
+                text: "hello".into(),
+            })
+            .unwrap();
+        assert_eq!(report.delivered, 100);
+        for group in [&json, &binary] {
+            let first = group[0].inner.out.front().unwrap();
+            for s in group.iter() {
+                let frame = s.inner.out.front().unwrap();
+                // The same allocation, not an equal copy.
+                assert_eq!(frame.as_ptr(), first.as_ptr());
+            }
+        }
+        let (j, b) = (
+            json[0].inner.out.front().unwrap(),
+            binary[0].inner.out.front().unwrap(),
+        );
+        assert_ne!(j, b);
+        assert_eq!(&j[6..], br#"{"text":"hello"}"#);
+    }
+}

@@ -23,12 +23,7 @@ async fn fallback_sees_every_unrouted_id_and_can_reply() {
                 .send_raw(packet.id + 1, &packet.body)
                 .expect("queue reply");
         });
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(router)
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(router).await;
     let mut go = raw(server.local_addr()).await;
     go.write_all(&frame(7000, b"raw bytes")).await.unwrap();
     go.write_all(&frame(101, br#"{"content":"routed"}"#))
@@ -208,12 +203,7 @@ async fn pending_call_fails_when_the_session_closes() {
     let router = Router::new().route(|session: Session, _: Say| async move {
         session.close("no answer for you");
     });
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(router)
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(router).await;
     let client = Builder::new()
         .codec(Codec::Json)
         .dial(&server.url())
@@ -313,12 +303,7 @@ async fn error_logs_carry_session_and_message_spans() {
     let logs = crate::support::logs();
     let router = Router::new()
         .route(|_: Session, _: Say| async move { Err::<(), _>(Status::not_found("no such room")) });
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(router)
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(router).await;
     let mut go = raw(server.local_addr()).await;
     let me = go.local_addr().unwrap().to_string();
     go.write_all(&frame(101, br#"{"content":"x"}"#))

@@ -59,6 +59,25 @@ pub(crate) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     .await
 }
 
+/// A JSON server on a free port with `router`.
+pub(crate) async fn json_server(router: gonet::Router) -> gonet::Server {
+    gonet::Builder::new()
+        .codec(gonet::Codec::Json)
+        .router(router)
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .expect("serve")
+}
+
+/// A JSON client of `server`.
+pub(crate) async fn json_client(server: &gonet::Server) -> gonet::Session {
+    gonet::Builder::new()
+        .codec(gonet::Codec::Json)
+        .dial(&server.url())
+        .await
+        .expect("dial")
+}
+
 /// A gonet v3 frame.
 pub(crate) fn frame(id: u32, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(6 + body.len());

@@ -35,12 +35,7 @@ impl Seen {
 
 #[tokio::test]
 async fn plain_gonet_frame_gets_a_byte_exact_plain_reply() {
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(echo_router())
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(echo_router()).await;
     let mut go = raw(server.local_addr()).await;
     // Exactly what a Go gonet v3 client writes for chat.Say{content:"hi"} as JSON.
     go.write_all(b"\x14\x00\x65\x00\x00\x00{\"content\":\"hi\"}")
@@ -54,12 +49,7 @@ async fn plain_gonet_frame_gets_a_byte_exact_plain_reply() {
 
 #[tokio::test]
 async fn many_frames_in_one_write_and_one_frame_in_many_writes() {
-    let server = Builder::new()
-        .codec(Codec::Json)
-        .router(echo_router())
-        .serve("tcp://127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = json_server(echo_router()).await;
     let mut go = raw(server.local_addr()).await;
     let mut batch = Vec::new();
     for i in 0..50 {
