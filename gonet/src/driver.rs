@@ -17,6 +17,7 @@
 //! flushes what is queued and the session is finished.
 
 use std::future::Future;
+use std::io::IoSlice;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -24,7 +25,6 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -33,6 +33,7 @@ use crate::builder::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
 use crate::frame::{FrameCodec, Packet};
+use crate::inbox;
 use crate::joint;
 use crate::outbound::Batch;
 use crate::router::{Reply, ReplyTo};
@@ -83,7 +84,7 @@ where
     if let Some(hook) = &shared.hooks.on_connect {
         hook(&session);
     }
-    let (tx, rx) = mpsc::channel(shared.settings.inbound_queue);
+    let (tx, rx) = inbox::channel(shared.settings.inbound_queue);
     let work = async {
         tokio::select! {
             () = work_loop(&session, rx) => {}
@@ -145,7 +146,7 @@ async fn guarded(part: &'static str, session: &Session, fut: impl Future<Output 
 async fn read_loop<R: AsyncRead + Unpin>(
     session: Session,
     mut reader: R,
-    tx: mpsc::Sender<Inbound>,
+    tx: inbox::Sender<Inbound>,
 ) {
     let mut codec = FrameCodec::new(session.max_frame_len());
     let mut buf = BytesMut::new();
@@ -218,7 +219,7 @@ fn poll_read_some<R: AsyncRead + Unpin>(
 }
 
 /// Routes one frame; false when the worker is gone.
-async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packet: Packet) -> bool {
+async fn deliver(session: &Session, tx: &inbox::Sender<Inbound>, packet: Packet) -> bool {
     match wire::classify(packet) {
         Ok(Incoming::Message { id, body, call }) => {
             session
@@ -260,10 +261,29 @@ async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packet: Packet) 
 async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
     let out = &session.inner.out;
     let timeout = session.inner.shared.settings.write_timeout;
+    // Frames go out as they are (a broadcast's one buffer is never copied per
+    // recipient) when the writer takes vectored writes, else copied into one buffer.
+    let vectored = writer.is_write_vectored();
+    let mut frames = Vec::new();
     let mut buf = BytesMut::new();
-    while out.next_batch(&mut buf, MAX_BATCH).await == Batch::Write {
+    loop {
+        let batch = if vectored {
+            out.next_frames(&mut frames, MAX_BATCH).await
+        } else {
+            out.next_batch(&mut buf, MAX_BATCH).await
+        };
+        if batch != Batch::Write {
+            break;
+        }
+        let write = async {
+            if vectored {
+                write_frames(&mut writer, &frames).await
+            } else {
+                writer.write_all(&buf).await
+            }
+        };
         let written = tokio::select! {
-            written = tokio::time::timeout(timeout, writer.write_all(&buf)) => written,
+            written = tokio::time::timeout(timeout, write) => written,
             () = out.aborted() => return,
         };
         match written {
@@ -273,10 +293,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
                 return;
             }
             Err(_) => {
+                let len = buf.len() + frames.iter().map(Bytes::len).sum::<usize>();
                 session.fail(
                     SessionErrorKind::SlowPeer(format!(
-                        "a write of {} bytes made no progress for {timeout:?}",
-                        buf.len()
+                        "a write of {len} bytes made no progress for {timeout:?}"
                     )),
                     CloseReason::SlowPeer,
                     CloseMode::Abort,
@@ -284,6 +304,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
                 return;
             }
         }
+        frames.clear();
         buf.clear();
         if buf.capacity() > MAX_BATCH * 2 {
             buf = BytesMut::new();
@@ -295,7 +316,24 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
     }
 }
 
-async fn work_loop(session: &Session, mut rx: mpsc::Receiver<Inbound>) {
+/// Writes `frames` with as few vectored writes as the writer allows.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frames: &[Bytes],
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        let n = writer.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+async fn work_loop(session: &Session, mut rx: inbox::Receiver<Inbound>) {
     while let Some(inbound) = rx.recv().await {
         if session.discarding() {
             continue;

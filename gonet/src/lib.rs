@@ -52,6 +52,7 @@
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
 //! | `driver` | the reader, ordered worker and writer of a session |
+//! | `inbox` | the bounded queue from a session's reader to its worker |
 //! | `joint` | runs those three as one task without waking it from inside |
 //! | `transport` | URL schemes to listeners and connections |
 //! | `builder` | [`Builder`], [`Server`] |
@@ -77,6 +78,7 @@ pub mod codegen;
 mod driver;
 mod error;
 pub mod frame;
+mod inbox;
 mod joint;
 mod message;
 mod outbound;

@@ -127,8 +127,21 @@ impl OutQueue {
 
     /// Waits for frames and copies as many as fit in `max` bytes (at least one) into
     /// `buf`. Small frames are copied because one write of their concatenation costs far
-    /// less than one system call each.
+    /// less than one system call each. Used by writers without vectored writes.
     pub(crate) async fn next_batch(&self, buf: &mut BytesMut, max: usize) -> Batch {
+        let already = buf.len();
+        self.take(max, already, |frame| buf.extend_from_slice(&frame))
+            .await
+    }
+
+    /// Waits for frames and moves as many as fit in `max` bytes (at least one) into
+    /// `frames`, without copying: a vectored write sends them in one call, and a
+    /// broadcast frame is never copied per recipient.
+    pub(crate) async fn next_frames(&self, frames: &mut Vec<Bytes>, max: usize) -> Batch {
+        self.take(max, 0, |frame| frames.push(frame)).await
+    }
+
+    async fn take(&self, max: usize, already: usize, mut put: impl FnMut(Bytes)) -> Batch {
         loop {
             {
                 let mut state = self.lock();
@@ -136,13 +149,17 @@ impl OutQueue {
                     return Batch::Done;
                 }
                 if !state.frames.is_empty() {
+                    let mut len = already;
+                    let mut first = len == 0;
                     while let Some(frame) = state.frames.front() {
-                        if !buf.is_empty() && buf.len() + frame.len() > max {
+                        if !first && len + frame.len() > max {
                             break;
                         }
+                        first = false;
                         let frame = state.frames.pop_front().expect("front exists");
                         state.bytes -= frame.len();
-                        buf.extend_from_slice(&frame);
+                        len += frame.len();
+                        put(frame);
                     }
                     return Batch::Write;
                 }
