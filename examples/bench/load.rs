@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -26,6 +26,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 pub(crate) struct Template {
     frame: Vec<u8>,
     seq_at: usize,
+    payload: usize,
 }
 
 impl Template {
@@ -54,7 +55,16 @@ impl Template {
         frame.extend_from_slice(&((4 + size) as u16).to_le_bytes());
         frame.extend_from_slice(&id.to_le_bytes());
         frame.extend_from_slice(&body);
-        Template { frame, seq_at: 7 }
+        Template {
+            frame,
+            seq_at: 7,
+            payload,
+        }
+    }
+
+    /// The payload bytes of every request.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.frame[self.frame.len() - self.payload..]
     }
 
     /// Appends the frame for `seq`.
@@ -350,4 +360,81 @@ pub(crate) async fn open_idle(addr: &str, n: usize, concurrency: usize) -> Resul
         opened += batch;
     }
     Ok(streams)
+}
+
+/// What a gonet-rs client checks on one connection of [`pipelined_client`].
+struct Expect {
+    template: Template,
+    next: AtomicU64,
+    error: std::sync::Mutex<Option<String>>,
+    window: tokio::sync::Semaphore,
+}
+
+/// The pipelined scenario through a gonet-rs client, for transports the raw client does
+/// not speak (every URL scheme gonet serves). The same checks: every reply in order with
+/// the body that was sent.
+pub(crate) async fn pipelined_client(
+    url: &str,
+    size: usize,
+    window: usize,
+    salt: u8,
+    until: Instant,
+) -> Result<u64> {
+    use gonet::{Builder, Codec, Router, Session};
+    let expect = Arc::new(Expect {
+        template: Template::new(proto::ECHO, size, salt),
+        next: AtomicU64::new(1),
+        error: std::sync::Mutex::new(None),
+        window: tokio::sync::Semaphore::new(window),
+    });
+    let check = expect.clone();
+    let router = Router::new().route(move |_: Session, reply: proto::EchoReply| {
+        let check = check.clone();
+        async move {
+            let seq = check.next.fetch_add(1, Ordering::Relaxed);
+            if reply.seq != seq || reply.body[..] != *check.template.payload() {
+                let mut error = check.error.lock().expect("error slot");
+                error.get_or_insert_with(|| {
+                    format!(
+                        "reply {} arrived where {seq} was due, or with another body",
+                        reply.seq
+                    )
+                });
+            }
+            check.window.add_permits(1);
+        }
+    });
+    let session = Builder::new()
+        .codec(Codec::Protobuf)
+        .router(router)
+        .dial(url)
+        .await
+        .with_context(|| format!("dialing {url}"))?;
+    let payload = Bytes::copy_from_slice(expect.template.payload());
+    let mut sent = 0u64;
+    while Instant::now() < until {
+        let permit = tokio::time::timeout(DRAIN, expect.window.acquire())
+            .await
+            .context("no reply within the drain timeout: a message was lost")??;
+        permit.forget();
+        sent += 1;
+        session.send(&proto::Echo {
+            seq: sent,
+            body: payload.clone(),
+        })?;
+    }
+    let all = u32::try_from(window)?;
+    let permits = tokio::time::timeout(DRAIN, expect.window.acquire_many(all))
+        .await
+        .context("replies missing after the drain timeout: messages were lost")??;
+    drop(permits);
+    session.close("done");
+    if let Some(error) = expect.error.lock().expect("error slot").take() {
+        bail!(error);
+    }
+    ensure!(
+        expect.next.load(Ordering::Relaxed) == sent + 1,
+        "reply count mismatch"
+    );
+    Ok(sent)
 }

@@ -275,10 +275,14 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             conns,
             window,
         } => {
-            ensure!(*transport == "tcp", "no load generator for {transport} yet");
+            // TCP is driven by the raw wire-format client; other transports by a gonet-rs
+            // client, so that a new transport is only a new URL scheme here.
+            let raw_client = *transport == "tcp";
             let mut streams = Vec::with_capacity(*conns);
-            for _ in 0..*conns {
-                streams.push(load::connect(&addr).await?);
+            if raw_client {
+                for _ in 0..*conns {
+                    streams.push(load::connect(&addr).await?);
+                }
             }
             let cpu0 = procfs::cpu_time(pid)?;
             let start = Instant::now();
@@ -286,6 +290,15 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             let mut tasks = tokio::task::JoinSet::new();
             for (i, stream) in streams.into_iter().enumerate() {
                 tasks.spawn(load::pipelined(stream, *size, *window, i as u8, until));
+            }
+            if !raw_client {
+                for i in 0..*conns {
+                    let url = server.url.clone();
+                    let (size, window) = (*size, *window);
+                    tasks.spawn(async move {
+                        load::pipelined_client(&url, size, window, i as u8, until).await
+                    });
+                }
             }
             let mut msgs = 0;
             while let Some(n) = tasks.join_next().await {
