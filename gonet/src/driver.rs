@@ -334,11 +334,24 @@ async fn write_frames<W: AsyncWrite + Unpin>(
 }
 
 async fn work_loop(session: &Session, mut rx: inbox::Receiver<Inbound>) {
-    while let Some(inbound) = rx.recv().await {
+    // The block replies are encoded into (see `wire::with_reply_block`).
+    let mut replies = BytesMut::new();
+    loop {
+        let inbound = match rx.try_recv() {
+            Some(inbound) => inbound,
+            None => {
+                // Out of messages: let the block go with the replies still to be written.
+                replies = BytesMut::new();
+                match rx.recv().await {
+                    Some(inbound) => inbound,
+                    None => return,
+                }
+            }
+        };
         if session.discarding() {
             continue;
         }
-        handle(session, inbound).await;
+        handle(session, inbound, &mut replies).await;
         session
             .inner
             .counters
@@ -357,7 +370,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn handle(session: &Session, Inbound { id, body, call }: Inbound) {
+async fn handle(session: &Session, Inbound { id, body, call }: Inbound, replies: &mut BytesMut) {
     let to = ReplyTo {
         codec: session.codec(),
         call,
@@ -377,6 +390,8 @@ async fn handle(session: &Session, Inbound { id, body, call }: Inbound) {
         return;
     };
     let span = tracing::debug_span!("message", id, name);
+    let mut fut = fut;
+    let fut = std::future::poll_fn(|cx| wire::with_reply_block(replies, || fut.as_mut().poll(cx)));
     let result = AssertUnwindSafe(fut)
         .catch_unwind()
         .instrument(span.clone())

@@ -100,6 +100,18 @@ impl<T> Drop for Sender<T> {
 }
 
 impl<T> Receiver<T> {
+    /// The next message if one is queued, without waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<T> {
+        let mut state = self.0.lock();
+        let v = state.queue.pop_front()?;
+        let waiting = state.sender.take();
+        drop(state);
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+        Some(v)
+    }
+
     /// The next message; `None` once the sender is gone and the queue is empty.
     pub(crate) async fn recv(&mut self) -> Option<T> {
         std::future::poll_fn(|cx| {
