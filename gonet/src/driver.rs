@@ -197,9 +197,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// (the rest of a partly read frame) and for `chunk` in all. Returns the bytes read and
 /// whether they filled the room offered.
 ///
-/// A quiet peer costs no read buffer: when a read would wait and nothing partial is
-/// buffered, the buffer is given back and a new one taken when the reader is woken
-/// again. Idle sessions hold no read buffer at all.
+/// A quiet peer costs no read buffer: when a read would wait, nothing partial is
+/// buffered and reads have been small, the buffer is given back and a new one taken
+/// when the reader is woken again. Idle sessions hold no read buffer at all (a session
+/// that went quiet right after large reads keeps one until its reads are small again).
 fn poll_read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
@@ -212,7 +213,10 @@ fn poll_read_some<R: AsyncRead + Unpin>(
     }
     let room = buf.capacity() - buf.len();
     let read = std::pin::pin!(reader.read_buf(buf)).poll(cx);
-    if read.is_pending() && buf.is_empty() {
+    // A session whose reads have been large keeps its buffer: giving back and taking
+    // tens of kilobytes at every batch makes the allocator return memory to the system
+    // and fault it in again.
+    if read.is_pending() && buf.is_empty() && chunk <= READ_CHUNK {
         *buf = BytesMut::new();
     }
     read.map_ok(|n| (n, n >= room))
