@@ -1,4 +1,5 @@
-//! The session driver: a reader, a worker and a writer per connection, in one task.
+//! The session driver: a reader, a worker and a writer per connection, three parts of
+//! one task (see `joint`).
 //!
 //! ```text
 //!  socket ─► reader ─► inbound queue (bounded) ─► worker ─► handler ─► outbound queue ─► writer ─► socket
@@ -9,8 +10,9 @@
 //!   session), and queues application messages. When the queue is full it waits, so the
 //!   socket is not read: backpressure instead of loss.
 //! - The **worker** handles one message at a time, in arrival order. Different sessions
-//!   have different workers, so they run in parallel on the runtime's threads and a
-//!   slow handler delays only its own session.
+//!   have different tasks, so they run in parallel on the runtime's threads and a slow
+//!   handler delays only its own session. The parts of one session share a thread at
+//!   any moment, so its messages never cross threads on their way through.
 //! - The **writer** drains the outbound queue in batches, one write call per batch.
 //!
 //! The worker ends when the reader has ended and the queue is empty; then the writer
