@@ -7,6 +7,15 @@
 //! cargo run -p gonet-examples --example chat -- client tcp://127.0.0.1:7100 ada
 //! ```
 //!
+//! Any transport works; over `wss://` and `quic://` the server presents a development
+//! certificate and the client trusts it with `--ca FILE` (saved by the server's
+//! `--write-cert FILE`) or skips verification with `--insecure`:
+//!
+//! ```text
+//! cargo run -p gonet-examples --example chat -- server quic://127.0.0.1:7100 --write-cert /tmp/chat.der
+//! cargo run -p gonet-examples --example chat -- client quic://127.0.0.1:7100 ada --ca /tmp/chat.der
+//! ```
+//!
 //! In the client, type a line to say it, `/join ROOM` to change rooms, `/leave` to leave
 //! the room and `/quit` (or end of input) to quit. Both ends take `--codec
 //! protobuf|json|xml|binary` (the same on both; protobuf by default).
@@ -15,6 +24,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gonet::{Builder, Codec, Router, Session, Status};
+use gonet_examples::{TLS_USAGE, TlsArgs};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 gonet::include_protos!();
@@ -27,7 +37,8 @@ use chat::{
 const USAGE: &str = "usage:
   chat server URL [--codec CODEC]
   chat client URL NAME [--codec CODEC]
-URL is tcp://HOST:PORT; CODEC is protobuf (default), json, xml or binary.";
+URL is tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH,
+quic://HOST:PORT or kcp://HOST:PORT; CODEC is protobuf (default), json, xml or binary.";
 
 /// Who a session is, once it has joined a room.
 #[derive(Clone, Debug)]
@@ -147,22 +158,30 @@ impl ChatEvents for Printer {
     }
 }
 
-async fn serve(url: &str, codec: Codec) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(url: &str, codec: Codec, tls: &TlsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let router = Router::new().service(ChatServiceServer::new(ChatServer::default()));
-    let server = Builder::new()
+    let server = tls
+        .server(Builder::new())?
         .codec(codec)
         .router(router)
         .on_close(|session, _reason| leave_room(session))
         .serve(url)
         .await?;
+    tls.after_serve(&server)?;
     tracing::info!(url = %server.url(), %codec, "chat server listening; Ctrl-C stops it");
     tokio::signal::ctrl_c().await?;
     server.shutdown().await;
     Ok(())
 }
 
-async fn client(url: &str, name: &str, codec: Codec) -> Result<(), Box<dyn std::error::Error>> {
-    let session = Builder::new()
+async fn client(
+    url: &str,
+    name: &str,
+    codec: Codec,
+    tls: &TlsArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let session = tls
+        .client(Builder::new())?
         .codec(codec)
         .router(Router::new().service(ChatEventsServer::new(Printer)))
         .dial(url)
@@ -225,11 +244,15 @@ enum Command {
     Client { url: String, name: String },
 }
 
-fn parse(args: &[String]) -> Result<(Command, Codec), String> {
+fn parse(args: &[String]) -> Result<(Command, Codec, TlsArgs), String> {
     let mut codec = Codec::Protobuf;
+    let mut tls = TlsArgs::default();
     let mut words = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
+        if tls.take(arg, &mut it.by_ref().cloned())? {
+            continue;
+        }
         if arg == "--codec" {
             let name = it.next().ok_or("--codec needs a value")?;
             codec = name
@@ -249,7 +272,7 @@ fn parse(args: &[String]) -> Result<(Command, Codec), String> {
         },
         _ => return Err("unexpected arguments".into()),
     };
-    Ok((command, codec))
+    Ok((command, codec, tls))
 }
 
 #[tokio::main]
@@ -262,16 +285,16 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, codec) = match parse(&args) {
+    let (command, codec, tls) = match parse(&args) {
         Ok(parsed) => parsed,
         Err(err) => {
-            eprintln!("{err}\n{USAGE}");
+            eprintln!("{err}\n{USAGE}\n{TLS_USAGE}");
             return ExitCode::from(2);
         }
     };
     let result = match command {
-        Command::Server { url } => serve(&url, codec).await,
-        Command::Client { url, name } => client(&url, &name, codec).await,
+        Command::Server { url } => serve(&url, codec, &tls).await,
+        Command::Client { url, name } => client(&url, &name, codec, &tls).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! An echo server and client on the generated `echo.Echo` service.
+//! An echo server and client on the generated `echo.Echo` service, over any transport.
 //!
 //! One command runs both in one process, over TCP on a free port, and exits:
 //!
@@ -6,11 +6,30 @@
 //! cargo run -p gonet-examples --example echo
 //! ```
 //!
-//! Or run them apart, on any URL this build supports:
+//! Give a URL to run both over another transport (port 0 picks a free one):
+//!
+//! ```text
+//! cargo run -p gonet-examples --example echo -- udp://127.0.0.1:0
+//! cargo run -p gonet-examples --example echo -- ws://127.0.0.1:0/echo
+//! cargo run -p gonet-examples --example echo -- wss://127.0.0.1:0/echo
+//! cargo run -p gonet-examples --example echo -- quic://127.0.0.1:0
+//! cargo run -p gonet-examples --example echo -- kcp://127.0.0.1:0
+//! ```
+//!
+//! Or run them apart:
 //!
 //! ```text
 //! cargo run -p gonet-examples --example echo -- server tcp://127.0.0.1:7000
 //! cargo run -p gonet-examples --example echo -- client tcp://127.0.0.1:7000
+//! ```
+//!
+//! Over `wss://` and `quic://` the server presents a development certificate unless
+//! given `--cert FILE --key FILE`; `--write-cert FILE` saves it for the client's
+//! `--ca FILE` (or the client skips verification with `--insecure`, for development):
+//!
+//! ```text
+//! cargo run -p gonet-examples --example echo -- server quic://127.0.0.1:7000 --write-cert /tmp/echo.der
+//! cargo run -p gonet-examples --example echo -- client quic://127.0.0.1:7000 --ca /tmp/echo.der
 //! ```
 //!
 //! Both ends take `--codec protobuf|json|xml|binary` (the same on both; protobuf by
@@ -19,15 +38,18 @@
 use std::process::ExitCode;
 
 use gonet::{Builder, Codec, Router, Session, Status};
+use gonet_examples::{TLS_USAGE, TlsArgs, trust_server};
 
 gonet::include_protos!();
 
 use echo::{Echo, EchoClient, EchoServer, Ping, Pong};
 
 const USAGE: &str = "usage:
-  echo                       run a server and a client in one process
+  echo [URL]                 run a server and a client in one process (default tcp://127.0.0.1:0)
   echo server URL            serve until Ctrl-C
   echo client URL            send --count pings and print the pongs
+URL: tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH,
+     quic://HOST:PORT or kcp://HOST:PORT
 options: --codec protobuf|json|xml|binary (default protobuf), --count N (default 10)";
 
 struct EchoService;
@@ -46,10 +68,11 @@ struct Args {
     mode: Mode,
     codec: Codec,
     count: u64,
+    tls: TlsArgs,
 }
 
 enum Mode {
-    Both,
+    Both(String),
     Server(String),
     Client(String),
 }
@@ -58,7 +81,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut positional = Vec::new();
     let mut codec = Codec::Protobuf;
     let mut count = 10;
+    let mut tls = TlsArgs::default();
     while let Some(arg) = args.next() {
+        if tls.take(&arg, &mut args)? {
+            continue;
+        }
         match arg.as_str() {
             "--codec" => {
                 let value = args.next().ok_or("--codec needs a value")?;
@@ -75,26 +102,44 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     let mode = match positional.as_slice() {
-        [] => Mode::Both,
+        [] => Mode::Both("tcp://127.0.0.1:0".to_owned()),
+        [url] if url.contains("://") => Mode::Both(url.clone()),
         [mode, url] if mode == "server" => Mode::Server(url.clone()),
         [mode, url] if mode == "client" => Mode::Client(url.clone()),
         other => return Err(format!("unexpected arguments: {}", other.join(" "))),
     };
-    Ok(Args { mode, codec, count })
+    Ok(Args {
+        mode,
+        codec,
+        count,
+        tls,
+    })
 }
 
-async fn serve(url: &str, codec: Codec) -> Result<gonet::Server, gonet::ServeError> {
-    Builder::new()
+async fn serve(
+    url: &str,
+    codec: Codec,
+    tls: &TlsArgs,
+) -> Result<gonet::Server, Box<dyn std::error::Error>> {
+    let server = tls
+        .server(Builder::new())?
         .codec(codec)
         .router(Router::new().service(EchoServer::new(EchoService)))
         .on_connect(|s| tracing::info!(session = s.id(), peer = %s.peer_addr(), "connected"))
         .on_close(|s, reason| tracing::info!(session = s.id(), %reason, "closed"))
         .serve(url)
-        .await
+        .await?;
+    tls.after_serve(&server)?;
+    Ok(server)
 }
 
-async fn client(url: &str, codec: Codec, count: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let session = Builder::new().codec(codec).dial(url).await?;
+async fn client(
+    builder: Builder,
+    url: &str,
+    codec: Codec,
+    count: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let session = builder.codec(codec).dial(url).await?;
     let echo = EchoClient::new(session.clone());
     for seq in 0..count {
         let pong = echo
@@ -115,14 +160,15 @@ async fn client(url: &str, codec: Codec, count: u64) -> Result<(), Box<dyn std::
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.mode {
-        Mode::Both => {
-            let server = serve("tcp://127.0.0.1:0", args.codec).await?;
+        Mode::Both(url) => {
+            let server = serve(&url, args.codec, &args.tls).await?;
             println!("echo server on {}", server.url());
-            client(&server.url(), args.codec, args.count).await?;
+            let builder = trust_server(Builder::new(), &server)?;
+            client(builder, &server.url(), args.codec, args.count).await?;
             server.shutdown().await;
         }
         Mode::Server(url) => {
-            let server = serve(&url, args.codec).await?;
+            let server = serve(&url, args.codec, &args.tls).await?;
             println!(
                 "echo server on {} ({} codec); Ctrl-C stops it",
                 server.url(),
@@ -131,7 +177,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             tokio::signal::ctrl_c().await?;
             server.shutdown().await;
         }
-        Mode::Client(url) => client(&url, args.codec, args.count).await?,
+        Mode::Client(url) => {
+            let builder = args.tls.client(Builder::new())?;
+            client(builder, &url, args.codec, args.count).await?
+        }
     }
     Ok(())
 }
@@ -149,7 +198,7 @@ async fn main() -> ExitCode {
             if !err.is_empty() {
                 eprintln!("error: {err}");
             }
-            eprintln!("{USAGE}");
+            eprintln!("{USAGE}\n{TLS_USAGE}");
             return ExitCode::from(2);
         }
     };

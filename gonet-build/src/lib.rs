@@ -95,6 +95,33 @@ pub fn compile(protos: &[impl AsRef<std::path::Path>], includes: &[impl AsRef<st
     }
 }
 
+/// Parses `protos` against `includes` and runs the same checks as [`compile`], without
+/// generating anything: the schema model of a set of files, or every problem in them,
+/// each with its file (as imported) and line. For tools that list or check ids.
+///
+/// ```no_run
+/// let schema = gonet_build::inspect(&["schemas/chat.proto"], &["schemas"])?;
+/// for msg in schema.messages.iter().filter(|m| m.id.is_some()) {
+///     println!("{:?} {} {}", msg.id, msg.full_name(), msg.location);
+/// }
+/// # Ok::<(), gonet_build::BuildError>(())
+/// ```
+pub fn inspect(
+    protos: &[impl AsRef<std::path::Path>],
+    includes: &[impl AsRef<std::path::Path>],
+) -> Result<Schema, BuildError> {
+    let protos: Vec<_> = protos.iter().map(|p| p.as_ref().to_path_buf()).collect();
+    let includes: Vec<_> = includes.iter().map(|p| p.as_ref().to_path_buf()).collect();
+    let parsed =
+        frontend::parse(&protos, &includes).map_err(|(problems, _)| BuildError::new(problems))?;
+    let problems = validate::check(&parsed.schema);
+    if problems.is_empty() {
+        Ok(parsed.schema)
+    } else {
+        Err(BuildError::new(problems))
+    }
+}
+
 /// Checks `schema` and generates its gonet items (message impls, service traits,
 /// servers and clients) per package, without prost's structs. For tests and other
 /// front ends.

@@ -269,3 +269,47 @@ fn packages_nest_and_files_without_a_package_sit_at_the_root() {
     let lobby = std::fs::read_to_string(out.join("game.lobby.rs")).expect("lobby");
     assert!(lobby.contains("super::super::Top"), "{lobby}");
 }
+
+#[test]
+fn inspect_lists_ids_and_reports_the_build_checks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good =
+        format!("{HEADER}\nmessage Say {{ option (gonet.id) = 101; }}\nmessage Plain {{}}\n");
+    let bad = "syntax = \"proto3\";\npackage other;\nimport \"gonet/options.proto\";\n\n\
+               message Again { option (gonet.id) = 101; }\n";
+    std::fs::write(dir.path().join("good.proto"), good).expect("write");
+    std::fs::write(dir.path().join("bad.proto"), bad).expect("write");
+
+    let schema = crate::inspect(&[dir.path().join("good.proto")], &[dir.path()]).expect("checks");
+    let ids: Vec<_> = schema
+        .messages
+        .iter()
+        .map(|m| (m.full_name(), m.id, m.location.to_string()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("chat.Say".to_owned(), Some(101), "good.proto:5".to_owned()),
+            ("chat.Plain".to_owned(), None, "good.proto:6".to_owned()),
+        ]
+    );
+
+    let err = crate::inspect(
+        &[dir.path().join("good.proto"), dir.path().join("bad.proto")],
+        &[dir.path()],
+    )
+    .expect_err("duplicate id");
+    assert_eq!(err.problems().len(), 1);
+    assert!(matches!(
+        err.problems()[0].kind,
+        ProblemKind::DuplicateId { id: 101, .. }
+    ));
+    assert_eq!(
+        err.problems()[0]
+            .location
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("bad.proto:5")
+    );
+}

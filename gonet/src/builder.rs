@@ -41,9 +41,36 @@ pub(crate) struct Settings {
     pub(crate) outbound_limit: usize,
     pub(crate) write_timeout: Duration,
     pub(crate) call_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) panic_policy: PanicPolicy,
     pub(crate) max_sessions: usize,
+    /// `None`: the transport's default; a zero duration: off.
+    pub(crate) heartbeat: Option<Duration>,
+    /// `None`: the transport's default; a zero duration: off.
+    pub(crate) idle_timeout: Option<Duration>,
+    #[cfg_attr(
+        not(any(feature = "ws", feature = "tls", feature = "kcp")),
+        allow(dead_code, reason = "read by ws, wss, quic and kcp only")
+    )]
+    pub(crate) transport: transport::TransportSettings,
     pub(crate) shutdown_timeout: Duration,
+}
+
+/// The heartbeat interval and idle timeout of a transport when the builder sets none.
+///
+/// TCP, WebSocket and QUIC report a peer that closes or resets, and QUIC has its own
+/// keep-alive and idle timeout; their defaults are off, so a plain gonet v3 peer never
+/// receives a heartbeat it does not know. UDP and KCP have no connection to lose: a
+/// silent peer is the only sign that it is gone, so they ping after 5 s of silence and
+/// close after 15 s.
+pub(crate) fn default_heartbeat(t: crate::url::Transport) -> (Option<Duration>, Option<Duration>) {
+    use crate::url::Transport;
+    match t {
+        Transport::Udp | Transport::Kcp => {
+            (Some(Duration::from_secs(5)), Some(Duration::from_secs(15)))
+        }
+        _ => (None, None),
+    }
 }
 
 impl Default for Settings {
@@ -55,8 +82,12 @@ impl Default for Settings {
             outbound_limit: 4 << 20,
             write_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
             panic_policy: PanicPolicy::default(),
             max_sessions: 100_000,
+            heartbeat: None,
+            idle_timeout: None,
+            transport: transport::TransportSettings::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -121,7 +152,8 @@ impl fmt::Debug for Builder {
 impl Builder {
     /// A builder with the defaults: the first compiled codec, 64 KiB frames, an inbound
     /// queue of 128 messages, a 4 MiB outbound limit, a 30 s write timeout, a 10 s call
-    /// timeout, 100,000 sessions.
+    /// timeout, a 10 s connect timeout, 100,000 sessions, and the transport's heartbeat
+    /// defaults (see [`heartbeat`](Self::heartbeat)).
     pub fn new() -> Self {
         Self::default()
     }
@@ -175,6 +207,13 @@ impl Builder {
         self
     }
 
+    /// How long [`dial`](Self::dial) may take to connect, including TLS and WebSocket
+    /// handshakes (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
     /// What happens to a session whose handler panicked.
     pub fn panic_policy(mut self, policy: PanicPolicy) -> Self {
         self.settings.panic_policy = policy;
@@ -185,6 +224,73 @@ impl Builder {
     /// and logged. Ignored by [`dial`](Self::dial).
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.settings.max_sessions = max;
+        self
+    }
+
+    /// Pings a peer that has been silent for `interval` (and again every `interval`
+    /// while it stays silent); the peer's reader answers with a pong. `Duration::ZERO`
+    /// turns pings off.
+    ///
+    /// Default: off on TCP, WebSocket and QUIC; 5 s on UDP and KCP, whose sessions have
+    /// no other way to learn that a peer is gone. Heartbeats are frames of the
+    /// framework's reserved id range (see `PROTOCOL.md`); enable them only towards peers
+    /// that answer them (every gonet-rs peer does).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.settings.heartbeat = Some(interval);
+        self
+    }
+
+    /// Closes a session with [`CloseReason::IdleTimeout`] when nothing at all (no
+    /// message, no heartbeat) came from the peer for `timeout`. `Duration::ZERO` turns it
+    /// off. Pair it with a [`heartbeat`](Self::heartbeat) well below it, so that a quiet
+    /// but live peer is pinged and answers.
+    ///
+    /// Default: off on TCP and WebSocket, 15 s on UDP and KCP. On QUIC it also sets the
+    /// connection's idle timeout (default 30 s there, with a 5 s keep-alive).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The certificate a `wss://` or `quic://` server presents. Without one, the server
+    /// generates a self-signed development certificate at start-up (logged as a
+    /// warning); [`Server::certificate`] returns it so a client can trust it.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    pub fn server_tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.settings.transport.server_tls = Some(tls);
+        self
+    }
+
+    /// Whom a `wss://` or `quic://` client trusts. Dialing such a URL without it fails
+    /// with [`TlsError::NoTrust`](crate::TlsError::NoTrust).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    pub fn client_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.settings.transport.client_tls = Some(tls);
+        self
+    }
+
+    /// The `Origin` header values a WebSocket server accepts (exact match, such as
+    /// `https://game.example.com`). Empty (the default) accepts every origin and
+    /// requests without one; otherwise a handshake with another or no origin gets
+    /// HTTP 403.
+    #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.transport.ws.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// KCP tuning; the default is the fast preset [`KcpSettings::fast`](crate::KcpSettings::fast).
+    #[cfg(feature = "kcp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
+    pub fn kcp(mut self, settings: crate::transport::kcp::KcpSettings) -> Self {
+        self.settings.transport.kcp = settings;
         self
     }
 
@@ -246,6 +352,8 @@ impl Builder {
             shutdown_timeout: self.settings.shutdown_timeout,
             url: parsed,
             local_addr: listener.local_addr,
+            certificate: listener.certificate,
+            finish: listener.finish,
             pool,
             stop,
             tracker,
@@ -257,7 +365,13 @@ impl Builder {
     /// server sends that is not a reply to a call.
     pub async fn dial(&self, url: &str) -> Result<Session, DialError> {
         let parsed: Url = url.parse()?;
-        transport::dial(&parsed, url, self.shared(None)).await
+        let timeout = self.settings.connect_timeout;
+        tokio::time::timeout(timeout, transport::dial(&parsed, url, self.shared(None)))
+            .await
+            .map_err(|_| DialError::Timeout {
+                url: url.to_owned(),
+                after: timeout,
+            })?
     }
 }
 
@@ -266,6 +380,8 @@ impl Builder {
 pub struct Server {
     url: Url,
     local_addr: SocketAddr,
+    certificate: Option<Vec<u8>>,
+    finish: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     pool: SessionPool,
     stop: CancellationToken,
     kill: CancellationToken,
@@ -296,6 +412,12 @@ impl Server {
             url.push_str(self.url.path());
         }
         url
+    }
+
+    /// The certificate (DER) a `wss://` or `quic://` server presents: the configured
+    /// one, or the development certificate it generated. `None` for other transports.
+    pub fn certificate(&self) -> Option<&[u8]> {
+        self.certificate.as_deref()
     }
 
     /// The live sessions.
@@ -331,6 +453,11 @@ impl Server {
             );
             self.kill.cancel();
             self.tracker.wait().await;
+        }
+        // Transports that must drain after their sessions (QUIC waits for its
+        // endpoint to be idle; KCP keeps its listener until now).
+        if let Some(finish) = self.finish.take() {
+            finish.await;
         }
     }
 }

@@ -5,7 +5,7 @@
 //!  socket ─► reader ─► inbound queue (bounded) ─► worker ─► handler ─► outbound queue ─► writer ─► socket
 //! ```
 //!
-//! - The **reader** decodes frames from its own buffer, answers heartbeats, resolves
+//! - The **reader** takes packets from the transport, answers heartbeats, resolves
 //!   replies to our calls at once (so a handler awaiting a call cannot deadlock its own
 //!   session), and queues application messages. When the queue is full it waits, so the
 //!   socket is not read: backpressure instead of loss.
@@ -14,54 +14,53 @@
 //!   handler delays only its own session. The parts of one session share a thread at
 //!   any moment, so its messages never cross threads on their way through.
 //! - The **writer** drains the outbound queue in batches, one write call per batch.
+//! - **Heartbeats**: when configured, the reader pings a peer that has been silent for
+//!   the heartbeat interval and closes the session with [`CloseReason::IdleTimeout`]
+//!   once it has heard nothing at all for the idle timeout.
+//!
+//! The transport is reached only through a [`PacketSource`] and a [`FrameSink`]
+//! (module `link`), so every transport shares this ordering, backpressure, outbound
+//! queue, hooks and close logic.
 //!
 //! The worker ends when the reader has ended and the queue is empty; then the writer
 //! flushes what is queued and the session is finished.
 
 use std::future::Future;
-use std::io::IoSlice;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::Decoder;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::builder::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
-use crate::frame::{FrameCodec, Packet};
+use crate::frame::Packet;
 use crate::inbox;
 use crate::joint;
+use crate::link::{FrameSink, PacketSource, ReadEnd};
 use crate::outbound::Batch;
 use crate::router::{Reply, ReplyTo};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::status::{Code, Status};
 use crate::wire::{self, Incoming};
 
-/// The most bytes one write call carries.
-const MAX_BATCH: usize = 64 * 1024;
-/// The smallest free space the reader asks the socket to fill.
-const READ_CHUNK: usize = 4 * 1024;
-/// The most it asks for, when reads keep filling what it offers.
-const MAX_READ_CHUNK: usize = 64 * 1024;
-
 /// An application message waiting for its handler.
-struct Inbound {
+pub(crate) struct Inbound {
     id: u32,
     body: Bytes,
     call: Option<u32>,
 }
 
-/// Starts the tasks of a session over a byte stream.
-pub(crate) fn spawn<R, W>(session: Session, reader: R, writer: W, tracker: Option<&TaskTracker>)
+/// Starts the tasks of a session over a packet source and a frame sink.
+pub(crate) fn spawn<S, K>(session: Session, source: S, sink: K, tracker: Option<&TaskTracker>)
 where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    S: PacketSource,
+    K: FrameSink,
 {
     let span = tracing::info_span!(
         "session",
@@ -69,18 +68,58 @@ where
         peer = %session.peer_addr(),
         transport = %session.transport(),
     );
-    let fut = run(session, reader, writer).instrument(span);
+    let fut = run(session, source, sink).instrument(span);
     match tracker {
         Some(tracker) => tracker.spawn(fut),
         None => tokio::spawn(fut),
     };
 }
 
-async fn run<R, W>(session: Session, reader: R, writer: W)
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
+/// Starts an extra lane of a session (a QUIC channel): its own reader and ordered
+/// worker, so that its messages are handled in order with each other and in parallel
+/// with the session's other messages. No heartbeat: the session's main reader has it.
+#[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
+pub(crate) fn spawn_lane<S: PacketSource>(session: Session, mut source: S) {
+    let span = tracing::debug_span!("lane", session = session.id());
+    tokio::spawn(
+        async move {
+            let (tx, rx) = inbox::channel(session.inner.shared.settings.inbound_queue);
+            let stop = session.inner.stop_reading.clone();
+            let reader = async {
+                let tx = tx;
+                loop {
+                    let next = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        next = source.next_packet(&session) => next,
+                    };
+                    match next {
+                        Ok(packet) => {
+                            if !deliver(&session, &tx, packet).await {
+                                return;
+                            }
+                        }
+                        Err(ReadEnd::Closed(_)) => return,
+                        Err(ReadEnd::Failed(kind)) => {
+                            session.report(kind);
+                            return;
+                        }
+                    }
+                }
+            };
+            let kill = session.inner.shared.kill.clone();
+            // One task, like the session's own parts (see `run`).
+            let parts = joint::join([Box::pin(reader), Box::pin(work_loop(&session, rx))]);
+            tokio::select! {
+                () = parts => {}
+                () = kill.cancelled() => {}
+            }
+        }
+        .instrument(span),
+    );
+}
+
+async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K) {
     tracing::debug!("session open");
     let shared = session.inner.shared.clone();
     if let Some(hook) = &shared.hooks.on_connect {
@@ -106,13 +145,13 @@ where
         Box::pin(guarded(
             "reader",
             &session,
-            read_loop(session.clone(), reader, tx),
+            read_loop(session.clone(), source, tx),
         )),
         Box::pin(work),
         Box::pin(guarded(
             "writer",
             &session,
-            write_loop(session.clone(), writer),
+            write_loop(session.clone(), sink),
         )),
     ])
     .await;
@@ -145,87 +184,125 @@ async fn guarded(part: &'static str, session: &Session, fut: impl Future<Output 
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    session: Session,
-    mut reader: R,
-    tx: inbox::Sender<Inbound>,
-) {
-    let mut codec = FrameCodec::new(session.max_frame_len());
-    let mut buf = BytesMut::new();
-    let mut chunk = READ_CHUNK;
+/// The heartbeat state of one reader: when the peer was last heard, when we last
+/// pinged. The message path only sets a flag; the clock is read once per tick.
+struct Liveness {
+    ping: Option<Duration>,
+    idle: Option<Duration>,
+    heard: bool,
+    last_heard: Instant,
+    last_ping: Instant,
+}
+
+impl Liveness {
+    fn with(ping: Option<Duration>, idle: Option<Duration>, now: Instant) -> Self {
+        Liveness {
+            ping,
+            idle,
+            heard: false,
+            last_heard: now,
+            last_ping: now,
+        }
+    }
+
+    fn new(session: &Session) -> (Self, Option<tokio::time::Interval>) {
+        let (ping, idle) = session.heartbeat();
+        let now = Instant::now();
+        let live = Liveness::with(ping, idle, now);
+        // Tick often enough that an idle peer is noticed at most a quarter late.
+        let tick = match (ping, idle) {
+            (None, None) => return (live, None),
+            (Some(p), None) => p,
+            (None, Some(i)) => i / 4,
+            (Some(p), Some(i)) => p.min(i / 4),
+        }
+        .max(Duration::from_millis(1));
+        let mut timer = tokio::time::interval_at(now + tick, tick);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        (live, Some(timer))
+    }
+
+    /// One tick: `Err` when the peer has been silent too long, else whether to ping.
+    fn tick(&mut self, now: Instant) -> Result<bool, Duration> {
+        if std::mem::take(&mut self.heard) {
+            self.last_heard = now;
+        }
+        let silent = now - self.last_heard;
+        if let Some(idle) = self.idle {
+            if silent >= idle {
+                return Err(silent);
+            }
+        }
+        match self.ping {
+            Some(ping) if silent >= ping && now - self.last_ping >= ping => {
+                self.last_ping = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+async fn read_loop<S: PacketSource>(session: Session, mut source: S, tx: inbox::Sender<Inbound>) {
     let stop = session.inner.stop_reading.clone();
+    let (mut live, mut timer) = Liveness::new(&session);
+    let ticking = timer.is_some();
     loop {
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(packet)) => {
-                    if !deliver(&session, &tx, packet).await {
-                        return;
+        if stop.is_cancelled() {
+            return;
+        }
+        // Packets already buffered go first, with no timer or cancellation polled.
+        let next = match source.try_next(&session) {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                next = source.next_packet(&session) => next,
+                now = async { timer.as_mut().expect("ticking").tick().await }, if ticking => {
+                    match live.tick(now) {
+                        Ok(true) => {
+                            // A full queue closes the session itself; nothing more to do.
+                            let _ = session.send_frame(wire::encode_control(wire::ID_PING));
+                        }
+                        Ok(false) => {}
+                        Err(silent) => {
+                            session.fail(
+                                SessionErrorKind::IdleTimeout(silent),
+                                CloseReason::IdleTimeout,
+                                CloseMode::Graceful,
+                            );
+                            return;
+                        }
                     }
+                    continue;
                 }
-                Ok(None) => break,
-                Err(err) => {
-                    session.fail_with_error(err.into(), CloseMode::Graceful);
+            },
+        };
+        match next {
+            Ok(packet) => {
+                live.heard = true;
+                if !deliver(&session, &tx, packet).await {
                     return;
                 }
             }
-        }
-        let missing = codec.missing(&buf);
-        let read = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            read = std::future::poll_fn(|cx| poll_read_some(&mut reader, &mut buf, missing, chunk, cx)) => read,
-        };
-        match read {
-            Ok((0, _)) => {
-                match codec.decode_eof(&mut buf) {
-                    Ok(_) => session.close_with(CloseReason::PeerClosed, CloseMode::Graceful),
-                    Err(err) => session.fail_with_error(err.into(), CloseMode::Graceful),
-                }
+            Err(ReadEnd::Closed(reason)) => {
+                session.close_with(reason, CloseMode::Graceful);
                 return;
             }
-            // A full buffer means more was waiting: read more at once next time.
-            Ok((_, true)) => chunk = (chunk * 2).min(MAX_READ_CHUNK),
-            Ok((n, false)) if n < chunk / 16 => chunk = (chunk / 2).max(READ_CHUNK),
-            Ok(_) => {}
-            Err(err) => {
-                session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Graceful);
+            Err(ReadEnd::Failed(kind)) => {
+                session.fail_with_error(kind, CloseMode::Graceful);
                 return;
             }
         }
     }
 }
 
-/// Reads what the socket has into `buf`, with room for at least `missing` more bytes
-/// (the rest of a partly read frame) and for `chunk` in all. Returns the bytes read and
-/// whether they filled the room offered.
-///
-/// A quiet peer costs no read buffer: when a read would wait, nothing partial is
-/// buffered and reads have been small, the buffer is given back and a new one taken
-/// when the reader is woken again. Idle sessions hold no read buffer at all (a session
-/// that went quiet right after large reads keeps one until its reads are small again).
-fn poll_read_some<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    missing: usize,
-    chunk: usize,
-    cx: &mut Context<'_>,
-) -> Poll<std::io::Result<(usize, bool)>> {
-    if buf.capacity() - buf.len() < missing.max(READ_CHUNK) {
-        buf.reserve(missing.max(chunk));
-    }
-    let room = buf.capacity() - buf.len();
-    let read = std::pin::pin!(reader.read_buf(buf)).poll(cx);
-    // A session whose reads have been large keeps its buffer: giving back and taking
-    // tens of kilobytes at every batch makes the allocator return memory to the system
-    // and fault it in again.
-    if read.is_pending() && buf.is_empty() && chunk <= READ_CHUNK {
-        *buf = BytesMut::new();
-    }
-    read.map_ok(|n| (n, n >= room))
-}
-
-/// Routes one frame; false when the worker is gone.
-async fn deliver(session: &Session, tx: &inbox::Sender<Inbound>, packet: Packet) -> bool {
+/// Routes one packet; false when the worker is gone.
+pub(crate) async fn deliver(
+    session: &Session,
+    tx: &inbox::Sender<Inbound>,
+    packet: Packet,
+) -> bool {
     match wire::classify(packet) {
         Ok(Incoming::Message { id, body, call }) => {
             session
@@ -257,6 +334,10 @@ async fn deliver(session: &Session, tx: &inbox::Sender<Inbound>, packet: Packet)
             true
         }
         Ok(Incoming::Pong) => true,
+        Ok(Incoming::Bye) => {
+            session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
+            false
+        }
         Err(err) => {
             session.report(err.into());
             true
@@ -264,32 +345,12 @@ async fn deliver(session: &Session, tx: &inbox::Sender<Inbound>, packet: Packet)
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
+async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     let out = &session.inner.out;
     let timeout = session.inner.shared.settings.write_timeout;
-    // Frames go out as they are (a broadcast's one buffer is never copied per
-    // recipient) when the writer takes vectored writes, else copied into one buffer.
-    let vectored = writer.is_write_vectored();
-    let mut frames = Vec::new();
-    let mut buf = BytesMut::new();
-    loop {
-        let batch = if vectored {
-            out.next_frames(&mut frames, MAX_BATCH).await
-        } else {
-            out.next_batch(&mut buf, MAX_BATCH).await
-        };
-        if batch != Batch::Write {
-            break;
-        }
-        let write = async {
-            if vectored {
-                write_frames(&mut writer, &frames).await
-            } else {
-                writer.write_all(&buf).await
-            }
-        };
+    while sink.take(out).await == Batch::Write {
         let written = tokio::select! {
-            written = tokio::time::timeout(timeout, write) => written,
+            written = tokio::time::timeout(timeout, sink.write()) => written,
             () = out.aborted() => return,
         };
         match written {
@@ -299,10 +360,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
                 return;
             }
             Err(_) => {
-                let len = buf.len() + frames.iter().map(Bytes::len).sum::<usize>();
                 session.fail(
                     SessionErrorKind::SlowPeer(format!(
-                        "a write of {len} bytes made no progress for {timeout:?}"
+                        "a write of {} bytes made no progress for {timeout:?}",
+                        sink.pending()
                     )),
                     CloseReason::SlowPeer,
                     CloseMode::Abort,
@@ -310,33 +371,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Session, mut writer: W) {
                 return;
             }
         }
-        frames.clear();
-        buf.clear();
-        if buf.capacity() > MAX_BATCH * 2 {
-            buf = BytesMut::new();
-        }
     }
     if !out.is_aborted() {
-        // Tell the peer we are done (TCP FIN). It may already be gone; that is fine.
-        let _ = tokio::time::timeout(timeout, writer.shutdown()).await;
+        let reason = session.close_reason();
+        let _ = tokio::time::timeout(timeout, sink.shutdown(reason.as_ref())).await;
     }
-}
-
-/// Writes `frames` with as few vectored writes as the writer allows.
-async fn write_frames<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    frames: &[Bytes],
-) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        let n = writer.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, n);
-    }
-    Ok(())
 }
 
 async fn work_loop(session: &Session, mut rx: inbox::Receiver<Inbound>) {
@@ -431,5 +470,47 @@ async fn handle(session: &Session, Inbound { id, body, call }: Inbound, replies:
                 session.close_with(CloseReason::HandlerPanicked, CloseMode::Discard);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_silent_peer_is_pinged_then_timed_out() {
+        let t0 = Instant::now();
+        let mut live = Liveness::with(Some(100 * MS), Some(400 * MS), t0);
+        assert_eq!(live.tick(t0 + 50 * MS), Ok(false));
+        assert_eq!(
+            live.tick(t0 + 100 * MS),
+            Ok(true),
+            "silent for the interval: ping"
+        );
+        assert_eq!(live.tick(t0 + 150 * MS), Ok(false), "one ping per interval");
+        assert_eq!(live.tick(t0 + 200 * MS), Ok(true));
+        assert_eq!(live.tick(t0 + 400 * MS), Err(400 * MS));
+    }
+
+    #[test]
+    fn anything_heard_resets_the_clock() {
+        let t0 = Instant::now();
+        let mut live = Liveness::with(Some(100 * MS), Some(400 * MS), t0);
+        for step in 1..=10 {
+            live.heard = true;
+            assert_eq!(live.tick(t0 + step * 100 * MS), Ok(false), "step {step}");
+        }
+        assert_eq!(live.tick(t0 + 1_300 * MS), Ok(true));
+        assert_eq!(live.tick(t0 + 1_400 * MS), Err(400 * MS));
+    }
+
+    #[test]
+    fn idle_timeout_alone_never_pings() {
+        let t0 = Instant::now();
+        let mut live = Liveness::with(None, Some(100 * MS), t0);
+        assert_eq!(live.tick(t0 + 99 * MS), Ok(false));
+        assert_eq!(live.tick(t0 + 100 * MS), Err(100 * MS));
     }
 }

@@ -47,6 +47,26 @@ pub enum SendError {
         /// The largest body allowed.
         max: usize,
     },
+    /// An unreliable send does not fit in one datagram.
+    #[error("message {id} ({name}) is {len} bytes as a packet; one datagram holds at most {max}")]
+    DatagramTooLarge {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// The packet length.
+        len: usize,
+        /// The largest datagram the path carries now.
+        max: usize,
+    },
+    /// The session's transport cannot do this.
+    #[error("{what} are not supported on {transport}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+        /// The session's transport.
+        transport: crate::url::Transport,
+    },
     /// A raw send used an id from the reserved range.
     #[error("message id {0:#x} is reserved for the framework (user ids are 1..=0xfffffeff)")]
     ReservedId(u32),
@@ -197,6 +217,22 @@ pub enum SessionErrorKind {
         /// The call number.
         call: u32,
     },
+    /// Nothing came from the peer for this long; the session is closed with
+    /// [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout).
+    #[error("peer silent for {0:?}: idle timeout")]
+    IdleTimeout(Duration),
+    /// The peer broke the rules of the transport (a WebSocket text message, a QUIC
+    /// stream it may not open); the text says what it did.
+    #[error("transport protocol error: {0}")]
+    Protocol(String),
+    /// A message of a message transport (a UDP datagram, a WebSocket message) came while
+    /// the session's inbound queue was full, and was dropped. Counted and reported; the
+    /// session goes on.
+    #[error("inbound queue full: dropped a message ({dropped} dropped so far)")]
+    Dropped {
+        /// Messages this session has dropped so far.
+        dropped: u64,
+    },
     /// Reading or writing the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -221,6 +257,16 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The server's certificate or key cannot be used.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    #[error("cannot listen on {url}: {source}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: crate::tls::TlsError,
+    },
 }
 
 /// Connecting to a server failed.
@@ -237,5 +283,32 @@ pub enum DialError {
         url: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// Connecting took longer than the connect timeout.
+    #[error("cannot connect to {url}: no connection after {after:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The connection was made but the server refused the transport's handshake (a
+    /// WebSocket path it does not serve, a TLS certificate the client does not trust).
+    #[error("cannot connect to {url}: handshake failed: {reason}")]
+    Handshake {
+        /// The URL.
+        url: String,
+        /// What the server or the TLS layer said.
+        reason: String,
+    },
+    /// The client's TLS settings cannot be used.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    #[error("cannot connect to {url}: {source}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: crate::tls::TlsError,
     },
 }

@@ -83,6 +83,22 @@ pub enum FrameError {
         /// The largest body the frame limit allows.
         max: usize,
     },
+    /// A message of a message transport (a datagram, a WebSocket message) is shorter
+    /// than a frame header.
+    #[error("a {len}-byte message is shorter than the {HEADER_LEN}-byte packet header")]
+    ShortMessage {
+        /// The message length.
+        len: usize,
+    },
+    /// The length field of a message-transport packet disagrees with the message size:
+    /// one message must carry exactly one packet.
+    #[error("packet length field says {field} bytes but the message holds {actual} after it")]
+    LengthMismatch {
+        /// The length field as received.
+        field: usize,
+        /// Bytes of the message after the length field.
+        actual: usize,
+    },
     /// The underlying reader or writer failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -200,6 +216,44 @@ impl Encoder<Packet> for FrameCodec {
     }
 }
 
+/// Splits one message of a message transport (a UDP or QUIC datagram, a WebSocket
+/// binary message) into its packet, zero-copy. The message must hold exactly one
+/// packet: its length field must equal the bytes that follow it.
+#[cfg_attr(
+    not(any(feature = "ws", feature = "udp", feature = "quic")),
+    allow(dead_code, reason = "message transports only")
+)]
+pub(crate) fn split_message(mut msg: Bytes, max_frame_len: usize) -> Result<Packet, FrameError> {
+    if msg.len() < HEADER_LEN {
+        return Err(FrameError::ShortMessage { len: msg.len() });
+    }
+    if msg.len() - LEN_FIELD > max_frame_len {
+        return Err(FrameError::LengthTooLarge {
+            len: msg.len() - LEN_FIELD,
+            max: max_frame_len,
+        });
+    }
+    let field = usize::from(u16::from_le_bytes([msg[0], msg[1]]));
+    if field < MIN_FRAME_LEN {
+        return Err(FrameError::LengthTooSmall { len: field });
+    }
+    if field > max_frame_len {
+        return Err(FrameError::LengthTooLarge {
+            len: field,
+            max: max_frame_len,
+        });
+    }
+    if field != msg.len() - LEN_FIELD {
+        return Err(FrameError::LengthMismatch {
+            field,
+            actual: msg.len() - LEN_FIELD,
+        });
+    }
+    msg.advance(LEN_FIELD);
+    let id = msg.get_u32_le();
+    Ok(Packet { id, body: msg })
+}
+
 /// Writes a frame header for a body of `body_len` bytes (which the caller has checked).
 pub(crate) fn put_header(dst: &mut BytesMut, id: u32, body_len: usize) {
     // The callers bound body_len by MAX_BODY_LEN, so the sum fits in a u16.
@@ -224,6 +278,34 @@ pub fn encode_frame(id: u32, body: &[u8]) -> Result<Bytes, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_hold_exactly_one_packet() {
+        let frame = encode_frame(7, b"hello").unwrap();
+        let packet = split_message(frame.clone(), MAX_FRAME_LEN).unwrap();
+        assert_eq!(packet, Packet::new(7, &b"hello"[..]));
+        let mut two = BytesMut::from(&frame[..]);
+        two.extend_from_slice(&frame);
+        let err = split_message(two.freeze(), MAX_FRAME_LEN).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "packet length field says 9 bytes but the message holds 20 after it"
+        );
+        assert!(matches!(
+            split_message(Bytes::from_static(b"abc"), MAX_FRAME_LEN),
+            Err(FrameError::ShortMessage { len: 3 })
+        ));
+        assert!(matches!(
+            split_message(frame, 8),
+            Err(FrameError::LengthTooLarge { len: 9, max: 8 })
+        ));
+        let mut big = BytesMut::from(&encode_frame(7, b"x").unwrap()[..]);
+        big.extend_from_slice(&[0; 100]);
+        assert!(matches!(
+            split_message(big.freeze(), 50),
+            Err(FrameError::LengthTooLarge { len: 105, max: 50 })
+        ));
+    }
 
     fn decode_all(codec: &mut FrameCodec, buf: &mut BytesMut) -> Vec<Packet> {
         let mut out = Vec::new();

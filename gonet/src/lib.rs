@@ -40,6 +40,25 @@
 //! # }
 //! ```
 //!
+//! # Transports
+//!
+//! Switching transports is changing the URL; handlers, sessions, ordering,
+//! backpressure, codecs, hooks and close reasons stay the same.
+//!
+//! | URL | feature | carries a packet as | delivery | peer gone is seen by | default heartbeat |
+//! |---|---|---|---|---|---|
+//! | `tcp://host:port` | `tcp` | frames in a byte stream | reliable, ordered | FIN / reset | off |
+//! | `udp://host:port` | `udp` | one datagram | **lossy, may reorder** | bye packet, else idle timeout | ping 5 s, idle 15 s |
+//! | `ws://host:port/path` | `ws` | one binary message | reliable, ordered | close frame / FIN | off |
+//! | `wss://host:port/path` | `wss` | one binary message over TLS | reliable, ordered | close frame / FIN | off |
+//! | `quic://host:port` | `quic` | frames in one QUIC stream (+ channels, datagrams) | reliable, ordered per stream | connection close, QUIC idle timeout (30 s) | QUIC keep-alive 5 s |
+//! | `kcp://host:port` | `kcp` | frames in a KCP stream over UDP | reliable, ordered | bye packet, else idle timeout | ping 5 s, idle 15 s |
+//!
+//! [`Builder::heartbeat`] and [`Builder::idle_timeout`] change the defaults on any
+//! transport; a silent peer's session closes with [`CloseReason::IdleTimeout`].
+//! `wss://` and `quic://` servers generate a development certificate unless given one
+//! (`Builder::server_tls`); their clients say whom they trust (`Builder::client_tls`).
+//!
 //! # Layout
 //!
 //! | module | concept |
@@ -51,10 +70,12 @@
 //! | `router` | [`Router`], [`IntoReply`] |
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
-//! | `driver` | the reader, ordered worker and writer of a session |
+//! | `driver` | the reader, ordered worker and writer of a session, run as one task; heartbeats |
 //! | `inbox` | the bounded queue from a session's reader to its worker |
 //! | `joint` | runs those three as one task without waking it from inside |
-//! | `transport` | URL schemes to listeners and connections |
+//! | `link` | the packet source and frame sink a transport hands the driver |
+//! | `transport` | URL schemes to listeners and connections: `tcp`, `udp`, `ws`, `quic`, `kcp` |
+//! | `tls` | certificates for `wss://` and `quic://` (`ServerTls`, `ClientTls`) |
 //! | `builder` | [`Builder`], [`Server`] |
 //!
 //! # Cargo features
@@ -62,6 +83,11 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `tcp` | yes | the `tcp://` transport |
+//! | `udp` | no | the `udp://` transport: one packet per datagram, lossy |
+//! | `ws` | no | the `ws://` transport through tokio-tungstenite |
+//! | `wss` | no | `wss://`: `ws` with TLS through rustls (ring) |
+//! | `quic` | no | the `quic://` transport through quinn (rustls, ring): channels, datagrams |
+//! | `kcp` | no | the `kcp://` transport through tokio_kcp |
 //! | `protobuf` | yes | [`Codec::Protobuf`] through prost |
 //! | `json` | no | [`Codec::Json`] through serde_json |
 //! | `xml` | no | [`Codec::Xml`] through quick-xml |
@@ -80,12 +106,15 @@ mod error;
 pub mod frame;
 mod inbox;
 mod joint;
+mod link;
 mod message;
 mod outbound;
 mod pool;
 mod router;
 mod session;
 mod status;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 mod url;
 mod wire;
@@ -101,6 +130,16 @@ pub use session::{CloseReason, Session, SessionStats};
 pub use status::{Code, Status};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
 pub use wire::ExtensionError;
+
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+pub use tls::{ClientTls, ServerTls, TlsError};
+#[cfg(feature = "kcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
+pub use transport::kcp::KcpSettings;
+#[cfg(feature = "quic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+pub use transport::quic::{Channel, QuicError};
 
 /// Includes the Rust code that `gonet-build` generated in `build.rs`: one module per
 /// proto package (`chat`, `game::lobby`, ...), with the messages, their ids and the

@@ -135,8 +135,9 @@ impl OutQueue {
     }
 
     /// Waits for frames and moves as many as fit in `max` bytes (at least one) into
-    /// `frames`, without copying: a vectored write sends them in one call, and a
-    /// broadcast frame is never copied per recipient.
+    /// `frames`, without copying: a vectored write sends them in one call, a message
+    /// transport sends each as one message, and a broadcast frame is never copied per
+    /// recipient.
     pub(crate) async fn next_frames(&self, frames: &mut Vec<Bytes>, max: usize) -> Batch {
         self.take(max, 0, |frame| frames.push(frame)).await
     }
@@ -213,6 +214,10 @@ mod tests {
         q.next_batch(&mut buf, 35).await;
         assert_eq!(buf.len(), 30);
         assert_eq!(q.queued_bytes(), 70);
+        let mut frames = Vec::new();
+        q.next_frames(&mut frames, 25).await;
+        assert_eq!(frames.len(), 2);
+        assert_eq!(q.queued_bytes(), 50);
         q.abort();
         assert_eq!(q.next_batch(&mut buf, 35).await, Batch::Done);
     }

@@ -37,6 +37,9 @@ pub enum CloseReason {
     SlowPeer,
     /// A handler panicked and the panic policy closes the session.
     HandlerPanicked,
+    /// Nothing came from the peer for the idle timeout (see `Builder::idle_timeout`):
+    /// it vanished without closing, or stopped answering heartbeats.
+    IdleTimeout,
     /// An error ended the session: malformed frames or an i/o error.
     Error(Arc<SessionError>),
 }
@@ -49,6 +52,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ServerShutdown => f.write_str("server shutdown"),
             CloseReason::SlowPeer => f.write_str("peer not reading"),
             CloseReason::HandlerPanicked => f.write_str("handler panicked"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::Error(err) => write!(f, "error: {err}"),
         }
     }
@@ -77,6 +81,9 @@ pub struct SessionStats {
     pub sent: u64,
     /// Bytes waiting in the outbound queue.
     pub queued_bytes: usize,
+    /// Messages dropped on arrival because the inbound queue was full. Only UDP drops
+    /// (see the `udp` transport); every other transport stops reading instead.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +91,7 @@ pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) handled: AtomicU64,
     pub(crate) sent: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -104,6 +112,9 @@ pub(crate) struct Inner {
     discard: AtomicBool,
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
+    /// What only some transports offer (QUIC channels and datagrams).
+    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic sets it"))]
+    pub(crate) link: OnceLock<crate::transport::LinkHandle>,
 }
 
 /// One connected peer: a cheap, cloneable handle.
@@ -168,6 +179,7 @@ impl Session {
                 discard: AtomicBool::new(false),
                 reason: OnceLock::new(),
                 extensions: Mutex::new(Extensions::default()),
+                link: OnceLock::new(),
             }),
         }
     }
@@ -210,6 +222,24 @@ impl Session {
     pub fn send<M: Message>(&self, msg: &M) -> Result<(), SendError> {
         let frame = wire::encode_message(msg, self.codec(), Wrap::Plain, self.max_frame_len())?;
         self.send_frame(frame)
+    }
+
+    /// Sends `msg` without delivery or ordering guarantees: on QUIC as one datagram
+    /// (feature `quic`), on UDP as the datagram every message already is. Meant for
+    /// small, frequent, replaceable data (positions, input). Fails with
+    /// [`SendError::DatagramTooLarge`] when the packet does not fit in one QUIC
+    /// datagram (about 1,200 bytes), and with [`SendError::Unsupported`] on transports
+    /// without datagrams.
+    pub fn send_unreliable<M: Message>(&self, msg: &M) -> Result<(), SendError> {
+        match self.transport() {
+            Transport::Udp => self.send(msg),
+            #[cfg(feature = "quic")]
+            Transport::Quic => crate::transport::quic::send_unreliable(self, msg),
+            other => Err(SendError::Unsupported {
+                what: "unreliable sends",
+                transport: other,
+            }),
+        }
     }
 
     /// Queues a plain frame with an id and an already encoded body.
@@ -418,11 +448,28 @@ impl Session {
             handled: c.handled.load(Ordering::Relaxed),
             sent: c.sent.load(Ordering::Relaxed),
             queued_bytes: self.inner.out.queued_bytes(),
+            dropped: c.dropped.load(Ordering::Relaxed),
         }
     }
 
+    /// The heartbeat interval and idle timeout in force on this session.
+    pub(crate) fn heartbeat(&self) -> (Option<Duration>, Option<Duration>) {
+        let s = &self.inner.shared.settings;
+        let (ping, idle) = crate::builder::default_heartbeat(self.inner.transport);
+        // An explicit zero turns the default off.
+        let pick = |set: Option<Duration>, default| set.or(default).filter(|d| !d.is_zero());
+        (pick(s.heartbeat, ping), pick(s.idle_timeout, idle))
+    }
+
+    /// The largest frame length field this session sends and accepts: the configured
+    /// one, or less where the transport carries less (a UDP datagram).
     pub(crate) fn max_frame_len(&self) -> usize {
-        self.inner.shared.settings.max_frame_len
+        let max = self.inner.shared.settings.max_frame_len;
+        match self.inner.transport {
+            // 65,507 bytes of UDP payload, less the 2-byte length field.
+            Transport::Udp => max.min(65_505),
+            _ => max,
+        }
     }
 
     pub(crate) fn discarding(&self) -> bool {

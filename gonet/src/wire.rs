@@ -20,6 +20,10 @@ pub(crate) const ID_ERROR: u32 = 0xFFFF_FF03;
 pub(crate) const ID_PING: u32 = 0xFFFF_FF10;
 /// A heartbeat answer. Empty body.
 pub(crate) const ID_PONG: u32 = 0xFFFF_FF11;
+/// The sender is closing the session. Empty body. Sent only on transports that have no
+/// close of their own (UDP, KCP), so that the peer learns at once rather than after its
+/// idle timeout.
+pub(crate) const ID_BYE: u32 = 0xFFFF_FF12;
 
 /// Bytes the request and response envelopes add in front of the inner body.
 pub(crate) const ENVELOPE_LEN: usize = 8;
@@ -52,6 +56,8 @@ pub(crate) enum Incoming {
     Ping,
     /// A heartbeat answer.
     Pong,
+    /// The peer closed the session.
+    Bye,
 }
 
 /// A frame in the reserved range that is not well formed.
@@ -133,6 +139,7 @@ pub(crate) fn classify(packet: Packet) -> Result<Incoming, ExtensionError> {
         }
         ID_PING => Ok(Incoming::Ping),
         ID_PONG => Ok(Incoming::Pong),
+        ID_BYE => Ok(Incoming::Bye),
         other => Err(ExtensionError::UnknownId(other)),
     }
 }
@@ -288,7 +295,7 @@ pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
     dst.freeze()
 }
 
-/// A heartbeat frame (ping or pong).
+/// A control frame with an empty body (ping, pong, bye).
 pub(crate) fn encode_control(id: u32) -> Bytes {
     let mut dst = BytesMut::with_capacity(HEADER_LEN);
     crate::frame::put_header(&mut dst, id, 0);

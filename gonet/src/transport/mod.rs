@@ -1,7 +1,17 @@
 //! Transports: thin adapters that turn a URL into connections and hand each connection
-//! to the session driver.
+//! to the session driver as a packet source and a frame sink (module `link`).
+//!
+//! | scheme | shape | module |
+//! |---|---|---|
+//! | `tcp://` | byte stream, frame codec | `tcp` |
+//! | `udp://` | one packet per datagram | `udp` |
+//! | `ws://`, `wss://` | one packet per binary message | `ws` |
+//! | `quic://` | byte stream per session (+ channels, datagrams) | `quic` |
+//! | `kcp://` | byte stream over KCP | `kcp` |
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -13,13 +23,75 @@ use crate::error::{DialError, ServeError};
 use crate::session::Session;
 use crate::url::{Transport, Url, UrlError, UrlErrorKind};
 
+#[cfg(feature = "kcp")]
+pub(crate) mod kcp;
+#[cfg(feature = "quic")]
+pub(crate) mod quic;
 #[cfg(feature = "tcp")]
 mod tcp;
+#[cfg(feature = "udp")]
+pub(crate) mod udp;
+#[cfg(feature = "ws")]
+pub(crate) mod ws;
+
+/// Settings only some transports read. Each field exists when its feature does.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TransportSettings {
+    #[cfg(feature = "ws")]
+    pub(crate) ws: ws::WsSettings,
+    #[cfg(feature = "tls")]
+    pub(crate) server_tls: Option<crate::tls::ServerTls>,
+    #[cfg(feature = "tls")]
+    pub(crate) client_tls: Option<crate::tls::ClientTls>,
+    #[cfg(feature = "kcp")]
+    pub(crate) kcp: kcp::KcpSettings,
+}
+
+/// What a session's transport offers beyond sending and receiving frames.
+#[derive(Debug)]
+#[non_exhaustive]
+pub(crate) enum LinkHandle {
+    /// The QUIC connection, for channels and datagrams.
+    #[cfg(feature = "quic")]
+    Quic(quic::QuicLink),
+}
 
 /// A bound listener's address and its accept task.
 pub(crate) struct Listening {
     pub(crate) local_addr: SocketAddr,
     pub(crate) task: JoinHandle<()>,
+    /// The certificate a TLS listener presents (DER), so that a development client can
+    /// trust exactly it.
+    pub(crate) certificate: Option<Vec<u8>>,
+    /// Run by `Server::shutdown` once every session has closed (QUIC waits for its
+    /// endpoint to be idle).
+    pub(crate) finish: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Listening {
+    pub(crate) fn new(local_addr: SocketAddr, task: JoinHandle<()>) -> Self {
+        Self {
+            local_addr,
+            task,
+            certificate: None,
+            finish: None,
+        }
+    }
+}
+
+/// The local address to bind a client's UDP socket to so that it reaches `target`:
+/// the address the system routes from (127.0.0.1 for a loopback target), port 0. Found
+/// by connecting a throwaway socket, which sends nothing.
+#[cfg(any(feature = "quic", feature = "kcp"))]
+pub(crate) async fn client_bind_addr(target: SocketAddr) -> std::io::Result<SocketAddr> {
+    let any: SocketAddr = if target.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = tokio::net::UdpSocket::bind(any).await?;
+    probe.connect(target).await?;
+    Ok(SocketAddr::new(probe.local_addr()?.ip(), 0))
 }
 
 fn not_compiled(url: &str, transport: Transport) -> UrlError {
@@ -43,6 +115,20 @@ pub(crate) async fn listen(
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::listen(url, raw, shared, stop, tracker).await,
+        #[cfg(feature = "udp")]
+        Transport::Udp => udp::listen(url, raw, shared, stop, tracker).await,
+        #[cfg(feature = "ws")]
+        Transport::Ws => ws::listen(url, raw, shared, stop, tracker, false).await,
+        #[cfg(feature = "wss")]
+        Transport::Wss => ws::listen(url, raw, shared, stop, tracker, true).await,
+        #[cfg(feature = "quic")]
+        Transport::Quic => quic::listen(url, raw, shared, stop, tracker).await,
+        #[cfg(feature = "kcp")]
+        Transport::Kcp => kcp::listen(url, raw, shared, stop, tracker).await,
+        #[allow(
+            unreachable_patterns,
+            reason = "reached when a transport feature is off"
+        )]
         other => Err(not_compiled(raw, other).into()),
     }
 }
@@ -52,6 +138,48 @@ pub(crate) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::dial(url, raw, shared).await,
+        #[cfg(feature = "udp")]
+        Transport::Udp => udp::dial(url, raw, shared).await,
+        #[cfg(feature = "ws")]
+        Transport::Ws => ws::dial(url, raw, shared, false).await,
+        #[cfg(feature = "wss")]
+        Transport::Wss => ws::dial(url, raw, shared, true).await,
+        #[cfg(feature = "quic")]
+        Transport::Quic => quic::dial(url, raw, shared).await,
+        #[cfg(feature = "kcp")]
+        Transport::Kcp => kcp::dial(url, raw, shared).await,
+        #[allow(
+            unreachable_patterns,
+            reason = "reached when a transport feature is off"
+        )]
         other => Err(not_compiled(raw, other).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disabled_transport_names_its_feature() {
+        for transport in [
+            Transport::Tcp,
+            Transport::Udp,
+            Transport::Ws,
+            Transport::Wss,
+            Transport::Quic,
+            Transport::Kcp,
+        ] {
+            let url = format!("{transport}://127.0.0.1:1");
+            let err = not_compiled(&url, transport).to_string();
+            assert!(
+                err.contains(&format!(
+                    "enable the `{}` feature of gonet",
+                    transport.feature()
+                )),
+                "{err}"
+            );
+            assert!(err.contains(&url), "{err}");
+        }
     }
 }

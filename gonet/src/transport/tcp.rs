@@ -12,6 +12,7 @@ use super::Listening;
 use crate::builder::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError};
+use crate::link::{StreamSink, StreamSource};
 use crate::session::Session;
 use crate::url::{Transport, Url};
 
@@ -31,7 +32,7 @@ pub(super) async fn listen(
     tracing::info!(%local_addr, "tcp listening");
     let span = tracing::info_span!("listener", transport = "tcp", %local_addr);
     let task = tokio::spawn(accept_loop(listener, shared, stop, tracker).instrument(span));
-    Ok(Listening { local_addr, task })
+    Ok(Listening::new(local_addr, task))
 }
 
 async fn accept_loop(
@@ -74,7 +75,8 @@ fn start(stream: TcpStream, shared: &Arc<Shared>, tracker: &TaskTracker) -> std:
         }
     }
     let (reader, writer) = stream.into_split();
-    driver::spawn(session, reader, writer, Some(tracker));
+    let source = StreamSource::new(reader, session.max_frame_len());
+    driver::spawn(session, source, StreamSink::new(writer), Some(tracker));
     Ok(())
 }
 
@@ -91,6 +93,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     let local = stream.local_addr().map_err(connect_err)?;
     let session = Session::new(shared, peer, local, Transport::Tcp);
     let (reader, writer) = stream.into_split();
-    driver::spawn(session.clone(), reader, writer, None);
+    let source = StreamSource::new(reader, session.max_frame_len());
+    driver::spawn(session.clone(), source, StreamSink::new(writer), None);
     Ok(session)
 }

@@ -1,0 +1,5 @@
+//! `gonet-cli` as a user runs it: the built binary in a temp dir.
+
+mod ids;
+mod new;
+mod util;

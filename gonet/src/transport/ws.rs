@@ -1,0 +1,472 @@
+//! WebSocket (`ws://host:port/path`) and WebSocket over TLS (`wss://`): one gonet packet
+//! per binary message, header included, so a browser sends exactly the bytes a TCP peer
+//! would.
+//!
+//! - The server answers the URL's path only; any other path gets HTTP 404, a
+//!   disallowed `Origin` HTTP 403 (see `Builder::allowed_origins`).
+//! - A text message, or a binary message that is not exactly one packet, closes the
+//!   session with a close frame that says why (codes 1003 and 1007).
+//! - WebSocket pings are answered by tungstenite as it reads; gonet heartbeats travel
+//!   as packets like on every transport.
+//! - tungstenite's write buffer is unbounded unless configured: it is capped here, and
+//!   the writer feeds a batch of messages and flushes once at its end.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, http};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::Listening;
+use crate::builder::Shared;
+use crate::driver;
+use crate::error::{DialError, ServeError, SessionErrorKind};
+use crate::frame::{HEADER_LEN, Packet, split_message};
+use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
+use crate::outbound::{Batch, OutQueue};
+use crate::session::{CloseReason, Session};
+use crate::url::{Transport, Url};
+
+/// How long a client may take to complete the TLS and WebSocket handshakes.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// WebSocket settings of a builder.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WsSettings {
+    /// Accepted `Origin` values; empty accepts all.
+    pub(crate) origins: Vec<String>,
+}
+
+fn ws_config(max_frame_len: usize) -> WebSocketConfig {
+    // One packet per message: nothing longer than a frame is ever valid, so refuse it
+    // before buffering it. The write buffer holds at most about two batches; the
+    // writer flushes after every batch, so it never needs more.
+    WebSocketConfig::default()
+        .max_message_size(Some(max_frame_len + 2))
+        .max_frame_size(Some(max_frame_len + 2))
+        .write_buffer_size(MAX_BATCH)
+        .max_write_buffer_size(4 * MAX_BATCH + HEADER_LEN + max_frame_len)
+}
+
+pub(super) async fn listen(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    secure: bool,
+) -> Result<Listening, ServeError> {
+    let bind_err = |source| ServeError::Bind {
+        url: raw.to_owned(),
+        source,
+    };
+    #[cfg(feature = "wss")]
+    let (acceptor, certificate) = if secure {
+        let identity =
+            crate::tls::server_identity(shared.settings.transport.server_tls.as_ref(), url.host())
+                .and_then(|id| {
+                    Ok((
+                        id.config(&[b"http/1.1"], false)?,
+                        id.certificate_der().to_vec(),
+                    ))
+                })
+                .map_err(|source| ServeError::Tls {
+                    url: raw.to_owned(),
+                    source,
+                })?;
+        (
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(identity.0))),
+            Some(identity.1),
+        )
+    } else {
+        (None, None)
+    };
+    #[cfg(not(feature = "wss"))]
+    let certificate = {
+        let _ = secure;
+        None
+    };
+    let listener = TcpListener::bind(url.authority()).await.map_err(bind_err)?;
+    let local_addr = listener.local_addr().map_err(bind_err)?;
+    let transport = url.transport();
+    tracing::info!(%local_addr, path = url.path(), "{transport} listening");
+    let span = tracing::info_span!("listener", %transport, %local_addr);
+    let accept = Accept {
+        path: url.path().to_owned(),
+        transport,
+        shared,
+        tracker: tracker.clone(),
+        #[cfg(feature = "wss")]
+        acceptor,
+    };
+    let task = tokio::spawn(accept_loop(listener, accept, stop).instrument(span));
+    let mut listening = Listening::new(local_addr, task);
+    listening.certificate = certificate;
+    Ok(listening)
+}
+
+#[derive(Clone)]
+struct Accept {
+    path: String,
+    transport: Transport,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    #[cfg(feature = "wss")]
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+async fn accept_loop(listener: TcpListener, accept: Accept, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Handshakes run on their own tasks so a slow client never holds up
+                // the accept loop.
+                let accept = accept.clone();
+                let span = tracing::debug_span!("handshake", %peer);
+                let tracker = accept.tracker.clone();
+                let stop = stop.clone();
+                tracker.spawn(
+                    async move {
+                        let handshake =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, accept.start(stream, peer));
+                        // A handshake still running at shutdown is given up.
+                        let done = tokio::select! {
+                            biased;
+                            _ = stop.cancelled() => return,
+                            done = handshake => done,
+                        };
+                        match done {
+                            Ok(Ok(())) => {}
+                            Ok(Err(err)) => tracing::debug!(error = %err, "handshake failed"),
+                            Err(_) => tracing::debug!("handshake timed out"),
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+impl Accept {
+    async fn start(self, stream: TcpStream, peer: SocketAddr) -> Result<(), tungstenite::Error> {
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        #[cfg(feature = "wss")]
+        if let Some(acceptor) = &self.acceptor {
+            let tls = acceptor.accept(stream).await?;
+            return self.upgrade(tls, peer, local).await;
+        }
+        self.upgrade(stream, peer, local).await
+    }
+
+    async fn upgrade<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<(), tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let origins = &self.shared.settings.transport.ws.origins;
+        #[allow(
+            clippy::result_large_err,
+            reason = "the signature is tungstenite's Callback"
+        )]
+        let check = |req: &http::Request<()>, resp| check_request(req, resp, &self.path, origins);
+        let config = ws_config(self.shared.settings.max_frame_len);
+        let ws =
+            tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await?;
+        let session = Session::new(self.shared.clone(), peer, local, self.transport);
+        if let Some(pool) = &self.shared.pool {
+            if !pool.try_insert(&session) {
+                tracing::warn!(%peer, limit = pool.limit(), "session limit reached; connection refused");
+                let mut ws = ws;
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: CloseCode::Again,
+                        reason: "session limit reached".into(),
+                    }))
+                    .await;
+                return Ok(());
+            }
+        }
+        start_session(session, ws, Some(&self.tracker));
+        Ok(())
+    }
+}
+
+fn reject(status: http::StatusCode, text: String) -> http::Response<Option<String>> {
+    let mut resp = http::Response::new(Some(text));
+    *resp.status_mut() = status;
+    resp
+}
+
+// The callback's error type is tungstenite's; it is built once per refused handshake.
+#[allow(
+    clippy::result_large_err,
+    reason = "the signature is tungstenite's Callback"
+)]
+fn check_request(
+    req: &http::Request<()>,
+    resp: http::Response<()>,
+    path: &str,
+    origins: &[String],
+) -> Result<http::Response<()>, http::Response<Option<String>>> {
+    if req.uri().path() != path {
+        return Err(reject(
+            http::StatusCode::NOT_FOUND,
+            format!("no websocket endpoint at {}", req.uri().path()),
+        ));
+    }
+    if !origins.is_empty() {
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok());
+        if !origin.is_some_and(|o| origins.iter().any(|allowed| allowed == o)) {
+            return Err(reject(
+                http::StatusCode::FORBIDDEN,
+                format!("origin {origin:?} is not allowed"),
+            ));
+        }
+    }
+    Ok(resp)
+}
+
+fn start_session<S>(session: Session, ws: WebSocketStream<S>, tracker: Option<&TaskTracker>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let source = WsSource {
+        stream,
+        max_frame_len: session.max_frame_len(),
+    };
+    let sink = WsSink {
+        sink,
+        batch: MessageBatch::default(),
+    };
+    driver::spawn(session, source, sink, tracker);
+}
+
+pub(super) async fn dial(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    secure: bool,
+) -> Result<Session, DialError> {
+    let connect_err = |source| DialError::Connect {
+        url: raw.to_owned(),
+        source,
+    };
+    let handshake_err = |e: tungstenite::Error| match e {
+        tungstenite::Error::Io(source) => connect_err(source),
+        tungstenite::Error::Http(resp) => DialError::Handshake {
+            url: raw.to_owned(),
+            reason: format!(
+                "HTTP {}{}",
+                resp.status(),
+                resp.body()
+                    .as_deref()
+                    .map(|b| format!(": {}", String::from_utf8_lossy(b)))
+                    .unwrap_or_default()
+            ),
+        },
+        other => DialError::Handshake {
+            url: raw.to_owned(),
+            reason: other.to_string(),
+        },
+    };
+    let stream = TcpStream::connect(url.authority())
+        .await
+        .map_err(connect_err)?;
+    stream.set_nodelay(true).map_err(connect_err)?;
+    let peer = stream.peer_addr().map_err(connect_err)?;
+    let local = stream.local_addr().map_err(connect_err)?;
+    let config = ws_config(shared.settings.max_frame_len);
+    let request = url.to_string();
+    let session = Session::new(shared.clone(), peer, local, url.transport());
+    if secure {
+        #[cfg(feature = "wss")]
+        {
+            let tls_err = |source| DialError::Tls {
+                url: raw.to_owned(),
+                source,
+            };
+            let tls =
+                crate::tls::client_identity(shared.settings.transport.client_tls.as_ref(), raw)
+                    .map_err(tls_err)?;
+            let name = tls.name_for(url.host()).map_err(tls_err)?;
+            let config_tls = tls.config(&[b"http/1.1"], false).map_err(tls_err)?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config_tls));
+            let stream =
+                connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| DialError::Handshake {
+                        url: raw.to_owned(),
+                        reason: format!("tls: {e}"),
+                    })?;
+            let (ws, _) =
+                tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                    .await
+                    .map_err(handshake_err)?;
+            start_session(session.clone(), ws, None);
+            return Ok(session);
+        }
+    }
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+        .await
+        .map_err(handshake_err)?;
+    start_session(session.clone(), ws, None);
+    Ok(session)
+}
+
+struct WsSource<S> {
+    stream: SplitStream<WebSocketStream<S>>,
+    max_frame_len: usize,
+}
+
+impl<S> PacketSource for WsSource<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
+        loop {
+            // Cancel safe: a message is returned only from a completed poll.
+            let Some(msg) = self.stream.next().await else {
+                return Err(ReadEnd::Closed(CloseReason::PeerClosed));
+            };
+            match msg {
+                Ok(Message::Binary(bytes)) => {
+                    return split_message(bytes, self.max_frame_len)
+                        .map_err(|e| SessionErrorKind::Frame(e).into());
+                }
+                Ok(Message::Text(text)) => {
+                    return Err(SessionErrorKind::Protocol(format!(
+                        "received a {}-byte text message; gonet packets travel in binary messages",
+                        text.len()
+                    ))
+                    .into());
+                }
+                Ok(Message::Close(_)) => return Err(ReadEnd::Closed(CloseReason::PeerClosed)),
+                // Pings are answered by tungstenite itself; pongs and raw frames carry
+                // nothing for us.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(err) => return Err(read_error(err)),
+            }
+        }
+    }
+}
+
+fn read_error(err: tungstenite::Error) -> ReadEnd {
+    use tungstenite::error::ProtocolError;
+    match err {
+        tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            ReadEnd::Closed(CloseReason::PeerClosed)
+        }
+        tungstenite::Error::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            ReadEnd::Closed(CloseReason::PeerClosed)
+        }
+        tungstenite::Error::Io(e) => SessionErrorKind::Io(e).into(),
+        other => SessionErrorKind::Protocol(other.to_string()).into(),
+    }
+}
+
+struct WsSink<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
+    batch: MessageBatch,
+}
+
+fn to_io(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        other => io::Error::other(other),
+    }
+}
+
+/// The close frame that tells the peer why its session ended. The reason text is cut to
+/// the 123 bytes a close frame can carry.
+fn close_frame(reason: Option<&CloseReason>) -> CloseFrame {
+    let (code, text) = match reason {
+        None | Some(CloseReason::PeerClosed) => (CloseCode::Normal, String::new()),
+        Some(CloseReason::Local(text)) => (CloseCode::Normal, text.to_string()),
+        Some(CloseReason::ServerShutdown) => (CloseCode::Away, "server shutdown".to_owned()),
+        Some(CloseReason::IdleTimeout) => (CloseCode::Away, "idle timeout".to_owned()),
+        Some(CloseReason::Error(err)) => {
+            let code = match err.kind {
+                SessionErrorKind::Frame(_) => CloseCode::Invalid,
+                SessionErrorKind::Protocol(_) => CloseCode::Unsupported,
+                _ => CloseCode::Error,
+            };
+            (code, err.kind.to_string())
+        }
+        Some(other) => (CloseCode::Error, other.to_string()),
+    };
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    CloseFrame {
+        code,
+        reason: text[..end].into(),
+    }
+}
+
+impl<S> FrameSink for WsSink<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn take(&mut self, out: &OutQueue) -> Batch {
+        self.batch.take(out).await
+    }
+
+    fn pending(&self) -> usize {
+        self.batch.bytes
+    }
+
+    async fn write(&mut self) -> io::Result<()> {
+        for frame in self.batch.frames.drain(..) {
+            self.sink
+                .feed(Message::Binary(frame))
+                .await
+                .map_err(to_io)?;
+        }
+        self.sink.flush().await.map_err(to_io)
+    }
+
+    async fn shutdown(&mut self, reason: Option<&CloseReason>) {
+        let frame = close_frame(reason);
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
+        let _ = self.sink.close().await;
+    }
+}
