@@ -362,79 +362,131 @@ pub(crate) async fn open_idle(addr: &str, n: usize, concurrency: usize) -> Resul
     Ok(streams)
 }
 
-/// What a gonet-rs client checks on one connection of [`pipelined_client`].
+/// What a gonet-rs client checks on one connection of [`PipelinedClient`].
 struct Expect {
     template: Template,
+    /// The sequence number due next (on a lossy transport: the least one expected).
     next: AtomicU64,
+    /// Replies received.
+    received: AtomicU64,
     error: std::sync::Mutex<Option<String>>,
     window: tokio::sync::Semaphore,
+    size: usize,
+    lossy: bool,
 }
 
 /// The pipelined scenario through a gonet-rs client, for transports the raw client does
 /// not speak (every URL scheme gonet serves). The same checks: every reply in order with
-/// the body that was sent.
-pub(crate) async fn pipelined_client(
-    url: &str,
-    size: usize,
-    window: usize,
-    salt: u8,
-    until: Instant,
-) -> Result<u64> {
-    use gonet::{Builder, Codec, Router, Session};
-    let expect = Arc::new(Expect {
-        template: Template::new(proto::ECHO, size, salt),
-        next: AtomicU64::new(1),
-        error: std::sync::Mutex::new(None),
-        window: tokio::sync::Semaphore::new(window),
-    });
-    let check = expect.clone();
-    let router = Router::new().route(move |_: Session, reply: proto::EchoReply| {
-        let check = check.clone();
-        async move {
-            let seq = check.next.fetch_add(1, Ordering::Relaxed);
-            if reply.seq != seq || reply.body[..] != *check.template.payload() {
-                let mut error = check.error.lock().expect("error slot");
-                error.get_or_insert_with(|| {
-                    format!(
-                        "reply {} arrived where {seq} was due, or with another body",
-                        reply.seq
-                    )
-                });
+/// the body that was sent. Over UDP, which loses datagrams by design, replies may be
+/// missing: those still received must come in order, and a window that gets no reply for
+/// [`LOST`] is taken as lost and sent again.
+pub(crate) struct PipelinedClient {
+    session: gonet::Session,
+    expect: Arc<Expect>,
+}
+
+/// How long a lossy client waits for a reply before it counts its window as lost.
+const LOST: Duration = Duration::from_millis(100);
+
+impl PipelinedClient {
+    /// Dials `url` (trusting `cert` for `wss://` and `quic://`); the clock has not
+    /// started yet.
+    pub(crate) async fn dial(
+        url: &str,
+        cert: Option<&[u8]>,
+        size: usize,
+        window: usize,
+        salt: u8,
+    ) -> Result<Self> {
+        use gonet::{Builder, Codec, Router, Session};
+        let expect = Arc::new(Expect {
+            template: Template::new(proto::ECHO, size, salt),
+            next: AtomicU64::new(1),
+            received: AtomicU64::new(0),
+            error: std::sync::Mutex::new(None),
+            window: tokio::sync::Semaphore::new(window),
+            size: window,
+            lossy: url.starts_with("udp://"),
+        });
+        let check = expect.clone();
+        let router = Router::new().route(move |_: Session, reply: proto::EchoReply| {
+            let check = check.clone();
+            async move {
+                let due = check.next.load(Ordering::Relaxed);
+                let in_order = if check.lossy {
+                    reply.seq >= due
+                } else {
+                    reply.seq == due
+                };
+                if !in_order || reply.body[..] != *check.template.payload() {
+                    let mut error = check.error.lock().expect("error slot");
+                    error.get_or_insert_with(|| {
+                        format!(
+                            "reply {} arrived where {due} was due, or with another body",
+                            reply.seq
+                        )
+                    });
+                }
+                check.next.store(reply.seq + 1, Ordering::Relaxed);
+                check.received.fetch_add(1, Ordering::Relaxed);
+                // A reply that comes after its window was taken as lost returns nothing.
+                if check.window.available_permits() < check.size {
+                    check.window.add_permits(1);
+                }
             }
-            check.window.add_permits(1);
+        });
+        let mut builder = Builder::new().codec(Codec::Protobuf).router(router);
+        if let Some(cert) = cert {
+            builder = builder.client_tls(gonet::ClientTls::trust_der(cert)?);
         }
-    });
-    let session = Builder::new()
-        .codec(Codec::Protobuf)
-        .router(router)
-        .dial(url)
-        .await
-        .with_context(|| format!("dialing {url}"))?;
-    let payload = Bytes::copy_from_slice(expect.template.payload());
-    let mut sent = 0u64;
-    while Instant::now() < until {
-        let permit = tokio::time::timeout(DRAIN, expect.window.acquire())
+        let session = builder
+            .dial(url)
             .await
-            .context("no reply within the drain timeout: a message was lost")??;
-        permit.forget();
-        sent += 1;
-        session.send(&proto::Echo {
-            seq: sent,
-            body: payload.clone(),
-        })?;
+            .with_context(|| format!("dialing {url}"))?;
+        Ok(Self { session, expect })
     }
-    let all = u32::try_from(window)?;
-    let permits = tokio::time::timeout(DRAIN, expect.window.acquire_many(all))
-        .await
-        .context("replies missing after the drain timeout: messages were lost")??;
-    drop(permits);
-    session.close("done");
-    if let Some(error) = expect.error.lock().expect("error slot").take() {
-        bail!(error);
+
+    /// Sends until `until`, keeping the window full; the replies received.
+    pub(crate) async fn run(self, until: Instant) -> Result<u64> {
+        let Self { session, expect } = self;
+        let payload = Bytes::copy_from_slice(expect.template.payload());
+        let wait = if expect.lossy { LOST } else { DRAIN };
+        let mut sent = 0u64;
+        while Instant::now() < until {
+            match tokio::time::timeout(wait, expect.window.acquire()).await {
+                Ok(permit) => permit?.forget(),
+                Err(_) if expect.lossy => {
+                    // Nothing came back for a while: the window's datagrams were lost.
+                    let lost = expect.size - expect.window.available_permits();
+                    expect.window.add_permits(lost);
+                    continue;
+                }
+                Err(_) => bail!("no reply within the drain timeout: a message was lost"),
+            }
+            sent += 1;
+            session.send(&proto::Echo {
+                seq: sent,
+                body: payload.clone(),
+            })?;
+        }
+        let all = u32::try_from(expect.size)?;
+        let drained = tokio::time::timeout(wait, expect.window.acquire_many(all)).await;
+        if !expect.lossy {
+            drop(
+                drained
+                    .context("replies missing after the drain timeout: messages were lost")??,
+            );
+        }
+        session.close("done");
+        if let Some(error) = expect.error.lock().expect("error slot").take() {
+            bail!(error);
+        }
+        let received = expect.received.load(Ordering::Relaxed);
+        if expect.lossy {
+            ensure!(received > 0, "no reply at all");
+        } else {
+            ensure!(received == sent, "reply count mismatch");
+        }
+        Ok(received)
     }
-    ensure!(
-        expect.next.load(Ordering::Relaxed) == sent + 1,
-        "reply count mismatch"
-    );
-    Ok(sent)
 }

@@ -14,7 +14,8 @@
 //!
 //! Options: `--rounds N` (alternations, default 3), `--secs S` (seconds per timed run,
 //! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, fanout, idle),
-//! `--transports tcp,...` (transports of the per-transport rows), `--quick`.
+//! `--transports tcp,...` (transports of the per-transport rows: tcp, udp, ws, wss, quic,
+//! kcp; all by default), `--quick`.
 
 mod load;
 mod procfs;
@@ -104,13 +105,16 @@ struct Options {
     transports: Vec<String>,
 }
 
+/// The transports of the per-transport rows, all by default.
+const TRANSPORTS: &[&str] = &["tcp", "udp", "ws", "wss", "quic", "kcp"];
+
 fn parse_options() -> Result<Options> {
     let mut opts = Options {
         rounds: 3,
         secs: 2.0,
         quick: false,
         only: None,
-        transports: vec!["tcp".into()],
+        transports: TRANSPORTS.iter().map(|&t| t.to_owned()).collect(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -119,7 +123,16 @@ fn parse_options() -> Result<Options> {
             "--rounds" => opts.rounds = value()?.parse().context("--rounds")?,
             "--secs" => opts.secs = value()?.parse().context("--secs")?,
             "--only" => opts.only = Some(value()?.split(',').map(str::to_owned).collect()),
-            "--transports" => opts.transports = value()?.split(',').map(str::to_owned).collect(),
+            "--transports" => {
+                opts.transports = value()?.split(',').map(str::to_owned).collect();
+                if let Some(t) = opts
+                    .transports
+                    .iter()
+                    .find(|t| !TRANSPORTS.contains(&t.as_str()))
+                {
+                    bail!("unknown transport {t:?} (one of {})", TRANSPORTS.join(","));
+                }
+            }
             "--quick" => opts.quick = true,
             "-h" | "--help" => {
                 println!(
@@ -144,13 +157,8 @@ fn scenarios(opts: &Options) -> Vec<(&'static str, Scenario)> {
     let mut list = vec![("rt", Scenario::RoundTrip { size: 64 })];
     for (name, size) in [("pipe64", 64), ("pipe1k", 1024)] {
         for transport in &opts.transports {
-            let transport: &'static str = match transport.as_str() {
-                "tcp" => "tcp",
-                "udp" => "udp",
-                "ws" => "ws",
-                "quic" => "quic",
-                "kcp" => "kcp",
-                _ => continue,
+            let Some(&transport) = TRANSPORTS.iter().find(|&&t| t == transport) else {
+                continue;
             };
             // The 1 KiB rows run on TCP only; every transport gets the 64 B row.
             if size == 1024 && transport != "tcp" {
@@ -193,6 +201,8 @@ struct ServerProc {
     child: Child,
     stdin: Option<ChildStdin>,
     url: String,
+    /// The certificate a `wss://` or `quic://` server presents (DER).
+    cert: Option<Arc<[u8]>>,
 }
 
 impl ServerProc {
@@ -209,9 +219,19 @@ impl ServerProc {
         let mut line = String::new();
         let stdout = child.stdout.take().context("server stdout")?;
         BufReader::new(stdout).read_line(&mut line)?;
-        let url = line.trim().to_owned();
+        let mut words = line.split_whitespace();
+        let url = words.next().unwrap_or_default().to_owned();
         ensure!(!url.is_empty(), "the {} server did not start", kind.name());
-        Ok(ServerProc { child, stdin, url })
+        let cert = match words.next() {
+            Some(hex) => Some(parse_hex(hex).context("the server's certificate")?.into()),
+            None => None,
+        };
+        Ok(ServerProc {
+            child,
+            stdin,
+            url,
+            cert,
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -224,6 +244,14 @@ impl ServerProc {
             .split_once("://")
             .map_or(&self.url, |(_, rest)| rest)
     }
+}
+
+fn parse_hex(hex: &str) -> Result<Vec<u8>> {
+    ensure!(hex.len() % 2 == 0, "odd length");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| Ok(u8::from_str_radix(&hex[i..i + 2], 16)?))
+        .collect()
 }
 
 impl Drop for ServerProc {
@@ -279,9 +307,16 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             // client, so that a new transport is only a new URL scheme here.
             let raw_client = *transport == "tcp";
             let mut streams = Vec::with_capacity(*conns);
-            if raw_client {
-                for _ in 0..*conns {
+            let mut clients = Vec::new();
+            for i in 0..*conns {
+                if raw_client {
                     streams.push(load::connect(&addr).await?);
+                } else {
+                    let cert = server.cert.as_deref();
+                    clients.push(
+                        load::PipelinedClient::dial(&server.url, cert, *size, *window, i as u8)
+                            .await?,
+                    );
                 }
             }
             let cpu0 = procfs::cpu_time(pid)?;
@@ -291,14 +326,8 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             for (i, stream) in streams.into_iter().enumerate() {
                 tasks.spawn(load::pipelined(stream, *size, *window, i as u8, until));
             }
-            if !raw_client {
-                for i in 0..*conns {
-                    let url = server.url.clone();
-                    let (size, window) = (*size, *window);
-                    tasks.spawn(async move {
-                        load::pipelined_client(&url, size, window, i as u8, until).await
-                    });
-                }
+            for client in clients {
+                tasks.spawn(client.run(until));
             }
             let mut msgs = 0;
             while let Some(n) = tasks.join_next().await {

@@ -50,19 +50,26 @@ impl Kind {
 }
 
 /// `bench serve KIND URL`: serves until standard input closes, after printing the URL
-/// clients dial on the first line of standard output.
+/// clients dial on the first line of standard output, followed for `wss://` and
+/// `quic://` by a space and the server's certificate (DER, in hex) for clients to trust.
 pub(crate) fn serve(kind: Kind, url: &str) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let (dial, _server) = match kind {
+        let (mut dial, server) = match kind {
             Kind::Gonet => {
                 let server = gonet_server(url).await?;
                 (server.url(), Some(server))
             }
             Kind::Raw => (raw_server(url).await?, None),
         };
+        if let Some(cert) = server.as_ref().and_then(gonet::Server::certificate) {
+            dial.push(' ');
+            for byte in cert {
+                dial.push_str(&format!("{byte:02x}"));
+            }
+        }
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{dial}")?;
         stdout.flush()?;
