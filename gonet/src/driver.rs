@@ -1,4 +1,5 @@
-//! The session driver: three tasks per connection.
+//! The session driver: a reader, a worker and a writer per connection, three parts of
+//! one task (see `joint`).
 //!
 //! ```text
 //!  socket ─► reader ─► inbound queue (bounded) ─► worker ─► handler ─► outbound queue ─► writer ─► socket
@@ -9,8 +10,9 @@
 //!   session), and queues application messages. When the queue is full it waits, so the
 //!   socket is not read: backpressure instead of loss.
 //! - The **worker** handles one message at a time, in arrival order. Different sessions
-//!   have different workers, so they run in parallel on the runtime's threads and a
-//!   slow handler delays only its own session.
+//!   have different tasks, so they run in parallel on the runtime's threads and a slow
+//!   handler delays only its own session. The parts of one session share a thread at
+//!   any moment, so its messages never cross threads on their way through.
 //! - The **writer** drains the outbound queue in batches, one write call per batch.
 //! - **Heartbeats**: when configured, the reader pings a peer that has been silent for
 //!   the heartbeat interval and closes the session with [`CloseReason::IdleTimeout`]
@@ -23,13 +25,13 @@
 //! The worker ends when the reader has ended and the queue is empty; then the writer
 //! flushes what is queued and the session is finished.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -38,6 +40,8 @@ use crate::builder::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
 use crate::frame::Packet;
+use crate::inbox;
+use crate::joint;
 use crate::link::{FrameSink, PacketSource, ReadEnd};
 use crate::outbound::Batch;
 use crate::router::{Reply, ReplyTo};
@@ -79,7 +83,7 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, mut source: S) {
     let span = tracing::debug_span!("lane", session = session.id());
     tokio::spawn(
         async move {
-            let (tx, rx) = mpsc::channel(session.inner.shared.settings.inbound_queue);
+            let (tx, rx) = inbox::channel(session.inner.shared.settings.inbound_queue);
             let stop = session.inner.stop_reading.clone();
             let reader = async {
                 let tx = tx;
@@ -104,8 +108,10 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, mut source: S) {
                 }
             };
             let kill = session.inner.shared.kill.clone();
+            // One task, like the session's own parts (see `run`).
+            let parts = joint::join([Box::pin(reader), Box::pin(work_loop(&session, rx))]);
             tokio::select! {
-                _ = async { tokio::join!(reader, work_loop(&session, rx)) } => {}
+                () = parts => {}
                 () = kill.cancelled() => {}
             }
         }
@@ -119,21 +125,36 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K
     if let Some(hook) = &shared.hooks.on_connect {
         hook(&session);
     }
-    let (tx, rx) = mpsc::channel(shared.settings.inbound_queue);
-    let span = tracing::Span::current();
-    let read = tokio::spawn(read_loop(session.clone(), source, tx).instrument(span.clone()));
-    let write = tokio::spawn(write_loop(session.clone(), sink).instrument(span));
-    tokio::select! {
-        () = work_loop(&session, rx) => {}
-        () = shared.kill.cancelled() => {
-            session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+    let (tx, rx) = inbox::channel(shared.settings.inbound_queue);
+    let work = async {
+        tokio::select! {
+            () = work_loop(&session, rx) => {}
+            () = shared.kill.cancelled() => {
+                session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+            }
         }
-    }
-    session.inner.out.finish();
-    // Both tasks end on their own: the reader already has (the queue closed), the
-    // writer once the queue is flushed. A panic in either was logged by the runtime.
-    let _ = read.await;
-    let _ = write.await;
+        session.inner.out.finish();
+    };
+    // The reader, the worker and the writer are three futures of one task, so a
+    // session's messages never cross threads: no wake-ups between threads and no
+    // contended reference counts on the message path. They still progress
+    // independently (the reader resolves call replies while a handler awaits one).
+    // The reader ends when the worker is gone or reading stops, the writer once the
+    // queue is finished and flushed.
+    joint::join([
+        Box::pin(guarded(
+            "reader",
+            &session,
+            read_loop(session.clone(), source, tx),
+        )),
+        Box::pin(work),
+        Box::pin(guarded(
+            "writer",
+            &session,
+            write_loop(session.clone(), sink),
+        )),
+    ])
+    .await;
 
     session.inner.calls.close();
     if let Some(pool) = &shared.pool {
@@ -146,6 +167,20 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K
     session.inner.done.cancel();
     if let Some(hook) = &shared.hooks.on_close {
         hook(&session, &reason);
+    }
+}
+
+/// Runs a part of the session driver; a panic in it (a bug of ours, never a handler's:
+/// those are caught one by one) is logged and ends the session instead of skipping its
+/// cleanup.
+async fn guarded(part: &'static str, session: &Session, fut: impl Future<Output = ()>) {
+    if let Err(payload) = AssertUnwindSafe(fut).catch_unwind().await {
+        let panic = panic_message(&*payload);
+        tracing::error!(part, panic, "session driver panicked");
+        session.close_with(
+            CloseReason::Local(format!("session {part} panicked").into()),
+            CloseMode::Abort,
+        );
     }
 }
 
@@ -208,7 +243,7 @@ impl Liveness {
     }
 }
 
-async fn read_loop<S: PacketSource>(session: Session, mut source: S, tx: mpsc::Sender<Inbound>) {
+async fn read_loop<S: PacketSource>(session: Session, mut source: S, tx: inbox::Sender<Inbound>) {
     let stop = session.inner.stop_reading.clone();
     let (mut live, mut timer) = Liveness::new(&session);
     let ticking = timer.is_some();
@@ -263,7 +298,11 @@ async fn read_loop<S: PacketSource>(session: Session, mut source: S, tx: mpsc::S
 }
 
 /// Routes one packet; false when the worker is gone.
-pub(crate) async fn deliver(session: &Session, tx: &mpsc::Sender<Inbound>, packet: Packet) -> bool {
+pub(crate) async fn deliver(
+    session: &Session,
+    tx: &inbox::Sender<Inbound>,
+    packet: Packet,
+) -> bool {
     match wire::classify(packet) {
         Ok(Incoming::Message { id, body, call }) => {
             session
@@ -339,12 +378,25 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     }
 }
 
-async fn work_loop(session: &Session, mut rx: mpsc::Receiver<Inbound>) {
-    while let Some(inbound) = rx.recv().await {
+async fn work_loop(session: &Session, mut rx: inbox::Receiver<Inbound>) {
+    // The block replies are encoded into (see `wire::with_reply_block`).
+    let mut replies = BytesMut::new();
+    loop {
+        let inbound = match rx.try_recv() {
+            Some(inbound) => inbound,
+            None => {
+                // Out of messages: let the block go with the replies still to be written.
+                replies = BytesMut::new();
+                match rx.recv().await {
+                    Some(inbound) => inbound,
+                    None => return,
+                }
+            }
+        };
         if session.discarding() {
             continue;
         }
-        handle(session, inbound).await;
+        handle(session, inbound, &mut replies).await;
         session
             .inner
             .counters
@@ -363,7 +415,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn handle(session: &Session, Inbound { id, body, call }: Inbound) {
+async fn handle(session: &Session, Inbound { id, body, call }: Inbound, replies: &mut BytesMut) {
     let to = ReplyTo {
         codec: session.codec(),
         call,
@@ -383,6 +435,8 @@ async fn handle(session: &Session, Inbound { id, body, call }: Inbound) {
         return;
     };
     let span = tracing::debug_span!("message", id, name);
+    let mut fut = fut;
+    let fut = std::future::poll_fn(|cx| wire::with_reply_block(replies, || fut.as_mut().poll(cx)));
     let result = AssertUnwindSafe(fut)
         .catch_unwind()
         .instrument(span.clone())

@@ -70,7 +70,9 @@
 //! | `router` | [`Router`], [`IntoReply`] |
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
-//! | `driver` | the reader, ordered worker and writer tasks of a session; heartbeats |
+//! | `driver` | the reader, ordered worker and writer of a session, run as one task; heartbeats |
+//! | `inbox` | the bounded queue from a session's reader to its worker |
+//! | `joint` | runs those three as one task without waking it from inside |
 //! | `link` | the packet source and frame sink a transport hands the driver |
 //! | `transport` | URL schemes to listeners and connections: `tcp`, `udp`, `ws`, `quic`, `kcp` |
 //! | `tls` | certificates for `wss://` and `quic://` (`ServerTls`, `ClientTls`) |
@@ -102,6 +104,8 @@ pub mod codegen;
 mod driver;
 mod error;
 pub mod frame;
+mod inbox;
+mod joint;
 mod link;
 mod message;
 mod outbound;

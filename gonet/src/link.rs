@@ -4,8 +4,9 @@
 //! Two shapes cover every transport:
 //!
 //! - **Streams** (TCP, KCP, a QUIC stream): bytes in, [`FrameCodec`] cuts them into
-//!   packets ([`StreamSource`]); frames out are copied into one buffer per batch and
-//!   written with one `write_all` ([`StreamSink`]).
+//!   packets ([`StreamSource`]); frames out go with one vectored write per batch where
+//!   the stream takes them, else copied into one buffer and written with one
+//!   `write_all` ([`StreamSink`]).
 //! - **Messages** (a WebSocket binary message, a UDP or QUIC datagram): each message is
 //!   one packet, checked by [`split_message`](crate::frame::split_message) and sliced
 //!   without copying; frames out go one per message and the batch is flushed at its end.
@@ -18,7 +19,8 @@
 )]
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -33,6 +35,8 @@ use crate::session::{CloseReason, Session};
 pub(crate) const MAX_BATCH: usize = 64 * 1024;
 /// The smallest free space the reader asks a stream to fill.
 const READ_CHUNK: usize = 4 * 1024;
+/// The most it asks for, when reads keep filling what it offers.
+const MAX_READ_CHUNK: usize = 64 * 1024;
 
 /// Why a source has no more packets.
 #[derive(Debug)]
@@ -91,6 +95,9 @@ pub(crate) struct StreamSource<R> {
     reader: R,
     codec: FrameCodec,
     buf: BytesMut,
+    /// The free space offered to the next read: doubles while reads fill it, halves
+    /// while they are small.
+    chunk: usize,
 }
 
 impl<R> StreamSource<R> {
@@ -99,6 +106,7 @@ impl<R> StreamSource<R> {
             reader,
             codec: FrameCodec::new(max_frame_len),
             buf: BytesMut::new(),
+            chunk: READ_CHUNK,
         }
     }
 }
@@ -126,13 +134,16 @@ impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
                 Ok(None) => {}
                 Err(err) => return Err(SessionErrorKind::Frame(err).into()),
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK {
-                self.buf
-                    .reserve(self.codec.missing(&self.buf).max(READ_CHUNK));
-            }
-            // Cancel safe: read_buf either appends to the buffer or does nothing.
-            match self.reader.read_buf(&mut self.buf).await {
-                Ok(0) => {
+            let missing = self.codec.missing(&self.buf);
+            let chunk = self.chunk;
+            // Cancel safe: read_buf either appends to the buffer or does nothing, and the
+            // buffer is only given back when it holds nothing.
+            let read = std::future::poll_fn(|cx| {
+                poll_read_some(&mut self.reader, &mut self.buf, missing, chunk, cx)
+            })
+            .await;
+            match read {
+                Ok((0, _)) => {
                     return Err(match self.codec.decode_eof(&mut self.buf) {
                         // A complete frame right before the end is still delivered;
                         // the next call sees the end again with an empty buffer.
@@ -141,11 +152,43 @@ impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
                         Err(err) => SessionErrorKind::Frame(err).into(),
                     });
                 }
+                // A full buffer means more was waiting: read more at once next time.
+                Ok((_, true)) => self.chunk = (chunk * 2).min(MAX_READ_CHUNK),
+                Ok((n, false)) if n < chunk / 16 => self.chunk = (chunk / 2).max(READ_CHUNK),
                 Ok(_) => {}
                 Err(err) => return Err(map_read_error(err)),
             }
         }
     }
+}
+
+/// Reads what the stream has into `buf`, with room for at least `missing` more bytes
+/// (the rest of a partly read frame) and for `chunk` in all. Returns the bytes read and
+/// whether they filled the room offered.
+///
+/// A quiet peer costs no read buffer: when a read would wait, nothing partial is
+/// buffered and reads have been small, the buffer is given back and a new one taken
+/// when the reader is woken again. Idle sessions hold no read buffer at all (a session
+/// that went quiet right after large reads keeps one until its reads are small again).
+fn poll_read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    missing: usize,
+    chunk: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<(usize, bool)>> {
+    if buf.capacity() - buf.len() < missing.max(READ_CHUNK) {
+        buf.reserve(missing.max(chunk));
+    }
+    let room = buf.capacity() - buf.len();
+    let read = std::pin::pin!(reader.read_buf(buf)).poll(cx);
+    // A session whose reads have been large keeps its buffer: giving back and taking
+    // tens of kilobytes at every batch makes the allocator return memory to the system
+    // and fault it in again.
+    if read.is_pending() && buf.is_empty() && chunk <= READ_CHUNK {
+        *buf = BytesMut::new();
+    }
+    read.map_ok(|n| (n, n >= room))
 }
 
 /// A reset or an aborted connection is the peer going away, not a failure of ours.
@@ -158,19 +201,25 @@ fn map_read_error(err: io::Error) -> ReadEnd {
     }
 }
 
-/// A byte stream written in batches: the frames of one batch are copied into one buffer
-/// and written with one call, because one write of their concatenation costs far less
-/// than a system call (or a KCP segment, or a QUIC frame) each.
+/// A byte stream written in batches, one call per batch, because one write of the
+/// frames together costs far less than a system call (or a KCP segment, or a QUIC
+/// frame) each. A stream with vectored writes (TCP) gets the frames as they are, so a
+/// broadcast's one buffer is never copied per recipient; others get them copied into
+/// one buffer.
 #[derive(Debug)]
 pub(crate) struct StreamSink<W> {
     writer: W,
+    vectored: bool,
+    frames: Vec<Bytes>,
     buf: BytesMut,
 }
 
-impl<W> StreamSink<W> {
+impl<W: AsyncWrite> StreamSink<W> {
     pub(crate) fn new(writer: W) -> Self {
         Self {
+            vectored: writer.is_write_vectored(),
             writer,
+            frames: Vec::new(),
             buf: BytesMut::new(),
         }
     }
@@ -188,19 +237,28 @@ impl<W> StreamSink<W> {
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StreamSink<W> {
     async fn take(&mut self, out: &OutQueue) -> Batch {
+        self.frames.clear();
         self.buf.clear();
         if self.buf.capacity() > MAX_BATCH * 2 {
             self.buf = BytesMut::new();
         }
-        out.next_batch(&mut self.buf, MAX_BATCH).await
+        if self.vectored {
+            out.next_frames(&mut self.frames, MAX_BATCH).await
+        } else {
+            out.next_batch(&mut self.buf, MAX_BATCH).await
+        }
     }
 
     fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.frames.iter().map(Bytes::len).sum::<usize>()
     }
 
     async fn write(&mut self) -> io::Result<()> {
-        self.writer.write_all(&self.buf).await?;
+        if self.vectored {
+            write_frames(&mut self.writer, &self.frames).await?;
+        } else {
+            self.writer.write_all(&self.buf).await?;
+        }
         // A no-op for TCP; pushes KCP segments and TLS records out now rather than at
         // the next timer tick.
         self.writer.flush().await
@@ -210,6 +268,20 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StreamSink<W> {
         // Tell the peer we are done (TCP FIN, QUIC stream FIN). It may already be gone.
         let _ = self.writer.shutdown().await;
     }
+}
+
+/// Writes `frames` with as few vectored writes as the writer allows.
+async fn write_frames<W: AsyncWrite + Unpin>(writer: &mut W, frames: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        let n = writer.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// Frames of a message transport waiting to be sent, one per message.

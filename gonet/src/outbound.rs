@@ -127,20 +127,17 @@ impl OutQueue {
 
     /// Waits for frames and copies as many as fit in `max` bytes (at least one) into
     /// `buf`. Small frames are copied because one write of their concatenation costs far
-    /// less than one system call each. Used by stream transports.
+    /// less than one system call each. Used by writers without vectored writes.
     pub(crate) async fn next_batch(&self, buf: &mut BytesMut, max: usize) -> Batch {
         let already = buf.len();
         self.take(max, already, |frame| buf.extend_from_slice(&frame))
             .await
     }
 
-    #[cfg_attr(
-        not(any(feature = "ws", feature = "udp")),
-        allow(dead_code, reason = "message transports only")
-    )]
     /// Waits for frames and moves as many as fit in `max` bytes (at least one) into
-    /// `frames`, without copying. Used by message transports, which send each frame as
-    /// one message.
+    /// `frames`, without copying: a vectored write sends them in one call, a message
+    /// transport sends each as one message, and a broadcast frame is never copied per
+    /// recipient.
     pub(crate) async fn next_frames(&self, frames: &mut Vec<Bytes>, max: usize) -> Batch {
         self.take(max, 0, |frame| frames.push(frame)).await
     }

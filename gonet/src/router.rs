@@ -45,7 +45,7 @@ impl ReplyTo {
             Some(call) => Wrap::Response(call),
             None => Wrap::Plain,
         };
-        match wire::encode_message(msg, self.codec, wrap, self.max_frame_len) {
+        match wire::encode_reply(msg, self.codec, wrap, self.max_frame_len) {
             Ok(frame) => Reply::Frame(frame),
             Err(e) => Reply::Error(Status::internal(format!("reply not sent: {e}"))),
         }

@@ -144,7 +144,65 @@ pub(crate) fn classify(packet: Packet) -> Result<Incoming, ExtensionError> {
     }
 }
 
-/// Encodes `msg` into one complete frame, wrapped as asked.
+/// Bytes of a session's reply block.
+const REPLY_BLOCK: usize = 8 * 1024;
+
+thread_local! {
+    /// The reply block of the session whose handler this thread is running, if any.
+    static REPLY_BUF: std::cell::RefCell<Option<BytesMut>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (one poll of a handler) with `block` as the buffer replies are encoded into.
+///
+/// A session's replies are encoded one after the other into a block of its own, each
+/// split off as a `Bytes` of its own: a reply costs no allocation, only a reference
+/// count on the block. Only the session's own replies go there, and they are written in
+/// order, so a block lives until its last reply is written and a peer that does not
+/// read pins no other session's memory. The worker drops its block when it runs out of
+/// messages, so an idle session holds none.
+pub(crate) fn with_reply_block<R>(block: &mut BytesMut, f: impl FnOnce() -> R) -> R {
+    struct Restore<'a> {
+        block: &'a mut BytesMut,
+        outer: Option<BytesMut>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let ours = REPLY_BUF.with(|slot| slot.replace(self.outer.take()));
+            *self.block = ours.unwrap_or_default();
+        }
+    }
+    let outer = REPLY_BUF.with(|slot| slot.replace(Some(std::mem::take(block))));
+    let _restore = Restore { block, outer };
+    f()
+}
+
+/// Encodes a handler's reply: into the session's reply block when one is lent (see
+/// [`with_reply_block`]), else like any message.
+pub(crate) fn encode_reply<M: Message>(
+    msg: &M,
+    codec: Codec,
+    wrap: Wrap,
+    max_frame_len: usize,
+) -> Result<Bytes, SendError> {
+    REPLY_BUF.with(|slot| {
+        // Busy only if encoding a body encodes a reply on the same thread.
+        let Ok(mut slot) = slot.try_borrow_mut() else {
+            return encode_message(msg, codec, wrap, max_frame_len);
+        };
+        let Some(dst) = slot.as_mut() else {
+            return encode_message(msg, codec, wrap, max_frame_len);
+        };
+        if dst.capacity() < MIN_ROOM {
+            *dst = BytesMut::with_capacity(REPLY_BLOCK);
+        }
+        let result = encode_into(msg, codec, wrap, max_frame_len, dst);
+        // On success the frame is the whole of `dst`; on failure nothing is kept.
+        let frame = dst.split();
+        result.map(|()| frame.freeze())
+    })
+}
+
+/// Encodes `msg` into one complete frame of its own, wrapped as asked.
 pub(crate) fn encode_message<M: Message>(
     msg: &M,
     codec: Codec,
@@ -152,13 +210,29 @@ pub(crate) fn encode_message<M: Message>(
     max_frame_len: usize,
 ) -> Result<Bytes, SendError> {
     let mut dst = BytesMut::with_capacity(64);
+    encode_into(msg, codec, wrap, max_frame_len, &mut dst).map(|()| dst.freeze())
+}
+
+/// Room below which a reply block is replaced rather than grown (growing it would copy
+/// the frame being encoded).
+const MIN_ROOM: usize = 512;
+
+/// Appends the frame of `msg` to the empty buffer `dst`.
+fn encode_into<M: Message>(
+    msg: &M,
+    codec: Codec,
+    wrap: Wrap,
+    max_frame_len: usize,
+    dst: &mut BytesMut,
+) -> Result<(), SendError> {
+    debug_assert!(dst.is_empty());
     let prefix = HEADER_LEN
         + match wrap {
             Wrap::Plain => 0,
             Wrap::Request(_) | Wrap::Response(_) => ENVELOPE_LEN,
         };
     dst.put_bytes(0, prefix);
-    msg.encode_body(codec, &mut dst)?;
+    msg.encode_body(codec, dst)?;
     let frame_len = dst.len() - 2;
     if frame_len > max_frame_len {
         return Err(SendError::TooLarge {
@@ -180,7 +254,7 @@ pub(crate) fn encode_message<M: Message>(
         header.put_u32_le(call);
         header.put_u32_le(M::ID);
     }
-    Ok(dst.freeze())
+    Ok(())
 }
 
 /// Encodes a raw body with the given id as a plain frame.
@@ -264,6 +338,30 @@ mod tests {
             classify(Packet::new(ID_REQUEST, nested)).unwrap_err(),
             ExtensionError::NestedReserved(ID_PING)
         ));
+    }
+
+    #[cfg(feature = "protobuf")]
+    #[test]
+    fn replies_share_their_session_block_and_nothing_else_does() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Note {
+            #[prost(string, tag = "1")]
+            text: String,
+        }
+        crate::message!(Note = 9, prost);
+        let note = Note { text: "hi".into() };
+        let reply = || encode_reply(&note, Codec::Protobuf, Wrap::Plain, 1024).unwrap();
+        let mut block = BytesMut::new();
+        let (a, b) = with_reply_block(&mut block, || (reply(), reply()));
+        assert_eq!(a, b);
+        assert_eq!(&a[..6], &[8, 0, 9, 0, 0, 0]);
+        // One block, frames back to back.
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
+        assert!(block.capacity() >= REPLY_BLOCK - 2 * a.len() - MIN_ROOM);
+        // Outside a handler's poll a reply is a frame of its own.
+        let c = reply();
+        assert_eq!(c, a);
+        assert_ne!(c.as_ptr(), b.as_ptr().wrapping_add(b.len()));
     }
 
     #[test]
