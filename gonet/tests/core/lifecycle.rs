@@ -27,16 +27,8 @@ async fn session_handle_carries_identity_and_typed_data() {
         }
     });
     let server = json_server(router).await;
-    let a = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
-    let b = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let a = json_client(&server).await;
+    let b = json_client(&server).await;
     assert_ne!(a.id(), b.id());
     assert_eq!(a.transport(), Transport::Tcp);
     assert_eq!(a.peer_addr(), server.local_addr());
@@ -257,11 +249,7 @@ async fn a_peer_that_does_not_read_is_closed_and_others_are_served() {
     })
     .await;
 
-    let healthy = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let healthy = json_client(&server).await;
     let ack: SayAck = within(
         "healthy call",
         healthy.call(&Say {

@@ -55,11 +55,7 @@ async fn unknown_id_and_bad_body_are_reported_and_skipped() {
         .serve("tcp://127.0.0.1:0")
         .await
         .unwrap();
-    let client = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let client = json_client(&server).await;
     let mut go = raw(server.local_addr()).await;
     go.write_all(&frame(9999, b"?")).await.unwrap();
     go.write_all(&frame(101, b"{not json")).await.unwrap();
@@ -204,11 +200,7 @@ async fn pending_call_fails_when_the_session_closes() {
         session.close("no answer for you");
     });
     let server = json_server(router).await;
-    let client = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let client = json_client(&server).await;
     let err = within(
         "call to fail",
         client.call::<Say, SayAck>(&Say {

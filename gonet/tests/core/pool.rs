@@ -120,16 +120,8 @@ async fn connections_over_the_limit_are_refused_cleanly() {
         .serve("tcp://127.0.0.1:0")
         .await
         .unwrap();
-    let a = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
-    let b = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let a = json_client(&server).await;
+    let b = json_client(&server).await;
     until("two sessions", || server.pool().len() == 2).await;
 
     let mut third = raw(server.local_addr()).await;
@@ -148,11 +140,7 @@ async fn connections_over_the_limit_are_refused_cleanly() {
     // A slot frees up when a session leaves.
     a.close("make room");
     until("one session", || server.pool().len() == 1).await;
-    let c = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let c = json_client(&server).await;
     let ack: SayAck = c
         .call(&Say {
             content: "hello".into(),

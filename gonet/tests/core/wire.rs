@@ -81,11 +81,7 @@ async fn bad_lengths_close_only_their_session_and_keep_earlier_frames() {
         .serve("tcp://127.0.0.1:0")
         .await
         .unwrap();
-    let healthy = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let healthy = json_client(&server).await;
 
     let cases: [(&[u8], &str); 3] = [
         (&[2, 0, 0, 0], "frame length 2 is below the minimum of 4"),

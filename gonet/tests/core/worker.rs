@@ -22,13 +22,7 @@ async fn messages_of_one_session_are_handled_in_arrival_order() {
     let server = json_server(router).await;
     let mut clients = Vec::new();
     for _ in 0..4 {
-        clients.push(
-            Builder::new()
-                .codec(Codec::Json)
-                .dial(&server.url())
-                .await
-                .unwrap(),
-        );
+        clients.push(json_client(&server).await);
     }
     for n in 0..1000 {
         for c in &clients {
@@ -57,7 +51,6 @@ async fn messages_of_one_session_are_handled_in_arrival_order() {
 #[tokio::test]
 async fn a_blocked_session_does_not_delay_another() {
     let b_handled = Arc::new(Notify::new());
-    let release = b_handled.clone();
     let router = Router::new().route(move |_: Session, say: Say| {
         let b_handled = b_handled.clone();
         async move {
@@ -71,18 +64,9 @@ async fn a_blocked_session_does_not_delay_another() {
             }
         }
     });
-    let _ = release;
     let server = json_server(router).await;
-    let a = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
-    let b = Builder::new()
-        .codec(Codec::Json)
-        .dial(&server.url())
-        .await
-        .unwrap();
+    let a = json_client(&server).await;
+    let b = json_client(&server).await;
     let a_call = tokio::spawn(async move {
         a.call::<Say, SayAck>(&Say {
             content: "A".into(),
@@ -135,16 +119,8 @@ async fn a_panicking_handler_is_isolated_and_the_policy_applies() {
             .serve("tcp://127.0.0.1:0")
             .await
             .unwrap();
-        let victim = Builder::new()
-            .codec(Codec::Json)
-            .dial(&server.url())
-            .await
-            .unwrap();
-        let bystander = Builder::new()
-            .codec(Codec::Json)
-            .dial(&server.url())
-            .await
-            .unwrap();
+        let victim = json_client(&server).await;
+        let bystander = json_client(&server).await;
 
         let err = within(
             "panic reply",
