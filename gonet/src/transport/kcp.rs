@@ -23,7 +23,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio_kcp::{KcpConfig, KcpListener, KcpNoDelayConfig, KcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 mod client;
 
@@ -152,15 +151,14 @@ pub(super) async fn listen(
     let listener = KcpListener::from_socket(config(&shared), socket)
         .await
         .map_err(|e| bind_err(io::Error::from(e)))?;
-    tracing::info!(%local_addr, "kcp listening");
-    let span = tracing::info_span!("listener", transport = "kcp", %local_addr);
     // Dropping a KcpListener closes every session it made at once, before a bye could
     // be sent; a stopping server keeps it until its sessions have closed.
     let keep = Arc::new(std::sync::Mutex::new(None));
-    let task = tokio::spawn(
-        accept_loop(listener, local_addr, shared, stop, tracker, keep.clone()).instrument(span),
+    let mut listening = Listening::spawn(
+        Transport::Kcp,
+        local_addr,
+        accept_loop(listener, local_addr, shared, stop, tracker, keep.clone()),
     );
-    let mut listening = Listening::new(local_addr, task);
     listening.finish = Some(Box::pin(async move {
         drop(keep.lock().unwrap_or_else(|e| e.into_inner()).take());
     }));

@@ -69,10 +69,18 @@ pub(crate) struct Listening {
 }
 
 impl Listening {
-    pub(crate) fn new(local_addr: SocketAddr, task: JoinHandle<()>) -> Self {
+    /// Logs the bound address and runs `accept` (a transport's accept or receive loop)
+    /// in a `listener` span that every session it starts inherits.
+    pub(crate) fn spawn(
+        transport: Transport,
+        local_addr: SocketAddr,
+        accept: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        tracing::info!(%local_addr, "{transport} listening");
+        let span = tracing::info_span!("listener", %transport, %local_addr);
         Self {
             local_addr,
-            task,
+            task: tokio::spawn(tracing::Instrument::instrument(accept, span)),
             certificate: None,
             finish: None,
         }

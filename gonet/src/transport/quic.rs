@@ -33,7 +33,6 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarInt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use super::{LinkHandle, Listening};
 use crate::builder::{Settings, Shared};
@@ -129,12 +128,11 @@ pub(super) async fn listen(
         .ok_or_else(|| bind_err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
     let endpoint = Endpoint::server(config, addr).map_err(bind_err)?;
     let local_addr = endpoint.local_addr().map_err(bind_err)?;
-    tracing::info!(%local_addr, "quic listening");
-    let span = tracing::info_span!("listener", transport = "quic", %local_addr);
-    let task = tokio::spawn(
-        accept_loop(endpoint.clone(), local_addr, shared, stop, tracker).instrument(span),
+    let mut listening = Listening::spawn(
+        Transport::Quic,
+        local_addr,
+        accept_loop(endpoint.clone(), local_addr, shared, stop, tracker),
     );
-    let mut listening = Listening::new(local_addr, task);
     listening.certificate = Some(identity.certificate_der().to_vec());
     listening.finish = Some(Box::pin(async move {
         endpoint.close(VarInt::from_u32(0), b"server shutdown");

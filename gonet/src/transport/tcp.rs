@@ -6,7 +6,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use super::Listening;
 use crate::builder::Shared;
@@ -29,10 +28,11 @@ pub(super) async fn listen(
     };
     let listener = TcpListener::bind(url.authority()).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
-    tracing::info!(%local_addr, "tcp listening");
-    let span = tracing::info_span!("listener", transport = "tcp", %local_addr);
-    let task = tokio::spawn(accept_loop(listener, shared, stop, tracker).instrument(span));
-    Ok(Listening::new(local_addr, task))
+    Ok(Listening::spawn(
+        Transport::Tcp,
+        local_addr,
+        accept_loop(listener, shared, stop, tracker),
+    ))
 }
 
 async fn accept_loop(

@@ -42,7 +42,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use super::Listening;
 use crate::builder::Shared;
@@ -71,10 +70,11 @@ pub(super) async fn listen(
     };
     let socket = UdpSocket::bind(url.authority()).await.map_err(bind_err)?;
     let local_addr = socket.local_addr().map_err(bind_err)?;
-    tracing::info!(%local_addr, "udp listening");
-    let span = tracing::info_span!("listener", transport = "udp", %local_addr);
-    let task = tokio::spawn(recv_loop(Arc::new(socket), shared, stop, tracker).instrument(span));
-    Ok(Listening::new(local_addr, task))
+    Ok(Listening::spawn(
+        Transport::Udp,
+        local_addr,
+        recv_loop(Arc::new(socket), shared, stop, tracker),
+    ))
 }
 
 /// The receive loop's view of one session.

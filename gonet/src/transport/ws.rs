@@ -100,8 +100,7 @@ pub(super) async fn listen(
     let listener = TcpListener::bind(url.authority()).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
     let transport = url.transport();
-    tracing::info!(%local_addr, path = url.path(), "{transport} listening");
-    let span = tracing::info_span!("listener", %transport, %local_addr);
+    tracing::debug!(%local_addr, path = url.path(), "websocket path");
     let accept = Accept {
         path: url.path().to_owned(),
         transport,
@@ -110,8 +109,8 @@ pub(super) async fn listen(
         #[cfg(feature = "wss")]
         acceptor,
     };
-    let task = tokio::spawn(accept_loop(listener, accept, stop).instrument(span));
-    let mut listening = Listening::new(local_addr, task);
+    let mut listening =
+        Listening::spawn(transport, local_addr, accept_loop(listener, accept, stop));
     listening.certificate = certificate;
     Ok(listening)
 }
