@@ -36,6 +36,19 @@ mod ws {
     use super::*;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+    /// A plain tungstenite client of `server`, for frames gonet would never send.
+    async fn raw_ws(
+        server: &gonet::Server,
+    ) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        tokio_tungstenite::client_async(server.url(), tcp)
+            .await
+            .expect("handshake")
+            .0
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_the_configured_path_is_served() {
         let fx = serve("ws://127.0.0.1:0/game").await;
@@ -85,12 +98,7 @@ mod ws {
         use tokio_tungstenite::tungstenite::Message;
         use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
         let fx = serve("ws://127.0.0.1:0/game").await;
-        let tcp = tokio::net::TcpStream::connect(fx.server.local_addr())
-            .await
-            .expect("connect");
-        let (mut ws, _) = tokio_tungstenite::client_async(fx.server.url(), tcp)
-            .await
-            .expect("handshake");
+        let mut ws = raw_ws(&fx.server).await;
         // A length field of 9 in a 7-byte message.
         ws.send(Message::binary(vec![9, 0, 1, 0, 0, 0, 0]))
             .await
@@ -118,12 +126,7 @@ mod ws {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
         let fx = serve("ws://127.0.0.1:0/game").await;
-        let tcp = tokio::net::TcpStream::connect(fx.server.local_addr())
-            .await
-            .expect("connect");
-        let (mut ws, _) = tokio_tungstenite::client_async(fx.server.url(), tcp)
-            .await
-            .expect("handshake");
+        let mut ws = raw_ws(&fx.server).await;
         ws.send(Message::Ping(b"are you there".to_vec().into()))
             .await
             .expect("ping");
