@@ -1,36 +1,45 @@
-//! The session driver: a reader, a worker and a writer per connection, three parts of
-//! one task (see `joint`).
+//! The session driver: an inbound part and a writer per connection, two parts of one
+//! task (see `joint`).
 //!
 //! ```text
-//!  socket ─► reader ─► inbound queue (bounded) ─► worker ─► handler ─► outbound queue ─► writer ─► socket
+//!  socket ─► inbound: read, handle in order ─► outbound queue ─► writer ─► socket
+//!                   └─► waiting messages (bounded) ─┘
 //! ```
 //!
-//! - The **reader** takes packets from the transport, answers heartbeats, resolves
-//!   replies to our calls at once (so a handler awaiting a call cannot deadlock its own
-//!   session), and queues application messages. When the queue is full it waits, so the
-//!   socket is not read: backpressure instead of loss.
-//! - The **worker** handles one message at a time, in arrival order. Different sessions
-//!   have different tasks, so they run in parallel on the runtime's threads and a slow
-//!   handler delays only its own session. The parts of one session share a thread at
-//!   any moment, so its messages never cross threads on their way through.
+//! - The **inbound part** takes packets from the transport, answers heartbeats,
+//!   resolves replies to our calls at once (so a handler awaiting a call cannot deadlock
+//!   its own session) and hands application messages to their handlers, one at a time,
+//!   in arrival order. A handler that finishes when first polled, as most do, is run
+//!   right there, while its message is in the read buffer, and its reply is encoded
+//!   after the previous one in the session's reply block. A handler that waits holds up
+//!   the messages behind it, which queue (up to `inbound_queue`) while reading goes on;
+//!   when the queue is full the socket is not read: backpressure instead of loss.
+//!   The replies of a batch of messages (what one read brought) are queued for the
+//!   writer together, as one buffer.
+//! - Different sessions have different tasks, so they run in parallel on the runtime's
+//!   threads and a slow handler delays only its own session. The parts of one session
+//!   share a thread at any moment, so its messages never cross threads on their way
+//!   through.
 //! - The **writer** drains the outbound queue in batches, one write call per batch.
-//! - **Heartbeats**: when configured, the reader pings a peer that has been silent for
-//!   the heartbeat interval and closes the session with [`CloseReason::IdleTimeout`]
-//!   once it has heard nothing at all for the idle timeout.
+//! - **Heartbeats**: when configured, the inbound part pings a peer that has been
+//!   silent for the heartbeat interval and closes the session with
+//!   [`CloseReason::IdleTimeout`] once it has heard nothing at all for the idle timeout.
 //!
 //! The transport is reached only through a [`PacketSource`] and a [`FrameSink`]
 //! (module `link`), so every transport shares this ordering, backpressure, outbound
 //! queue, hooks and close logic.
 //!
-//! The worker ends when the reader has ended and the queue is empty; then the writer
-//! flushes what is queued and the session is finished.
+//! Once reading has stopped, the inbound part handles the messages already accepted
+//! and ends; then the writer flushes what is queued and the session is finished.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
@@ -40,21 +49,13 @@ use crate::builder::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
 use crate::frame::Packet;
-use crate::inbox;
 use crate::joint;
 use crate::link::{FrameSink, PacketSource, ReadEnd};
-use crate::outbound::Batch;
-use crate::router::{Reply, ReplyTo};
+use crate::outbound::{Batch, PushError};
+use crate::router::{HandlerSlot, ReplyKind, ReplyTo};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::status::{Code, Status};
-use crate::wire::{self, Incoming};
-
-/// An application message waiting for its handler.
-pub(crate) struct Inbound {
-    id: u32,
-    body: Bytes,
-    call: Option<u32>,
-}
+use crate::wire::{self, Incoming, ReplyBlock};
 
 /// Starts the tasks of a session over a packet source and a frame sink.
 pub(crate) fn spawn<S, K>(session: Session, source: S, sink: K, tracker: Option<&TaskTracker>)
@@ -75,43 +76,19 @@ where
     };
 }
 
-/// Starts an extra lane of a session (a QUIC channel): its own reader and ordered
-/// worker, so that its messages are handled in order with each other and in parallel
-/// with the session's other messages. No heartbeat: the session's main reader has it.
+/// Starts an extra lane of a session (a QUIC channel): its own inbound part, so that
+/// its messages are handled in order with each other and in parallel with the
+/// session's other messages. No heartbeat: the session's main reader has it.
 #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
-pub(crate) fn spawn_lane<S: PacketSource>(session: Session, mut source: S) {
+pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
     let span = tracing::debug_span!("lane", session = session.id());
     tokio::spawn(
         async move {
-            let (tx, rx) = inbox::channel(session.inner.shared.settings.inbound_queue);
-            let stop = session.inner.stop_reading.clone();
-            let reader = async {
-                let tx = tx;
-                loop {
-                    let next = tokio::select! {
-                        biased;
-                        _ = stop.cancelled() => return,
-                        next = source.next_packet(&session) => next,
-                    };
-                    match next {
-                        Ok(packet) => {
-                            if !deliver(&session, &tx, packet).await {
-                                return;
-                            }
-                        }
-                        Err(ReadEnd::Closed(_)) => return,
-                        Err(ReadEnd::Failed(kind)) => {
-                            session.report(kind);
-                            return;
-                        }
-                    }
-                }
-            };
             let kill = session.inner.shared.kill.clone();
-            // One task, like the session's own parts (see `run`).
-            let parts = joint::join([Box::pin(reader), Box::pin(work_loop(&session, rx))]);
+            // Outside the runtime's budget, like the session's own parts (see `joint`).
+            let lane = tokio::task::unconstrained(inbound(&session, source, Lane::Extra));
             tokio::select! {
-                () = parts => {}
+                () = lane => {}
                 () = kill.cancelled() => {}
             }
         }
@@ -125,29 +102,22 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K
     if let Some(hook) = &shared.hooks.on_connect {
         hook(&session);
     }
-    let (tx, rx) = inbox::channel(shared.settings.inbound_queue);
-    let work = async {
+    let inbound = async {
         tokio::select! {
-            () = work_loop(&session, rx) => {}
+            () = guarded("reader", &session, inbound(&session, source, Lane::Main)) => {}
             () = shared.kill.cancelled() => {
                 session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
             }
         }
         session.inner.out.finish();
     };
-    // The reader, the worker and the writer are three futures of one task, so a
-    // session's messages never cross threads: no wake-ups between threads and no
-    // contended reference counts on the message path. They still progress
-    // independently (the reader resolves call replies while a handler awaits one).
-    // The reader ends when the worker is gone or reading stops, the writer once the
-    // queue is finished and flushed.
+    // The inbound part and the writer are two futures of one task, so a session's
+    // messages never cross threads: no wake-ups between threads and no contended
+    // reference counts on the message path. They still progress independently (the
+    // writer writes while a handler waits). The writer ends once the queue is finished
+    // and flushed.
     joint::join([
-        Box::pin(guarded(
-            "reader",
-            &session,
-            read_loop(session.clone(), source, tx),
-        )),
-        Box::pin(work),
+        Box::pin(inbound),
         Box::pin(guarded(
             "writer",
             &session,
@@ -243,104 +213,408 @@ impl Liveness {
     }
 }
 
-async fn read_loop<S: PacketSource>(session: Session, mut source: S, tx: inbox::Sender<Inbound>) {
-    let stop = session.inner.stop_reading.clone();
-    let (mut live, mut timer) = Liveness::new(&session);
+/// Which reader of a session an inbound part is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// The session's own: it has the heartbeat, and its end ends the session.
+    Main,
+    /// An extra lane (a QUIC channel): its end ends only the lane.
+    Extra,
+}
+
+/// Reads packets and handles messages in order until reading stops and every message
+/// accepted has been handled.
+async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) {
+    let (mut live, mut timer) = match lane {
+        Lane::Main => Liveness::new(session),
+        Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
+    };
     let ticking = timer.is_some();
+    let stopped = session.inner.stop_reading.cancelled();
+    tokio::pin!(stopped);
+    let mut work = Work::new(session);
+    let mut block = ReplyBlock::default();
+    let mut reading = !session.inner.stop_reading.is_cancelled();
+    // A packet the last wait brought.
+    let mut arrived: Option<Packet> = None;
     loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        // Packets already buffered go first, with no timer or cancellation polled.
-        let next = match source.try_next(&session) {
-            Some(next) => next,
-            None => tokio::select! {
-                biased;
-                _ = stop.cancelled() => return,
-                next = source.next_packet(&session) => next,
-                now = async { timer.as_mut().expect("ticking").tick().await }, if ticking => {
-                    match live.tick(now) {
-                        Ok(true) => {
-                            // A full queue closes the session itself; nothing more to do.
-                            let _ = session.send_frame(wire::encode_control(wire::ID_PING));
+        // One batch: the handler that was waiting and the messages behind it, then the
+        // packet just read and every packet buffered behind it, each handled as it
+        // comes while nothing is ahead of it.
+        let mut took = false;
+        std::future::poll_fn(|cx| {
+            wire::with_reply_block(session.id(), &mut block, || {
+                // Queued messages go first; a newly arrived one queues behind them.
+                let _ = work.progress(cx);
+                if let Some(packet) = arrived.take() {
+                    took = true;
+                    reading &= work.accept(packet, cx);
+                }
+                while reading && work.has_room() {
+                    match source.try_next(session) {
+                        None => break,
+                        Some(Ok(packet)) => {
+                            took = true;
+                            live.heard = true;
+                            reading = work.accept(packet, cx);
                         }
-                        Ok(false) => {}
-                        Err(silent) => {
-                            session.fail(
-                                SessionErrorKind::IdleTimeout(silent),
-                                CloseReason::IdleTimeout,
-                                CloseMode::Graceful,
-                            );
-                            return;
+                        Some(Err(end)) => {
+                            reading = false;
+                            work.end(end, lane);
                         }
                     }
-                    continue;
+                }
+            });
+            Poll::Ready(())
+        })
+        .await;
+        work.flush(&mut block);
+        if !reading && work.is_idle() {
+            return;
+        }
+        if took {
+            // Let the writer send this batch's replies before reading the next one.
+            yield_part().await;
+            continue;
+        }
+        if work.is_idle() {
+            work.release();
+            block.release();
+        }
+        tokio::select! {
+            biased;
+            () = &mut stopped, if reading => reading = false,
+            () = std::future::poll_fn(|cx| {
+                wire::with_reply_block(session.id(), &mut block, || work.progress(cx))
+            }), if !work.is_idle() => {}
+            next = source.next_packet(session), if reading && work.has_room() => match next {
+                Ok(packet) => {
+                    live.heard = true;
+                    arrived = Some(packet);
+                }
+                Err(end) => {
+                    reading = false;
+                    work.end(end, lane);
                 }
             },
-        };
-        match next {
-            Ok(packet) => {
-                live.heard = true;
-                if !deliver(&session, &tx, packet).await {
-                    return;
+            now = async { timer.as_mut().expect("ticking").tick().await }, if ticking && reading => {
+                match live.tick(now) {
+                    Ok(true) => {
+                        // A full queue closes the session itself; nothing more to do.
+                        let _ = session.send_frame(wire::encode_control(wire::ID_PING));
+                    }
+                    Ok(false) => {}
+                    Err(silent) => {
+                        session.fail(
+                            SessionErrorKind::IdleTimeout(silent),
+                            CloseReason::IdleTimeout,
+                            CloseMode::Graceful,
+                        );
+                        reading = false;
+                    }
                 }
             }
-            Err(ReadEnd::Closed(reason)) => {
-                session.close_with(reason, CloseMode::Graceful);
-                return;
-            }
-            Err(ReadEnd::Failed(kind)) => {
-                session.fail_with_error(kind, CloseMode::Graceful);
-                return;
-            }
+            else => return,
         }
     }
 }
 
-/// Routes one packet; false when the worker is gone.
-pub(crate) async fn deliver(
-    session: &Session,
-    tx: &inbox::Sender<Inbound>,
-    packet: Packet,
-) -> bool {
-    match wire::classify(packet) {
-        Ok(Incoming::Message { id, body, call }) => {
-            session
-                .inner
-                .counters
+/// Returns `Pending` once, having woken itself: the other parts of the task run, then
+/// this one goes on.
+async fn yield_part() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// An application message waiting behind a handler that has not finished.
+struct Waiting {
+    id: u32,
+    body: Bytes,
+    call: Option<u32>,
+}
+
+/// The handler a session is waiting for.
+struct Running {
+    id: u32,
+    name: &'static str,
+    call: Option<u32>,
+    span: tracing::Span,
+}
+
+/// The message handling of one inbound part: the handler running, the messages
+/// waiting behind it, and counts not yet added to the session's counters.
+struct Work<'s> {
+    session: &'s Session,
+    /// Where replies go (the call number is set per message).
+    to: ReplyTo,
+    waiting: VecDeque<Waiting>,
+    capacity: usize,
+    running: Option<Running>,
+    slot: HandlerSlot,
+    received: u64,
+    handled: u64,
+}
+
+impl<'s> Work<'s> {
+    fn new(session: &'s Session) -> Self {
+        Work {
+            session,
+            to: ReplyTo {
+                session: session.id(),
+                codec: session.codec(),
+                call: None,
+                max_frame_len: session.max_frame_len(),
+            },
+            waiting: VecDeque::new(),
+            capacity: session.inner.shared.settings.inbound_queue.max(1),
+            running: None,
+            slot: HandlerSlot::default(),
+            received: 0,
+            handled: 0,
+        }
+    }
+
+    /// Whether nothing is running or waiting.
+    fn is_idle(&self) -> bool {
+        self.running.is_none() && self.waiting.is_empty()
+    }
+
+    /// Whether another message may be accepted.
+    fn has_room(&self) -> bool {
+        self.waiting.len() < self.capacity
+    }
+
+    /// Lets the memory of an idle part go: an idle session holds no handler future and
+    /// no queue.
+    fn release(&mut self) {
+        self.slot.release();
+        if self.waiting.capacity() > 0 {
+            self.waiting = VecDeque::new();
+        }
+    }
+
+    /// Queues the replies of the batch and adds its counts to the session's counters.
+    fn flush(&mut self, block: &mut ReplyBlock) {
+        let session = self.session;
+        if let Some((replies, count)) = block.take() {
+            match session.queue_replies(replies, count) {
+                Ok(()) | Err(PushError::Closed) => {}
+                Err(PushError::Full { queued }) => session.queue_full(queued),
+            }
+        }
+        let counters = &session.inner.counters;
+        if self.received > 0 {
+            counters
                 .received
-                .fetch_add(1, Ordering::Relaxed);
-            tx.send(Inbound { id, body, call }).await.is_ok()
+                .fetch_add(std::mem::take(&mut self.received), Ordering::Relaxed);
         }
-        Ok(Incoming::Response { call, id, body }) => {
-            if !session
-                .inner
-                .calls
-                .resolve(call, Outcome::Reply { id, body })
-            {
-                session.report(SessionErrorKind::StrayReply { call });
+        if self.handled > 0 {
+            counters
+                .handled
+                .fetch_add(std::mem::take(&mut self.handled), Ordering::Relaxed);
+        }
+    }
+
+    /// Acts on the end of the source.
+    fn end(&self, end: ReadEnd, lane: Lane) {
+        match (end, lane) {
+            (ReadEnd::Closed(reason), Lane::Main) => {
+                self.session.close_with(reason, CloseMode::Graceful);
             }
-            true
-        }
-        Ok(Incoming::Error { call, status }) => {
-            if !session.inner.calls.resolve(call, Outcome::Error(status)) {
-                session.report(SessionErrorKind::StrayReply { call });
+            (ReadEnd::Failed(kind), Lane::Main) => {
+                self.session.fail_with_error(kind, CloseMode::Graceful);
             }
-            true
+            (ReadEnd::Closed(_), Lane::Extra) => {}
+            (ReadEnd::Failed(kind), Lane::Extra) => {
+                self.session.report(kind);
+            }
         }
-        Ok(Incoming::Ping) => {
-            // A full queue closes the session itself; nothing more to do here.
-            let _ = session.send_frame(wire::encode_control(wire::ID_PONG));
-            true
+    }
+
+    /// Takes one packet: a framework frame is acted on at once; a message is handled at
+    /// once when nothing is ahead of it, else queued. False when the peer said goodbye.
+    fn accept(&mut self, packet: Packet, cx: &mut Context<'_>) -> bool {
+        let session = self.session;
+        match wire::classify(packet) {
+            Ok(Incoming::Message { id, body, call }) => {
+                self.received += 1;
+                if self.is_idle() {
+                    self.start(id, body, call, cx);
+                } else {
+                    self.waiting.push_back(Waiting { id, body, call });
+                }
+            }
+            Ok(Incoming::Response { call, id, body }) => {
+                if !session
+                    .inner
+                    .calls
+                    .resolve(call, Outcome::Reply { id, body })
+                {
+                    session.report(SessionErrorKind::StrayReply { call });
+                }
+            }
+            Ok(Incoming::Error { call, status }) => {
+                if !session.inner.calls.resolve(call, Outcome::Error(status)) {
+                    session.report(SessionErrorKind::StrayReply { call });
+                }
+            }
+            Ok(Incoming::Ping) => {
+                // A full queue closes the session itself; nothing more to do here.
+                let _ = session.send_frame(wire::encode_control(wire::ID_PONG));
+            }
+            Ok(Incoming::Pong) => {}
+            Ok(Incoming::Bye) => {
+                session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
+                return false;
+            }
+            Err(err) => {
+                session.report(err.into());
+            }
         }
-        Ok(Incoming::Pong) => true,
-        Ok(Incoming::Bye) => {
-            session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
-            false
+        true
+    }
+
+    /// Runs the waiting handler, then the queued messages, as far as they go without
+    /// waiting. Ready when nothing is running any more.
+    fn progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.running.is_some() {
+                std::task::ready!(self.poll_running(cx));
+            }
+            let Some(Waiting { id, body, call }) = self.waiting.pop_front() else {
+                return Poll::Ready(());
+            };
+            self.start(id, body, call, cx);
         }
-        Err(err) => {
-            session.report(err.into());
-            true
+    }
+
+    /// Starts the handler of a message and polls it once.
+    fn start(&mut self, id: u32, body: Bytes, call: Option<u32>, cx: &mut Context<'_>) {
+        let session = self.session;
+        if session.discarding() {
+            return;
+        }
+        let to = ReplyTo { call, ..self.to };
+        let router = &session.inner.shared.router;
+        let slot = &mut self.slot;
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            router.start(session.clone(), id, body, to, slot)
+        }));
+        let name = match started {
+            Ok(Some((name, Ok(())))) => name,
+            Ok(Some((name, Err(source)))) => {
+                let span = tracing::debug_span!("message", id, name);
+                let _entered = span.enter();
+                let err = session.report(SessionErrorKind::Decode { id, name, source });
+                self.reply_error(call, Status::invalid_argument(err.kind.to_string()));
+                self.handled += 1;
+                return;
+            }
+            Ok(None) => {
+                session.report(SessionErrorKind::UnknownMessage { id });
+                self.reply_error(
+                    call,
+                    Status::unimplemented(format!("no handler for message id {id}")),
+                );
+                self.handled += 1;
+                return;
+            }
+            Err(payload) => {
+                let name = router.name(id).unwrap_or(crate::router::UNROUTED);
+                let span = tracing::debug_span!("message", id, name);
+                let _entered = span.enter();
+                self.panicked(id, name, call, &*payload);
+                self.handled += 1;
+                return;
+            }
+        };
+        self.running = Some(Running {
+            id,
+            name,
+            call,
+            span: tracing::debug_span!("message", id, name),
+        });
+        let _ = self.poll_running(cx);
+    }
+
+    /// Polls the running handler; acts on its reply when it is done.
+    fn poll_running(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(running) = &self.running else {
+            return Poll::Ready(());
+        };
+        let slot = &mut self.slot;
+        let polled =
+            std::panic::catch_unwind(AssertUnwindSafe(|| running.span.in_scope(|| slot.poll(cx))));
+        let reply = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(reply)) => Ok(reply),
+            Err(payload) => Err(payload),
+        };
+        let Running {
+            id,
+            name,
+            call,
+            span,
+        } = self.running.take().expect("running");
+        self.handled += 1;
+        let _entered = span.enter();
+        let session = self.session;
+        match reply {
+            Ok(reply) => match reply.0 {
+                ReplyKind::Queued => {}
+                ReplyKind::Frame(frame) => {
+                    if let Err(source) = session.send_frame(frame) {
+                        session.report(SessionErrorKind::Reply { id, name, source });
+                    }
+                }
+                ReplyKind::None => self.reply_error(
+                    call,
+                    Status::new(Code::NoReply, format!("handler of {name} sent no reply")),
+                ),
+                ReplyKind::Error(status) => match call {
+                    Some(_) => self.reply_error(call, status),
+                    None => {
+                        session.report(SessionErrorKind::Handler { id, name, status });
+                    }
+                },
+            },
+            Err(payload) => self.panicked(id, name, call, &*payload),
+        }
+        Poll::Ready(())
+    }
+
+    /// Acts on a panic of a handler.
+    fn panicked(
+        &self,
+        id: u32,
+        name: &'static str,
+        call: Option<u32>,
+        payload: &(dyn std::any::Any + Send),
+    ) {
+        let session = self.session;
+        let panic = panic_message(payload);
+        session.report(SessionErrorKind::Panic { id, name, panic });
+        self.reply_error(
+            call,
+            Status::internal(format!("handler of {name} panicked")),
+        );
+        if session.inner.shared.settings.panic_policy == PanicPolicy::CloseSession {
+            session.close_with(CloseReason::HandlerPanicked, CloseMode::Discard);
+        }
+    }
+
+    /// Sends `status` to a caller; nothing for a plain message.
+    fn reply_error(&self, call: Option<u32>, status: Status) {
+        if let Some(call) = call {
+            let _ = self.session.send_frame(wire::encode_error(call, &status));
         }
     }
 }
@@ -378,33 +652,6 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     }
 }
 
-async fn work_loop(session: &Session, mut rx: inbox::Receiver<Inbound>) {
-    // The block replies are encoded into (see `wire::with_reply_block`).
-    let mut replies = BytesMut::new();
-    loop {
-        let inbound = match rx.try_recv() {
-            Some(inbound) => inbound,
-            None => {
-                // Out of messages: let the block go with the replies still to be written.
-                replies = BytesMut::new();
-                match rx.recv().await {
-                    Some(inbound) => inbound,
-                    None => return,
-                }
-            }
-        };
-        if session.discarding() {
-            continue;
-        }
-        handle(session, inbound, &mut replies).await;
-        session
-            .inner
-            .counters
-            .handled
-            .fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -412,64 +659,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
-    }
-}
-
-async fn handle(session: &Session, Inbound { id, body, call }: Inbound, replies: &mut BytesMut) {
-    let to = ReplyTo {
-        codec: session.codec(),
-        call,
-        max_frame_len: session.max_frame_len(),
-    };
-    let reply_error = |status: Status| {
-        if let Some(call) = call {
-            let _ = session.send_frame(wire::encode_error(call, &status));
-        }
-    };
-    let router = &session.inner.shared.router;
-    let Some((name, fut)) = router.dispatch(session.clone(), id, body, to) else {
-        session.report(SessionErrorKind::UnknownMessage { id });
-        reply_error(Status::unimplemented(format!(
-            "no handler for message id {id}"
-        )));
-        return;
-    };
-    let span = tracing::debug_span!("message", id, name);
-    let mut fut = fut;
-    let fut = std::future::poll_fn(|cx| wire::with_reply_block(replies, || fut.as_mut().poll(cx)));
-    let result = AssertUnwindSafe(fut)
-        .catch_unwind()
-        .instrument(span.clone())
-        .await;
-    let _entered = span.enter();
-    match result {
-        Ok(Ok(Reply::Frame(frame))) => {
-            if let Err(source) = session.send_frame(frame) {
-                session.report(SessionErrorKind::Reply { id, name, source });
-            }
-        }
-        Ok(Ok(Reply::None)) => reply_error(Status::new(
-            Code::NoReply,
-            format!("handler of {name} sent no reply"),
-        )),
-        Ok(Ok(Reply::Error(status))) => match call {
-            Some(_) => reply_error(status),
-            None => {
-                session.report(SessionErrorKind::Handler { id, name, status });
-            }
-        },
-        Ok(Err(source)) => {
-            let err = session.report(SessionErrorKind::Decode { id, name, source });
-            reply_error(Status::invalid_argument(err.kind.to_string()));
-        }
-        Err(payload) => {
-            let panic = panic_message(&*payload);
-            session.report(SessionErrorKind::Panic { id, name, panic });
-            reply_error(Status::internal(format!("handler of {name} panicked")));
-            if session.inner.shared.settings.panic_policy == PanicPolicy::CloseSession {
-                session.close_with(CloseReason::HandlerPanicked, CloseMode::Discard);
-            }
-        }
     }
 }
 

@@ -64,15 +64,14 @@
 //! | module | concept |
 //! |---|---|
 //! | `frame` | the gonet v3 frame codec ([`FrameCodec`]): a pure state machine |
-//! | `wire` | the protocol extension: call correlation, error replies, heartbeats |
+//! | `wire` | the protocol extension (call correlation, error replies, heartbeats); reply blocks |
 //! | `codec` | body codecs ([`Codec`]) |
 //! | `message` | [`Message`], [`message!`] and the reserved id range |
 //! | `router` | [`Router`], [`IntoReply`] |
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
-//! | `driver` | the reader, ordered worker and writer of a session, run as one task; heartbeats |
-//! | `inbox` | the bounded queue from a session's reader to its worker |
-//! | `joint` | runs those three as one task without waking it from inside |
+//! | `driver` | a session's inbound part (reading, ordered handling, heartbeats) and writer, run as one task |
+//! | `joint` | runs those parts as one task without waking it from inside |
 //! | `link` | the packet source and frame sink a transport hands the driver |
 //! | `transport` | URL schemes to listeners and connections: `tcp`, `udp`, `ws`, `quic`, `kcp` |
 //! | `tls` | certificates for `wss://` and `quic://` (`ServerTls`, `ClientTls`) |
@@ -104,7 +103,6 @@ pub mod codegen;
 mod driver;
 mod error;
 pub mod frame;
-mod inbox;
 mod joint;
 mod link;
 mod message;

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
 use crate::error::SessionErrorKind;
-use crate::frame::{FrameCodec, Packet};
+use crate::frame::{FrameCodec, LEN_FIELD, Packet};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 
@@ -300,10 +300,30 @@ pub(crate) struct MessageBatch {
     allow(dead_code, reason = "message transports only")
 )]
 impl MessageBatch {
+    /// Takes one batch of frames, one per message. A buffer of several frames (the
+    /// replies of one batch of handlers, encoded back to back) is cut into its frames,
+    /// without copying.
     pub(crate) async fn take(&mut self, out: &OutQueue) -> Batch {
         self.frames.clear();
         let batch = out.next_frames(&mut self.frames, MAX_BATCH).await;
         self.bytes = self.frames.iter().map(Bytes::len).sum();
+        if self.frames.iter().any(|buf| frame_len(buf) < buf.len()) {
+            let bufs = std::mem::take(&mut self.frames);
+            for mut buf in bufs {
+                while buf.len() > frame_len(&buf) {
+                    self.frames.push(buf.split_to(frame_len(&buf)));
+                }
+                self.frames.push(buf);
+            }
+        }
         batch
+    }
+}
+
+/// The length of the first frame of `buf`, a buffer of whole frames.
+fn frame_len(buf: &[u8]) -> usize {
+    match buf {
+        [lo, hi, ..] => LEN_FIELD + usize::from(u16::from_le_bytes([*lo, *hi])),
+        _ => buf.len(),
     }
 }

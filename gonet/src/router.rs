@@ -5,10 +5,11 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use tokio_util::sync::ReusableBoxFuture;
 
 use crate::codec::{Codec, CodecError};
 use crate::frame::Packet;
@@ -17,12 +18,11 @@ use crate::session::Session;
 use crate::status::Status;
 use crate::wire::{self, Wrap};
 
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 /// Where a handler's reply goes: the codec of the session, and the call number when the
 /// sender awaits a reply.
 #[derive(Clone, Copy, Debug)]
 pub struct ReplyTo {
+    pub(crate) session: u64,
     pub(crate) codec: Codec,
     pub(crate) call: Option<u32>,
     pub(crate) max_frame_len: usize,
@@ -39,28 +39,56 @@ impl ReplyTo {
         self.call.is_some()
     }
 
-    /// Encodes a reply frame: plain for a plain message, a correlated reply for a call.
+    /// Encodes a reply: a plain frame for a plain message, a correlated reply for a call.
+    ///
+    /// Encoding commits the reply: called while the session runs the handler, the frame
+    /// goes straight into the buffer of the session's replies, to be written when the
+    /// handler's batch of messages is done.
     pub fn encode<M: Message>(&self, msg: &M) -> Reply {
         let wrap = match self.call {
             Some(call) => Wrap::Response(call),
             None => Wrap::Plain,
         };
-        match wire::encode_reply(msg, self.codec, wrap, self.max_frame_len) {
-            Ok(frame) => Reply::Frame(frame),
-            Err(e) => Reply::Error(Status::internal(format!("reply not sent: {e}"))),
+        match wire::encode_reply(msg, self.codec, wrap, self.max_frame_len, self.session) {
+            Ok(Some(frame)) => Reply(ReplyKind::Frame(frame)),
+            Ok(None) => Reply(ReplyKind::Queued),
+            Err(e) => Reply::error(Status::internal(format!("reply not sent: {e}"))),
         }
     }
 }
 
 /// What a handler produced, ready for the wire.
+///
+/// Build one with [`Reply::none`], [`Reply::frame`], [`Reply::error`] or
+/// [`ReplyTo::encode`], when implementing [`IntoReply`] by hand.
 #[derive(Debug)]
-pub enum Reply {
-    /// No reply.
+pub struct Reply(pub(crate) ReplyKind);
+
+#[derive(Debug)]
+pub(crate) enum ReplyKind {
     None,
-    /// An encoded reply frame.
+    /// A frame to queue.
     Frame(Bytes),
-    /// An error for the caller.
+    /// Already encoded into the session's reply block.
+    Queued,
     Error(Status),
+}
+
+impl Reply {
+    /// No reply.
+    pub fn none() -> Self {
+        Reply(ReplyKind::None)
+    }
+
+    /// A complete frame, sent as it is.
+    pub fn frame(frame: Bytes) -> Self {
+        Reply(ReplyKind::Frame(frame))
+    }
+
+    /// An error for the caller (logged when the sender awaits no reply).
+    pub fn error(status: Status) -> Self {
+        Reply(ReplyKind::Error(status))
+    }
 }
 
 /// What a handler may return: nothing, a message (sent back as the reply), a [`Status`]
@@ -72,7 +100,7 @@ pub trait IntoReply: Send {
 
 impl IntoReply for () {
     fn into_reply(self, _: ReplyTo) -> Reply {
-        Reply::None
+        Reply::none()
     }
 }
 
@@ -84,7 +112,7 @@ impl<M: Message> IntoReply for M {
 
 impl IntoReply for Status {
     fn into_reply(self, _: ReplyTo) -> Reply {
-        Reply::Error(self)
+        Reply::error(self)
     }
 }
 
@@ -92,7 +120,7 @@ impl<T: IntoReply> IntoReply for Option<T> {
     fn into_reply(self, to: ReplyTo) -> Reply {
         match self {
             Some(v) => v.into_reply(to),
-            None => Reply::None,
+            None => Reply::none(),
         }
     }
 }
@@ -101,19 +129,50 @@ impl<T: IntoReply, E: Into<Status> + Send> IntoReply for Result<T, E> {
     fn into_reply(self, to: ReplyTo) -> Reply {
         match self {
             Ok(v) => v.into_reply(to),
-            Err(e) => Reply::Error(e.into()),
+            Err(e) => Reply::error(e.into()),
         }
+    }
+}
+
+/// The future of the handler a session runs. Its allocation is reused from one
+/// message to the next while their futures have the same size and alignment, so a
+/// message costs no allocation for its handler.
+#[derive(Default)]
+pub(crate) struct HandlerSlot(Option<ReusableBoxFuture<'static, Reply>>);
+
+impl HandlerSlot {
+    fn set<F: Future<Output = Reply> + Send + 'static>(&mut self, fut: F) {
+        match &mut self.0 {
+            Some(slot) => slot.set(fut),
+            None => self.0 = Some(ReusableBoxFuture::new(fut)),
+        }
+    }
+
+    /// Polls the handler started last.
+    ///
+    /// # Panics
+    ///
+    /// If no handler was ever started.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
+        self.0.as_mut().expect("a handler was started").poll(cx)
+    }
+
+    /// Lets the allocation go (between messages only).
+    pub(crate) fn release(&mut self) {
+        self.0 = None;
     }
 }
 
 /// A type-erased route.
 trait ErasedHandler: Send + Sync {
-    fn call(
+    /// Decodes the body and puts the handler's future in `slot`.
+    fn start(
         &self,
         session: Session,
         body: Bytes,
         to: ReplyTo,
-    ) -> BoxFuture<Result<Reply, CodecError>>;
+        slot: &mut HandlerSlot,
+    ) -> Result<(), CodecError>;
 }
 
 struct FnHandler<M, F> {
@@ -128,24 +187,22 @@ where
     Fut: Future<Output = R> + Send + 'static,
     R: IntoReply,
 {
-    fn call(
+    fn start(
         &self,
         session: Session,
         body: Bytes,
         to: ReplyTo,
-    ) -> BoxFuture<Result<Reply, CodecError>> {
-        match M::decode_body(to.codec, body) {
-            Ok(msg) => {
-                let fut = (self.f)(session, msg);
-                Box::pin(async move { Ok(fut.await.into_reply(to)) })
-            }
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        slot: &mut HandlerSlot,
+    ) -> Result<(), CodecError> {
+        let msg = M::decode_body(to.codec, body)?;
+        let fut = (self.f)(session, msg);
+        slot.set(async move { fut.await.into_reply(to) });
+        Ok(())
     }
 }
 
 trait ErasedFallback: Send + Sync {
-    fn call(&self, session: Session, packet: Packet, to: ReplyTo) -> BoxFuture<Reply>;
+    fn start(&self, session: Session, packet: Packet, to: ReplyTo, slot: &mut HandlerSlot);
 }
 
 struct FnFallback<F>(F);
@@ -156,9 +213,9 @@ where
     Fut: Future<Output = R> + Send + 'static,
     R: IntoReply,
 {
-    fn call(&self, session: Session, packet: Packet, to: ReplyTo) -> BoxFuture<Reply> {
+    fn start(&self, session: Session, packet: Packet, to: ReplyTo, slot: &mut HandlerSlot) {
         let fut = (self.0)(session, packet);
-        Box::pin(async move { fut.await.into_reply(to) })
+        slot.set(async move { fut.await.into_reply(to) });
     }
 }
 
@@ -360,20 +417,22 @@ impl Router {
         ids
     }
 
-    /// Starts handling one message: the name it is known by and the handler's future,
-    /// or `None` when nothing handles the id.
-    pub(crate) fn dispatch(
+    /// Starts handling one message: decodes it and puts its handler's future in `slot`.
+    /// Returns the name the message is known by and whether it decoded, or `None` when
+    /// nothing handles the id.
+    pub(crate) fn start(
         &self,
         session: Session,
         id: u32,
         body: Bytes,
         to: ReplyTo,
-    ) -> Option<(&'static str, BoxFuture<Result<Reply, CodecError>>)> {
+        slot: &mut HandlerSlot,
+    ) -> Option<(&'static str, Result<(), CodecError>)> {
         if let Some(route) = self.routes.get(&id) {
-            return Some((route.name, route.handler.call(session, body, to)));
+            return Some((route.name, route.handler.start(session, body, to, slot)));
         }
         let fallback = self.fallback.as_ref()?;
-        let fut = fallback.call(session, Packet { id, body }, to);
-        Some((UNROUTED, Box::pin(async move { Ok(fut.await) })))
+        fallback.start(session, Packet { id, body }, to, slot);
+        Some((UNROUTED, Ok(())))
     }
 }

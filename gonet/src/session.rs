@@ -70,6 +70,10 @@ pub(crate) enum CloseMode {
 }
 
 /// Counters of one session.
+///
+/// The inbound counts are added up once per batch of messages (what one read brought),
+/// so while a batch runs they may trail it: a handler does not see its own message
+/// counted yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionStats {
@@ -269,8 +273,20 @@ impl Session {
 
     /// Queues a frame without acting on a full queue (see [`Self::queue_full`]).
     pub(crate) fn queue_frame(&self, frame: Bytes) -> Result<(), PushError> {
+        // Replies this thread has encoded for the session but not queued yet go first:
+        // a handler's sends and replies leave in the order it made them.
+        if let Some((replies, count)) = wire::take_lent(self.id()) {
+            self.queue_replies(replies, count)?;
+        }
         self.inner.out.push(frame)?;
         self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues `count` replies encoded back to back in one buffer.
+    pub(crate) fn queue_replies(&self, replies: Bytes, count: u64) -> Result<(), PushError> {
+        self.inner.out.push(replies)?;
+        self.inner.counters.sent.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 

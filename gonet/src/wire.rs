@@ -147,58 +147,118 @@ pub(crate) fn classify(packet: Packet) -> Result<Incoming, ExtensionError> {
 /// Bytes of a session's reply block.
 const REPLY_BLOCK: usize = 8 * 1024;
 
-thread_local! {
-    /// The reply block of the session whose handler this thread is running, if any.
-    static REPLY_BUF: std::cell::RefCell<Option<BytesMut>> = const { std::cell::RefCell::new(None) };
+/// Room below which a reply block is renewed before a reply is encoded into it.
+const MIN_ROOM: usize = 512;
+
+/// Where a session's replies are encoded while its driver runs a batch of messages.
+///
+/// Replies are appended back to back and queued together when the batch ends, as one
+/// buffer: a reply costs no allocation, no reference count and no queue operation of
+/// its own, and the writer sends a batch's replies from one contiguous buffer. Only the
+/// session's own replies go there and they are written in order, so a block lives until
+/// its last reply is written and a peer that does not read pins no other session's
+/// memory. The driver lets the block go when the session runs out of messages, so an
+/// idle session holds none.
+#[derive(Debug, Default)]
+pub(crate) struct ReplyBlock {
+    buf: BytesMut,
+    /// Frames in `buf`.
+    frames: u64,
 }
 
-/// Runs `f` (one poll of a handler) with `block` as the buffer replies are encoded into.
-///
-/// A session's replies are encoded one after the other into a block of its own, each
-/// split off as a `Bytes` of its own: a reply costs no allocation, only a reference
-/// count on the block. Only the session's own replies go there, and they are written in
-/// order, so a block lives until its last reply is written and a peer that does not
-/// read pins no other session's memory. The worker drops its block when it runs out of
-/// messages, so an idle session holds none.
-pub(crate) fn with_reply_block<R>(block: &mut BytesMut, f: impl FnOnce() -> R) -> R {
+impl ReplyBlock {
+    /// The replies encoded since the last take, as one buffer, and how many they are.
+    pub(crate) fn take(&mut self) -> Option<(Bytes, u64)> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let frames = std::mem::take(&mut self.frames);
+        Some((self.buf.split().freeze(), frames))
+    }
+
+    /// Lets the memory go (the replies must have been taken).
+    pub(crate) fn release(&mut self) {
+        debug_assert!(self.buf.is_empty());
+        self.buf = BytesMut::new();
+    }
+}
+
+struct Lent {
+    session: u64,
+    block: ReplyBlock,
+}
+
+thread_local! {
+    /// The reply block of the session whose handlers this thread is running, if any.
+    static LENT: std::cell::RefCell<Option<Lent>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a batch of a session's handlers) with `block` as the buffer the replies of
+/// `session` are encoded into (see [`ReplyBlock`]).
+pub(crate) fn with_reply_block<R>(
+    session: u64,
+    block: &mut ReplyBlock,
+    f: impl FnOnce() -> R,
+) -> R {
     struct Restore<'a> {
-        block: &'a mut BytesMut,
-        outer: Option<BytesMut>,
+        block: &'a mut ReplyBlock,
+        outer: Option<Lent>,
     }
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
-            let ours = REPLY_BUF.with(|slot| slot.replace(self.outer.take()));
-            *self.block = ours.unwrap_or_default();
+            let ours = LENT.with(|slot| slot.replace(self.outer.take()));
+            *self.block = ours.map(|lent| lent.block).unwrap_or_default();
         }
     }
-    let outer = REPLY_BUF.with(|slot| slot.replace(Some(std::mem::take(block))));
+    let lent = Lent {
+        session,
+        block: std::mem::take(block),
+    };
+    let outer = LENT.with(|slot| slot.replace(Some(lent)));
     let _restore = Restore { block, outer };
     f()
 }
 
-/// Encodes a handler's reply: into the session's reply block when one is lent (see
-/// [`with_reply_block`]), else like any message.
+/// The replies of `session` waiting in its lent block, taken so that a frame queued
+/// now goes out after them.
+pub(crate) fn take_lent(session: u64) -> Option<(Bytes, u64)> {
+    LENT.with(|slot| {
+        let mut slot = slot.try_borrow_mut().ok()?;
+        match slot.as_mut() {
+            Some(lent) if lent.session == session => lent.block.take(),
+            _ => None,
+        }
+    })
+}
+
+/// Encodes a handler's reply to `session`: into the session's block when the thread
+/// runs its handlers (see [`with_reply_block`]), and then nothing is returned because
+/// the frame goes out with the block; else as a frame of its own.
 pub(crate) fn encode_reply<M: Message>(
     msg: &M,
     codec: Codec,
     wrap: Wrap,
     max_frame_len: usize,
-) -> Result<Bytes, SendError> {
-    REPLY_BUF.with(|slot| {
+    session: u64,
+) -> Result<Option<Bytes>, SendError> {
+    LENT.with(|slot| {
         // Busy only if encoding a body encodes a reply on the same thread.
         let Ok(mut slot) = slot.try_borrow_mut() else {
-            return encode_message(msg, codec, wrap, max_frame_len);
+            return encode_message(msg, codec, wrap, max_frame_len).map(Some);
         };
-        let Some(dst) = slot.as_mut() else {
-            return encode_message(msg, codec, wrap, max_frame_len);
+        let Some(lent) = slot.as_mut().filter(|lent| lent.session == session) else {
+            return encode_message(msg, codec, wrap, max_frame_len).map(Some);
         };
-        if dst.capacity() < MIN_ROOM {
-            *dst = BytesMut::with_capacity(REPLY_BLOCK);
+        let block = &mut lent.block;
+        if block.buf.capacity() - block.buf.len() < MIN_ROOM {
+            // A new block, with what is not queued yet moved over.
+            block
+                .buf
+                .reserve(REPLY_BLOCK.max(block.buf.len() + MIN_ROOM));
         }
-        let result = encode_into(msg, codec, wrap, max_frame_len, dst);
-        // On success the frame is the whole of `dst`; on failure nothing is kept.
-        let frame = dst.split();
-        result.map(|()| frame.freeze())
+        encode_into(msg, codec, wrap, max_frame_len, &mut block.buf)?;
+        block.frames += 1;
+        Ok(None)
     })
 }
 
@@ -213,11 +273,8 @@ pub(crate) fn encode_message<M: Message>(
     encode_into(msg, codec, wrap, max_frame_len, &mut dst).map(|()| dst.freeze())
 }
 
-/// Room below which a reply block is replaced rather than grown (growing it would copy
-/// the frame being encoded).
-const MIN_ROOM: usize = 512;
-
-/// Appends the frame of `msg` to the empty buffer `dst`.
+/// Appends the frame of `msg` to `dst`; on failure (or a panic of the body's encoder)
+/// `dst` is left as it was.
 fn encode_into<M: Message>(
     msg: &M,
     codec: Codec,
@@ -225,20 +282,39 @@ fn encode_into<M: Message>(
     max_frame_len: usize,
     dst: &mut BytesMut,
 ) -> Result<(), SendError> {
-    debug_assert!(dst.is_empty());
+    /// Cuts off a partly encoded frame unless disarmed.
+    struct Undo<'a> {
+        dst: &'a mut BytesMut,
+        start: usize,
+        armed: bool,
+    }
+    impl Drop for Undo<'_> {
+        fn drop(&mut self) {
+            if self.armed {
+                self.dst.truncate(self.start);
+            }
+        }
+    }
+    let start = dst.len();
     let prefix = HEADER_LEN
         + match wrap {
             Wrap::Plain => 0,
             Wrap::Request(_) | Wrap::Response(_) => ENVELOPE_LEN,
         };
-    dst.put_bytes(0, prefix);
-    msg.encode_body(codec, dst)?;
-    let frame_len = dst.len() - 2;
+    let mut undo = Undo {
+        dst,
+        start,
+        armed: true,
+    };
+    undo.dst.put_bytes(0, prefix);
+    msg.encode_body(codec, undo.dst)?;
+    let len = undo.dst.len() - start;
+    let frame_len = len - 2;
     if frame_len > max_frame_len {
         return Err(SendError::TooLarge {
             id: M::ID,
             name: M::NAME,
-            len: dst.len() - prefix,
+            len: len - prefix,
             max: max_frame_len - (prefix - 2),
         });
     }
@@ -247,7 +323,8 @@ fn encode_into<M: Message>(
         Wrap::Request(call) => (ID_REQUEST, Some(call)),
         Wrap::Response(call) => (ID_RESPONSE, Some(call)),
     };
-    let mut header = &mut dst[..prefix];
+    undo.armed = false;
+    let mut header = &mut undo.dst[start..start + prefix];
     header.put_u16_le(frame_len as u16);
     header.put_u32_le(id);
     if let Some(call) = call {
@@ -342,7 +419,7 @@ mod tests {
 
     #[cfg(feature = "protobuf")]
     #[test]
-    fn replies_share_their_session_block_and_nothing_else_does() {
+    fn replies_go_back_to_back_into_their_own_session_block() {
         #[derive(Clone, PartialEq, prost::Message)]
         struct Note {
             #[prost(string, tag = "1")]
@@ -350,18 +427,49 @@ mod tests {
         }
         crate::message!(Note = 9, prost);
         let note = Note { text: "hi".into() };
-        let reply = || encode_reply(&note, Codec::Protobuf, Wrap::Plain, 1024).unwrap();
-        let mut block = BytesMut::new();
-        let (a, b) = with_reply_block(&mut block, || (reply(), reply()));
-        assert_eq!(a, b);
-        assert_eq!(&a[..6], &[8, 0, 9, 0, 0, 0]);
-        // One block, frames back to back.
-        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
-        assert!(block.capacity() >= REPLY_BLOCK - 2 * a.len() - MIN_ROOM);
-        // Outside a handler's poll a reply is a frame of its own.
-        let c = reply();
-        assert_eq!(c, a);
-        assert_ne!(c.as_ptr(), b.as_ptr().wrapping_add(b.len()));
+        let reply = |session| encode_reply(&note, Codec::Protobuf, Wrap::Plain, 1024, session);
+        let mut block = ReplyBlock::default();
+        let (a, b, other, early) = with_reply_block(7, &mut block, || {
+            let a = reply(7).unwrap();
+            let early = take_lent(7);
+            let b = reply(7).unwrap();
+            (a, b, reply(8).unwrap(), early)
+        });
+        // Session 7's replies went into the block, session 8's is a frame of its own.
+        assert!(a.is_none() && b.is_none());
+        let other = other.expect("not session 8's block");
+        assert_eq!(&other[..], &[8, 0, 9, 0, 0, 0, 10, 2, b'h', b'i']);
+        // A take in between (a frame queued by the handler) gets what came before it.
+        let (early, n) = early.expect("one reply before the take");
+        assert_eq!((&early[..], n), (&other[..], 1));
+        let (rest, n) = block.take().expect("the second reply");
+        assert_eq!((&rest[..], n), (&other[..], 1));
+        assert!(block.take().is_none());
+        // Outside a batch a reply is a frame of its own.
+        assert_eq!(reply(7).unwrap().as_deref(), Some(&other[..]));
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn a_reply_that_fails_to_encode_leaves_nothing_behind() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Big {
+            text: String,
+        }
+        crate::message!(Big = 10, serde);
+        let mut block = ReplyBlock::default();
+        with_reply_block(1, &mut block, || {
+            let small = Big { text: "a".into() };
+            let big = Big {
+                text: "x".repeat(100),
+            };
+            assert!(encode_reply(&small, Codec::Json, Wrap::Plain, 64, 1).is_ok());
+            let err = encode_reply(&big, Codec::Json, Wrap::Plain, 64, 1).unwrap_err();
+            assert!(matches!(err, SendError::TooLarge { id: 10, .. }), "{err}");
+        });
+        let (frames, n) = block.take().expect("the small reply");
+        assert_eq!(n, 1);
+        assert_eq!(&frames[6..], br#"{"text":"a"}"#);
     }
 
     #[test]
