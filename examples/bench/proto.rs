@@ -83,7 +83,7 @@ impl Message for CountedFanout {
         self.0.encode_body(codec, dst)
     }
 
-    fn decode_body(codec: Codec, body: Bytes) -> Result<Self, CodecError> {
+    fn decode_body(codec: Codec, body: gonet::Body<'_>) -> Result<Self, CodecError> {
         Fanout::decode_body(codec, body).map(CountedFanout)
     }
 }

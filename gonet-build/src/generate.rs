@@ -153,7 +153,7 @@ fn message_impl(msg: &MessageDef, config: &GenConfig) -> TokenStream {
 
             fn decode_body(
                 codec: ::gonet::codegen::Codec,
-                body: ::gonet::codegen::Bytes,
+                body: ::gonet::Body<'_>,
             ) -> ::core::result::Result<Self, ::gonet::codegen::CodecError> {
                 ::gonet::codegen::decode::<#format, Self>(codec, body)
             }

@@ -21,6 +21,8 @@ use std::cell::Cell;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Body;
+
 #[allow(unused_imports, reason = "each codec arm uses some of these")]
 use crate::codec::{CodecErrorKind, CodecOp};
 
@@ -144,7 +146,7 @@ pub trait Format<T> {
     /// Appends the body of `msg` in `codec`'s format.
     fn encode(msg: &T, codec: Codec, dst: &mut BytesMut) -> Result<(), CodecError>;
     /// Decodes a body in `codec`'s format.
-    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError>;
+    fn decode(codec: Codec, body: Body<'_>) -> Result<T, CodecError>;
 }
 
 /// Bodies through serde: JSON, XML and binary.
@@ -185,7 +187,10 @@ fn serde_encode<T: Message + Serialize>(
     }
 }
 
-fn serde_decode<T: Message + DeserializeOwned>(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+fn serde_decode<T: Message + DeserializeOwned>(
+    codec: Codec,
+    body: Body<'_>,
+) -> Result<T, CodecError> {
     let _ = &body;
     match codec {
         #[cfg(feature = "json")]
@@ -203,7 +208,7 @@ impl<T: Message + Serialize + DeserializeOwned> Format<T> for SerdeFormat {
     fn encode(msg: &T, codec: Codec, dst: &mut BytesMut) -> Result<(), CodecError> {
         serde_encode(msg, codec, dst)
     }
-    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+    fn decode(codec: Codec, body: Body<'_>) -> Result<T, CodecError> {
         serde_decode(codec, body)
     }
 }
@@ -220,7 +225,7 @@ impl<T: Message + prost::Message + Default> Format<T> for ProstFormat {
             _ => Err(unsupported::<T>(codec, CodecOp::Encode)),
         }
     }
-    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+    fn decode(codec: Codec, body: Body<'_>) -> Result<T, CodecError> {
         match codec {
             Codec::Protobuf => crate::codec::protobuf::decode(body, T::NAME),
             #[allow(
@@ -247,7 +252,7 @@ where
             _ => serde_encode(msg, codec, dst),
         }
     }
-    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+    fn decode(codec: Codec, body: Body<'_>) -> Result<T, CodecError> {
         match codec {
             Codec::Protobuf => crate::codec::protobuf::decode(body, T::NAME),
             #[allow(
@@ -265,7 +270,7 @@ impl<T: Message + Serialize + DeserializeOwned> Format<T> for AnyFormat {
     fn encode(msg: &T, codec: Codec, dst: &mut BytesMut) -> Result<(), CodecError> {
         serde_encode(msg, codec, dst)
     }
-    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+    fn decode(codec: Codec, body: Body<'_>) -> Result<T, CodecError> {
         serde_decode(codec, body)
     }
 }
@@ -312,7 +317,7 @@ where
         result
     }
 
-    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+    fn decode(codec: Codec, body: Body<'_>) -> Result<T, CodecError> {
         <AnyFormat as Format<T>>::decode(codec, body)
     }
 }
@@ -323,7 +328,7 @@ impl<T: Message + Serialize + DeserializeOwned> Format<T> for GeneratedFormat {
     fn encode(msg: &T, codec: Codec, dst: &mut BytesMut) -> Result<(), CodecError> {
         serde_encode(msg, codec, dst)
     }
-    fn decode(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+    fn decode(codec: Codec, body: Body<'_>) -> Result<T, CodecError> {
         serde_decode(codec, body)
     }
 }
@@ -357,6 +362,6 @@ pub fn encode<F: Format<T>, T>(
 }
 
 /// Decodes a `T` with the body format `F`.
-pub fn decode<F: Format<T>, T>(codec: Codec, body: Bytes) -> Result<T, CodecError> {
+pub fn decode<F: Format<T>, T>(codec: Codec, body: Body<'_>) -> Result<T, CodecError> {
     F::decode(codec, body)
 }

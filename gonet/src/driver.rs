@@ -45,6 +45,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::Body;
 use crate::builder::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
@@ -248,21 +249,19 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
                 let _ = work.progress(cx);
                 if let Some(packet) = arrived.take() {
                     took = true;
-                    reading &= work.accept(packet, cx);
+                    reading &= work.accept(packet.id, Body::new(&packet.body), cx);
                 }
-                while reading && work.has_room() {
-                    match source.try_next(session) {
-                        None => break,
-                        Some(Ok(packet)) => {
-                            took = true;
-                            live.heard = true;
-                            reading = work.accept(packet, cx);
-                        }
-                        Some(Err(end)) => {
-                            reading = false;
-                            work.end(end, lane);
-                        }
+                if reading && work.has_room() {
+                    let ended = source.drain(session, &mut |id, body| {
+                        took = true;
+                        reading = work.accept(id, body, cx);
+                        reading && work.has_room()
+                    });
+                    if let Some(end) = ended {
+                        reading = false;
+                        work.end(end, lane);
                     }
+                    live.heard |= took;
                 }
             });
             Poll::Ready(())
@@ -441,18 +440,23 @@ impl<'s> Work<'s> {
 
     /// Takes one packet: a framework frame is acted on at once; a message is handled at
     /// once when nothing is ahead of it, else queued. False when the peer said goodbye.
-    fn accept(&mut self, packet: Packet, cx: &mut Context<'_>) -> bool {
+    fn accept(&mut self, id: u32, body: Body<'_>, cx: &mut Context<'_>) -> bool {
         let session = self.session;
-        match wire::classify(packet) {
+        match wire::classify(id, body) {
             Ok(Incoming::Message { id, body, call }) => {
                 self.received += 1;
                 if self.is_idle() {
                     self.start(id, body, call, cx);
                 } else {
-                    self.waiting.push_back(Waiting { id, body, call });
+                    self.waiting.push_back(Waiting {
+                        id,
+                        body: body.to_bytes(),
+                        call,
+                    });
                 }
             }
             Ok(Incoming::Response { call, id, body }) => {
+                let body = body.to_bytes();
                 if !session
                     .inner
                     .calls
@@ -492,12 +496,12 @@ impl<'s> Work<'s> {
             let Some(Waiting { id, body, call }) = self.waiting.pop_front() else {
                 return Poll::Ready(());
             };
-            self.start(id, body, call, cx);
+            self.start(id, Body::new(&body), call, cx);
         }
     }
 
     /// Starts the handler of a message and polls it once.
-    fn start(&mut self, id: u32, body: Bytes, call: Option<u32>, cx: &mut Context<'_>) {
+    fn start(&mut self, id: u32, body: Body<'_>, call: Option<u32>, cx: &mut Context<'_>) {
         let session = self.session;
         if session.discarding() {
             return;

@@ -134,7 +134,7 @@ impl FrameCodec {
 
     /// Checks the header at the front of `src` and returns the whole frame's size in
     /// bytes (header included), or `None` if fewer than two bytes are buffered.
-    fn frame_size(&self, src: &[u8]) -> Result<Option<usize>, FrameError> {
+    pub(crate) fn frame_size(&self, src: &[u8]) -> Result<Option<usize>, FrameError> {
         let Some(len) = src.get(..LEN_FIELD) else {
             return Ok(None);
         };

@@ -95,6 +95,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+mod body;
 mod builder;
 mod calls;
 mod codec;
@@ -117,6 +118,7 @@ mod transport;
 mod url;
 mod wire;
 
+pub use body::Body;
 pub use builder::{Builder, PanicPolicy, Server};
 pub use codec::{Codec, CodecError, CodecErrorKind, CodecOp, ParseCodecError};
 pub use error::{CallError, DialError, SendError, ServeError, SessionError, SessionErrorKind};

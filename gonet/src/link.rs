@@ -22,12 +22,13 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
+use crate::Body;
 use crate::error::SessionErrorKind;
-use crate::frame::{FrameCodec, LEN_FIELD, Packet};
+use crate::frame::{FrameCodec, HEADER_LEN, LEN_FIELD, Packet};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 
@@ -71,6 +72,29 @@ pub(crate) trait PacketSource: Send + 'static {
     fn try_next(&mut self, _session: &Session) -> Option<Result<Packet, ReadEnd>> {
         None
     }
+
+    /// Hands the packets already buffered to `take`, in order, until there are no more
+    /// or `take` returns false (it has taken the packet it was given either way).
+    /// Returns the end of the source if one was met.
+    ///
+    /// Bodies are borrowed: a source that holds many packets in one buffer (a stream)
+    /// hands them out without a shared buffer per packet.
+    fn drain(
+        &mut self,
+        session: &Session,
+        take: &mut dyn FnMut(u32, Body<'_>) -> bool,
+    ) -> Option<ReadEnd> {
+        loop {
+            match self.try_next(session)? {
+                Ok(packet) => {
+                    if !take(packet.id, Body::new(&packet.body)) {
+                        return None;
+                    }
+                }
+                Err(end) => return Some(end),
+            }
+        }
+    }
 }
 
 /// Where the writer of a session puts its frames.
@@ -95,6 +119,8 @@ pub(crate) struct StreamSource<R> {
     reader: R,
     codec: FrameCodec,
     buf: BytesMut,
+    /// Whole frames taken from the front of `buf` in one piece and not handed out yet.
+    ready: Bytes,
     /// The free space offered to the next read: doubles while reads fill it, halves
     /// while they are small.
     chunk: usize,
@@ -106,6 +132,7 @@ impl<R> StreamSource<R> {
             reader,
             codec: FrameCodec::new(max_frame_len),
             buf: BytesMut::new(),
+            ready: Bytes::new(),
             chunk: READ_CHUNK,
         }
     }
@@ -114,11 +141,37 @@ impl<R> StreamSource<R> {
 impl<R> StreamSource<R> {
     /// The next frame in the buffer, if a whole one is there.
     pub(crate) fn buffered(&mut self) -> Option<Result<Packet, ReadEnd>> {
+        if !self.ready.is_empty() {
+            let size = frame_len(&self.ready);
+            let mut frame = self.ready.split_to(size);
+            frame.advance(LEN_FIELD);
+            let id = frame.get_u32_le();
+            return Some(Ok(Packet { id, body: frame }));
+        }
         match self.codec.decode(&mut self.buf) {
             Ok(Some(packet)) => Some(Ok(packet)),
             Ok(None) => None,
             Err(err) => Some(Err(SessionErrorKind::Frame(err).into())),
         }
+    }
+
+    /// Moves the whole frames at the front of the buffer to `ready`, in one piece.
+    /// Returns the error of the first bad frame when there is no good one before it.
+    fn take_whole_frames(&mut self) -> Result<(), ReadEnd> {
+        let mut total = 0;
+        loop {
+            match self.codec.frame_size(&self.buf[total..]) {
+                Ok(Some(size)) if self.buf.len() - total >= size => total += size,
+                Ok(_) => break,
+                // Frames before a bad one are delivered first; the next read meets it.
+                Err(_) if total > 0 => break,
+                Err(err) => return Err(SessionErrorKind::Frame(err).into()),
+            }
+        }
+        if total > 0 {
+            self.ready = self.buf.split_to(total).freeze();
+        }
+        Ok(())
     }
 }
 
@@ -127,7 +180,39 @@ impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
         self.buffered()
     }
 
+    fn drain(
+        &mut self,
+        _: &Session,
+        take: &mut dyn FnMut(u32, Body<'_>) -> bool,
+    ) -> Option<ReadEnd> {
+        if self.ready.is_empty() {
+            if let Err(end) = self.take_whole_frames() {
+                return Some(end);
+            }
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let mut pos = 0;
+        while pos < ready.len() {
+            let size = frame_len(&ready[pos..]);
+            let id = u32::from_le_bytes(
+                ready[pos + LEN_FIELD..pos + HEADER_LEN]
+                    .try_into()
+                    .expect("a whole frame has an id"),
+            );
+            let body = Body::part(&ready, pos + HEADER_LEN..pos + size);
+            pos += size;
+            if !take(id, body) {
+                self.ready = ready.slice(pos..);
+                break;
+            }
+        }
+        None
+    }
+
     async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
+        if let Some(next) = self.buffered() {
+            return next;
+        }
         loop {
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(packet)) => return Ok(packet),

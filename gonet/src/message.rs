@@ -1,7 +1,8 @@
 //! Typed messages: a Rust type bound to a numeric id and a name.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
+use crate::Body;
 use crate::codec::{Codec, CodecError};
 
 /// The first id of the range reserved for the framework's own messages.
@@ -35,8 +36,9 @@ pub trait Message: Sized + Send + Sync + 'static {
     /// Appends the body of `self`, in the format of `codec`, to `dst`.
     fn encode_body(&self, codec: Codec, dst: &mut BytesMut) -> Result<(), CodecError>;
 
-    /// Decodes a body in the format of `codec`.
-    fn decode_body(codec: Codec, body: Bytes) -> Result<Self, CodecError>;
+    /// Decodes a body in the format of `codec`. The body is borrowed from the buffer it
+    /// was received in; parts kept as `Bytes` share that buffer (see [`Body`]).
+    fn decode_body(codec: Codec, body: Body<'_>) -> Result<Self, CodecError>;
 }
 
 /// Gives a hand-written type a message id, so it can be sent, routed and called.
@@ -98,7 +100,7 @@ macro_rules! message {
 
             fn decode_body(
                 codec: $crate::Codec,
-                body: $crate::codegen::Bytes,
+                body: $crate::Body<'_>,
             ) -> ::core::result::Result<Self, $crate::CodecError> {
                 $crate::codegen::decode::<$crate::message!(@formats $($format),+), Self>(
                     codec, body,

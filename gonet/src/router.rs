@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio_util::sync::ReusableBoxFuture;
 
+use crate::Body;
 use crate::codec::{Codec, CodecError};
 use crate::frame::Packet;
 use crate::message::{Message, is_user_id};
@@ -169,7 +170,7 @@ trait ErasedHandler: Send + Sync {
     fn start(
         &self,
         session: Session,
-        body: Bytes,
+        body: Body<'_>,
         to: ReplyTo,
         slot: &mut HandlerSlot,
     ) -> Result<(), CodecError>;
@@ -190,7 +191,7 @@ where
     fn start(
         &self,
         session: Session,
-        body: Bytes,
+        body: Body<'_>,
         to: ReplyTo,
         slot: &mut HandlerSlot,
     ) -> Result<(), CodecError> {
@@ -424,7 +425,7 @@ impl Router {
         &self,
         session: Session,
         id: u32,
-        body: Bytes,
+        body: Body<'_>,
         to: ReplyTo,
         slot: &mut HandlerSlot,
     ) -> Option<(&'static str, Result<(), CodecError>)> {
@@ -432,7 +433,11 @@ impl Router {
             return Some((route.name, route.handler.start(session, body, to, slot)));
         }
         let fallback = self.fallback.as_ref()?;
-        fallback.start(session, Packet { id, body }, to, slot);
+        let packet = Packet {
+            id,
+            body: body.to_bytes(),
+        };
+        fallback.start(session, packet, to, slot);
         Some((UNROUTED, Ok(())))
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::Body;
 use crate::builder::Shared;
 use crate::calls::{Calls, Outcome};
 use crate::codec::Codec;
@@ -357,12 +358,11 @@ impl Session {
                 expected_name: Resp::NAME,
                 got: id,
             }),
-            Outcome::Reply { body, .. } => {
-                Resp::decode_body(self.codec(), body).map_err(|source| CallError::Decode {
+            Outcome::Reply { body, .. } => Resp::decode_body(self.codec(), Body::new(&body))
+                .map_err(|source| CallError::Decode {
                     name: Req::NAME,
                     source,
-                })
-            }
+                }),
         }
     }
 

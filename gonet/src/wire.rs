@@ -4,9 +4,10 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::Body;
 use crate::codec::Codec;
 use crate::error::SendError;
-use crate::frame::{HEADER_LEN, MIN_FRAME_LEN, Packet};
+use crate::frame::{HEADER_LEN, MIN_FRAME_LEN};
 use crate::message::Message;
 use crate::status::{Code, Status};
 
@@ -39,17 +40,17 @@ pub(crate) enum Wrap {
     Response(u32),
 }
 
-/// A frame after the extension has been looked at.
+/// A frame after the extension has been looked at; bodies are borrowed from the frame.
 #[derive(Debug)]
-pub(crate) enum Incoming {
+pub(crate) enum Incoming<'a> {
     /// An application message; `call` is set when the sender awaits a reply.
     Message {
         id: u32,
-        body: Bytes,
+        body: Body<'a>,
         call: Option<u32>,
     },
     /// A reply to one of our calls.
-    Response { call: u32, id: u32, body: Bytes },
+    Response { call: u32, id: u32, body: Body<'a> },
     /// An error reply to one of our calls.
     Error { call: u32, status: Status },
     /// A heartbeat request.
@@ -84,9 +85,8 @@ pub enum ExtensionError {
     NestedReserved(u32),
 }
 
-/// Classifies a decoded frame.
-pub(crate) fn classify(packet: Packet) -> Result<Incoming, ExtensionError> {
-    let Packet { id, mut body } = packet;
+/// Classifies a frame.
+pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, ExtensionError> {
     if crate::is_user_id(id) || id == 0 {
         return Ok(Incoming::Message {
             id,
@@ -94,7 +94,7 @@ pub(crate) fn classify(packet: Packet) -> Result<Incoming, ExtensionError> {
             call: None,
         });
     }
-    let need = |n: usize, body: &Bytes| {
+    let need = |n: usize, body: &Body<'_>| {
         if body.len() < n {
             Err(ExtensionError::Short {
                 id,
@@ -391,7 +391,7 @@ mod tests {
             tokio_util::codec::Decoder::decode(&mut crate::frame::FrameCodec::default(), &mut buf)
                 .unwrap()
                 .unwrap();
-        match classify(packet).unwrap() {
+        match classify(packet.id, Body::new(&packet.body)).unwrap() {
             Incoming::Error { call, status } => {
                 assert_eq!(call, 7);
                 assert_eq!(status, Status::not_found("room"));
@@ -402,17 +402,17 @@ mod tests {
 
     #[test]
     fn malformed_extension_frames_are_named() {
-        let short = classify(Packet::new(ID_REQUEST, vec![1, 2, 3])).unwrap_err();
+        let short = classify(ID_REQUEST, Body::new(&Bytes::from_static(&[1, 2, 3]))).unwrap_err();
         assert_eq!(
             short.to_string(),
             "framework message 0xffffff01 has a 3-byte body, shorter than its 8-byte envelope"
         );
-        let unknown = classify(Packet::new(0xFFFF_FF99, Bytes::new())).unwrap_err();
+        let unknown = classify(0xFFFF_FF99, Body::new(&Bytes::new())).unwrap_err();
         assert!(matches!(unknown, ExtensionError::UnknownId(0xFFFF_FF99)));
         let mut nested = 1u32.to_le_bytes().to_vec();
         nested.extend_from_slice(&ID_PING.to_le_bytes());
         assert!(matches!(
-            classify(Packet::new(ID_REQUEST, nested)).unwrap_err(),
+            classify(ID_REQUEST, Body::new(&Bytes::from(nested))).unwrap_err(),
             ExtensionError::NestedReserved(ID_PING)
         ));
     }
@@ -474,7 +474,8 @@ mod tests {
 
     #[test]
     fn plain_ids_pass_through_untouched() {
-        let got = classify(Packet::new(101, &b"x"[..])).unwrap();
+        let x = Bytes::from_static(b"x");
+        let got = classify(101, Body::new(&x)).unwrap();
         assert!(matches!(
             got,
             Incoming::Message {

@@ -1,4 +1,4 @@
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::{Codec, CodecError, CodecOp};
 
@@ -12,7 +12,7 @@ pub(crate) fn encode<T: prost::Message>(
 }
 
 pub(crate) fn decode<T: prost::Message + Default>(
-    body: Bytes,
+    body: crate::Body<'_>,
     name: &'static str,
 ) -> Result<T, CodecError> {
     T::decode(body).map_err(|e| CodecError::new(Codec::Protobuf, CodecOp::Decode, name, e))

@@ -129,7 +129,7 @@ fn round_trip<M: Message + PartialEq + std::fmt::Debug>(msg: &M, codec: Codec) -
     let mut buf = bytes::BytesMut::new();
     msg.encode_body(codec, &mut buf)
         .unwrap_or_else(|e| panic!("{e}"));
-    M::decode_body(codec, buf.freeze()).unwrap_or_else(|e| panic!("{e}"))
+    M::decode_body(codec, gonet::Body::new(&buf.freeze())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -162,7 +162,8 @@ fn serde_only_type_on_protobuf_is_a_clear_error() {
 #[test]
 fn decode_errors_name_codec_and_message() {
     for &codec in Codec::ALL {
-        let err = Profile::decode_body(codec, bytes::Bytes::from_static(b"\xff\xfe{<"))
+        let garbage = bytes::Bytes::from_static(b"\xff\xfe{<");
+        let err = Profile::decode_body(codec, gonet::Body::new(&garbage))
             .expect_err("garbage must not decode");
         let text = err.to_string();
         assert!(
@@ -170,13 +171,13 @@ fn decode_errors_name_codec_and_message() {
             "{text}"
         );
     }
-    let err = Move::decode_body(Codec::Binary, {
+    let trailing = {
         let mut buf = bytes::BytesMut::new();
         moves()[0].encode_body(Codec::Binary, &mut buf).unwrap();
         buf.extend_from_slice(b"extra");
         buf.freeze()
-    })
-    .unwrap_err();
+    };
+    let err = Move::decode_body(Codec::Binary, gonet::Body::new(&trailing)).unwrap_err();
     assert!(
         matches!(err.kind, CodecErrorKind::TrailingBytes(5)),
         "{err}"

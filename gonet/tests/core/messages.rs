@@ -240,7 +240,7 @@ impl gonet::Message for Handmade {
     fn encode_body(&self, _: Codec, _: &mut bytes::BytesMut) -> Result<(), gonet::CodecError> {
         Ok(())
     }
-    fn decode_body(_: Codec, _: bytes::Bytes) -> Result<Self, gonet::CodecError> {
+    fn decode_body(_: Codec, _: gonet::Body<'_>) -> Result<Self, gonet::CodecError> {
         Ok(Handmade)
     }
 }

@@ -219,7 +219,8 @@ fn round_trip<M: Message + PartialEq + std::fmt::Debug>(codec: Codec, msg: &M) -
     msg.encode_body(codec, &mut buf)
         .unwrap_or_else(|e| panic!("{codec} encode {msg:?}: {e}"));
     let text = String::from_utf8_lossy(&buf).into_owned();
-    M::decode_body(codec, buf.freeze()).unwrap_or_else(|e| panic!("{codec} decode of {text}: {e}"))
+    M::decode_body(codec, gonet::Body::new(&buf.freeze()))
+        .unwrap_or_else(|e| panic!("{codec} decode of {text}: {e}"))
 }
 
 #[test]
