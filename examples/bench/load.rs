@@ -466,7 +466,7 @@ impl PipelinedClient {
             sent += 1;
             session.send(&proto::Echo {
                 seq: sent,
-                body: payload.clone(),
+                body: payload.to_vec(),
             })?;
         }
         let all = u32::try_from(expect.size)?;

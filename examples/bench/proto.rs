@@ -22,8 +22,8 @@ pub(crate) const PUBLISHED: u32 = 1007;
 pub(crate) struct Echo {
     #[prost(fixed64, tag = "1")]
     pub(crate) seq: u64,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub(crate) body: Bytes,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) body: Vec<u8>,
 }
 gonet::message!(Echo = ECHO, prost, name = "bench.Echo");
 
@@ -32,8 +32,8 @@ gonet::message!(Echo = ECHO, prost, name = "bench.Echo");
 pub(crate) struct EchoReply {
     #[prost(fixed64, tag = "1")]
     pub(crate) seq: u64,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub(crate) body: Bytes,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) body: Vec<u8>,
 }
 gonet::message!(EchoReply = ECHO_REPLY, prost, name = "bench.EchoReply");
 

@@ -25,85 +25,95 @@ use bytes::{Buf, Bytes};
 /// ```
 #[derive(Clone)]
 pub struct Body<'a> {
+    /// The buffer the body lies in, for parts taken as `Bytes`.
     buf: &'a Bytes,
-    pos: usize,
-    end: usize,
+    /// What is left of the body.
+    rest: &'a [u8],
 }
 
 impl<'a> Body<'a> {
     /// The whole of `bytes`.
+    #[inline]
     pub fn new(bytes: &'a Bytes) -> Self {
         Body {
             buf: bytes,
-            pos: 0,
-            end: bytes.len(),
+            rest: bytes,
         }
     }
 
     /// The part `range` of `bytes`.
+    #[inline]
     pub(crate) fn part(bytes: &'a Bytes, range: Range<usize>) -> Self {
-        debug_assert!(range.start <= range.end && range.end <= bytes.len());
         Body {
             buf: bytes,
-            pos: range.start,
-            end: range.end,
+            rest: &bytes[range],
         }
     }
 
     /// What is left of the body, as `Bytes` sharing the received buffer.
+    #[inline]
     pub fn to_bytes(&self) -> Bytes {
-        self.buf.slice(self.pos..self.end)
+        self.buf.slice_ref(self.rest)
     }
 }
 
 impl Deref for Body<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
-        &self.buf[self.pos..self.end]
+        self.rest
     }
 }
 
 impl AsRef<[u8]> for Body<'_> {
+    #[inline]
     fn as_ref(&self) -> &[u8] {
-        self
+        self.rest
     }
 }
 
 impl fmt::Debug for Body<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Body").field("len", &self.len()).finish()
+        f.debug_struct("Body")
+            .field("len", &self.rest.len())
+            .finish()
     }
 }
 
 impl Buf for Body<'_> {
+    #[inline]
     fn remaining(&self) -> usize {
-        self.end - self.pos
+        self.rest.len()
     }
 
+    #[inline]
     fn chunk(&self) -> &[u8] {
-        self
+        self.rest
     }
 
+    #[inline]
     fn advance(&mut self, cnt: usize) {
-        assert!(
-            cnt <= self.remaining(),
-            "advance past the end of a body: {cnt} > {}",
-            self.remaining()
-        );
-        self.pos += cnt;
+        match self.rest.get(cnt..) {
+            Some(rest) => self.rest = rest,
+            None => past_the_end("advance", cnt, self.rest.len()),
+        }
     }
 
+    #[inline]
     fn copy_to_bytes(&mut self, len: usize) -> Bytes {
-        assert!(
-            len <= self.remaining(),
-            "copy_to_bytes past the end of a body: {len} > {}",
-            self.remaining()
-        );
-        let part = self.buf.slice(self.pos..self.pos + len);
-        self.pos += len;
-        part
+        let Some((part, rest)) = self.rest.split_at_checked(len) else {
+            past_the_end("copy_to_bytes", len, self.rest.len())
+        };
+        self.rest = rest;
+        self.buf.slice_ref(part)
     }
+}
+
+#[cold]
+#[track_caller]
+fn past_the_end(op: &str, cnt: usize, remaining: usize) -> ! {
+    panic!("{op} past the end of a body: {cnt} > {remaining}")
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ use crate::frame::Packet;
 use crate::joint;
 use crate::link::{FrameSink, PacketSource, ReadEnd};
 use crate::outbound::{Batch, PushError};
-use crate::router::{HandlerSlot, ReplyKind, ReplyTo};
+use crate::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::status::{Code, Status};
 use crate::wire::{self, Incoming, ReplyBlock};
@@ -500,7 +500,7 @@ impl<'s> Work<'s> {
         }
     }
 
-    /// Starts the handler of a message and polls it once.
+    /// Starts the handler of a message and polls it once: most handlers finish there.
     fn start(&mut self, id: u32, body: Body<'_>, call: Option<u32>, cx: &mut Context<'_>) {
         let session = self.session;
         if session.discarding() {
@@ -509,18 +509,37 @@ impl<'s> Work<'s> {
         let to = ReplyTo { call, ..self.to };
         let router = &session.inner.shared.router;
         let slot = &mut self.slot;
-        let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            router.start(session.clone(), id, body, to, slot)
+        // One unwind guard for decoding, starting and the first poll.
+        let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let (name, started) = router.start(session.clone(), id, body, to, slot)?;
+            Some((
+                name,
+                started.map(|()| {
+                    let span = tracing::debug_span!("message", id, name);
+                    let polled = span.in_scope(|| slot.poll(cx));
+                    (span, polled)
+                }),
+            ))
         }));
-        let name = match started {
-            Ok(Some((name, Ok(())))) => name,
+        match first {
+            Ok(Some((_, Ok((_, Poll::Ready(Reply(ReplyKind::Queued))))))) => self.handled += 1,
+            Ok(Some((name, Ok((span, Poll::Ready(reply)))))) => {
+                self.finished(id, name, call, &span, Ok(reply));
+            }
+            Ok(Some((name, Ok((span, Poll::Pending))))) => {
+                self.running = Some(Running {
+                    id,
+                    name,
+                    call,
+                    span,
+                });
+            }
             Ok(Some((name, Err(source)))) => {
                 let span = tracing::debug_span!("message", id, name);
                 let _entered = span.enter();
                 let err = session.report(SessionErrorKind::Decode { id, name, source });
                 self.reply_error(call, Status::invalid_argument(err.kind.to_string()));
                 self.handled += 1;
-                return;
             }
             Ok(None) => {
                 session.report(SessionErrorKind::UnknownMessage { id });
@@ -529,27 +548,16 @@ impl<'s> Work<'s> {
                     Status::unimplemented(format!("no handler for message id {id}")),
                 );
                 self.handled += 1;
-                return;
             }
             Err(payload) => {
                 let name = router.name(id).unwrap_or(crate::router::UNROUTED);
                 let span = tracing::debug_span!("message", id, name);
-                let _entered = span.enter();
-                self.panicked(id, name, call, &*payload);
-                self.handled += 1;
-                return;
+                self.finished(id, name, call, &span, Err(payload));
             }
-        };
-        self.running = Some(Running {
-            id,
-            name,
-            call,
-            span: tracing::debug_span!("message", id, name),
-        });
-        let _ = self.poll_running(cx);
+        }
     }
 
-    /// Polls the running handler; acts on its reply when it is done.
+    /// Polls the handler that was waiting; acts on its reply when it is done.
     fn poll_running(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(running) = &self.running else {
             return Poll::Ready(());
@@ -568,6 +576,19 @@ impl<'s> Work<'s> {
             call,
             span,
         } = self.running.take().expect("running");
+        self.finished(id, name, call, &span, reply);
+        Poll::Ready(())
+    }
+
+    /// Acts on what a handler produced (or on its panic).
+    fn finished(
+        &mut self,
+        id: u32,
+        name: &'static str,
+        call: Option<u32>,
+        span: &tracing::Span,
+        reply: std::thread::Result<Reply>,
+    ) {
         self.handled += 1;
         let _entered = span.enter();
         let session = self.session;
@@ -592,7 +613,6 @@ impl<'s> Work<'s> {
             },
             Err(payload) => self.panicked(id, name, call, &*payload),
         }
-        Poll::Ready(())
     }
 
     /// Acts on a panic of a handler.

@@ -355,8 +355,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StreamSink<W> {
     }
 }
 
-/// Writes `frames` with as few vectored writes as the writer allows.
+/// Writes `frames` with as few vectored writes as the writer allows (a plain write for
+/// one buffer, such as the replies of one batch of messages).
 async fn write_frames<W: AsyncWrite + Unpin>(writer: &mut W, frames: &[Bytes]) -> io::Result<()> {
+    if let [frame] = frames {
+        return writer.write_all(frame).await;
+    }
     let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
