@@ -8,20 +8,24 @@ use bytes::{Buf, Bytes};
 /// A message body being decoded: a view of the bytes received, borrowed from the buffer
 /// they were read into.
 ///
-/// Read it as a slice (`&body[..]`) or as a [`Buf`]. [`Buf::copy_to_bytes`] takes a part
-/// of it as [`Bytes`] without copying (what prost does for `bytes = "bytes"` fields),
-/// so a decoder pays for shared buffers only for the parts it keeps.
+/// Read it as a slice (`&body[..]`) or as a [`Buf`]. [`Buf::copy_to_bytes`] (what prost
+/// calls for `bytes` fields) takes a part of it as [`Bytes`] sharing the received buffer,
+/// without copying, when the part is larger than 256 bytes. Smaller parts are copied:
+/// that costs less than the atomic reference counts of a shared buffer, and a small
+/// field kept for long does not hold a whole read buffer in memory.
 ///
 /// ```
 /// use bytes::{Buf, Bytes};
 /// use gonet::Body;
 ///
-/// let received = Bytes::from_static(b"\x05hello world");
+/// let received = Bytes::from(vec![7u8; 1025]);
 /// let mut body = Body::new(&received);
-/// assert_eq!(body.get_u8(), 5);
-/// let hello = body.copy_to_bytes(5); // shares `received`, no copy
-/// assert_eq!(&hello[..], b"hello");
-/// assert_eq!(&body[..], b" world");
+/// assert_eq!(body.get_u8(), 7);
+/// let big = body.copy_to_bytes(1000); // shares `received`, no copy
+/// assert_eq!(big.as_ptr(), received[1..].as_ptr());
+/// let small = body.copy_to_bytes(4); // a copy of its own
+/// assert_eq!(&small[..], &[7; 4]);
+/// assert_eq!(body.len(), 20);
 /// ```
 #[derive(Clone)]
 pub struct Body<'a> {
@@ -50,10 +54,24 @@ impl<'a> Body<'a> {
         }
     }
 
-    /// What is left of the body, as `Bytes` sharing the received buffer.
+    /// What is left of the body, as `Bytes` (sharing the received buffer unless it is
+    /// small, see [`Body`]).
     #[inline]
     pub fn to_bytes(&self) -> Bytes {
-        self.buf.slice_ref(self.rest)
+        share(self.buf, self.rest)
+    }
+}
+
+/// Parts up to this size are copied rather than shared.
+const COPY_MAX: usize = 256;
+
+/// `part` of `buf` as `Bytes`: a copy when small, else a share of `buf`.
+#[inline]
+fn share(buf: &Bytes, part: &[u8]) -> Bytes {
+    if part.len() <= COPY_MAX {
+        Bytes::copy_from_slice(part)
+    } else {
+        buf.slice_ref(part)
     }
 }
 
@@ -106,7 +124,7 @@ impl Buf for Body<'_> {
             past_the_end("copy_to_bytes", len, self.rest.len())
         };
         self.rest = rest;
-        self.buf.slice_ref(part)
+        share(self.buf, part)
     }
 }
 
@@ -121,16 +139,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_share_the_buffer() {
-        let received = Bytes::from(b"--abcdef--".to_vec());
-        let mut body = Body::part(&received, 2..8);
-        assert_eq!(&body[..], b"abcdef");
+    fn large_parts_share_the_buffer_small_ones_are_copied() {
+        let mut data = b"--".to_vec();
+        data.extend((0..600u32).map(|i| i as u8));
+        data.extend_from_slice(b"--");
+        let received = Bytes::from(data);
+        let mut body = Body::part(&received, 2..602);
+        assert_eq!(body.len(), 600);
         body.advance(1);
-        let cd = body.copy_to_bytes(2);
-        assert_eq!(&cd[..], b"bc");
-        assert_eq!(cd.as_ptr(), received[3..].as_ptr(), "no copy");
-        assert_eq!(body.remaining(), 3);
-        assert_eq!(&body.to_bytes()[..], b"def");
+        let small = body.copy_to_bytes(2);
+        assert_eq!(&small[..], &[1, 2]);
+        assert_ne!(small.as_ptr(), received[3..].as_ptr(), "copied");
+        let large = body.copy_to_bytes(300);
+        assert_eq!(large.as_ptr(), received[5..].as_ptr(), "shared");
+        assert_eq!(body.remaining(), 297);
+        assert_eq!(body.to_bytes().as_ptr(), received[305..].as_ptr());
+        assert_eq!(&body.to_bytes()[..], &received[305..602]);
     }
 
     #[test]
