@@ -301,6 +301,14 @@ impl PacketSource for QuicSource {
         self.stream.buffered()
     }
 
+    fn drain(
+        &mut self,
+        session: &Session,
+        take: &mut dyn FnMut(u32, crate::Body<'_>) -> bool,
+    ) -> Option<ReadEnd> {
+        self.stream.drain(session, take)
+    }
+
     async fn next_packet(&mut self, session: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Each branch is cancel safe: the stream read appends to its buffer or does

@@ -269,22 +269,50 @@ impl PacketSource for SocketSource {
     async fn next_packet(&mut self, session: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Cancel safe: a datagram is taken only by a completed receive.
-            match self.socket.recv(&mut self.buf).await {
-                Ok(len) => {
-                    let datagram = Bytes::copy_from_slice(&self.buf[..len]);
-                    match split_message(datagram, self.max_frame_len) {
-                        Ok(packet) => return Ok(packet),
-                        Err(err) => {
-                            session.report(SessionErrorKind::Frame(err));
-                        }
+            let received = self.socket.recv(&mut self.buf).await;
+            if let Some(next) = self.packet(received, session) {
+                return next;
+            }
+        }
+    }
+
+    fn try_next(&mut self, session: &Session) -> Option<Result<Packet, ReadEnd>> {
+        // Datagrams already received, so that a batch of them is handled together.
+        loop {
+            let received = match self.socket.try_recv(&mut self.buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return None,
+                received => received,
+            };
+            if let Some(next) = self.packet(received, session) {
+                return Some(next);
+            }
+        }
+    }
+}
+
+impl SocketSource {
+    /// The packet in a received datagram; `None` for a bad one (reported and skipped).
+    fn packet(
+        &self,
+        received: io::Result<usize>,
+        session: &Session,
+    ) -> Option<Result<Packet, ReadEnd>> {
+        match received {
+            Ok(len) => {
+                let datagram = Bytes::copy_from_slice(&self.buf[..len]);
+                match split_message(datagram, self.max_frame_len) {
+                    Ok(packet) => Some(Ok(packet)),
+                    Err(err) => {
+                        session.report(SessionErrorKind::Frame(err));
+                        None
                     }
                 }
-                // The server's port is closed: it is gone.
-                Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err(ReadEnd::Closed(CloseReason::PeerClosed));
-                }
-                Err(err) => return Err(SessionErrorKind::Io(err).into()),
             }
+            // The server's port is closed: it is gone.
+            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+                Some(Err(ReadEnd::Closed(CloseReason::PeerClosed)))
+            }
+            Err(err) => Some(Err(SessionErrorKind::Io(err).into())),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -355,27 +355,50 @@ where
     async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Cancel safe: a message is returned only from a completed poll.
-            let Some(msg) = self.stream.next().await else {
-                return Err(ReadEnd::Closed(CloseReason::PeerClosed));
-            };
-            match msg {
-                Ok(Message::Binary(bytes)) => {
-                    return split_message(bytes, self.max_frame_len)
-                        .map_err(|e| SessionErrorKind::Frame(e).into());
-                }
-                Ok(Message::Text(text)) => {
-                    return Err(SessionErrorKind::Protocol(format!(
-                        "received a {}-byte text message; gonet packets travel in binary messages",
-                        text.len()
-                    ))
-                    .into());
-                }
-                Ok(Message::Close(_)) => return Err(ReadEnd::Closed(CloseReason::PeerClosed)),
-                // Pings are answered by tungstenite itself; pongs and raw frames carry
-                // nothing for us.
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                Err(err) => return Err(read_error(err)),
+            let msg = self.stream.next().await;
+            if let Some(next) = self.packet(msg) {
+                return next;
             }
+        }
+    }
+
+    fn try_next(&mut self, _: &Session) -> Option<Result<Packet, ReadEnd>> {
+        // Messages already received, so that a batch of them is handled (and answered)
+        // together. A pending poll leaves nothing behind: the reader polls
+        // `next_packet` again, with its own waker, before it waits.
+        loop {
+            let msg = self.stream.next().now_or_never()?;
+            if let Some(next) = self.packet(msg) {
+                return Some(next);
+            }
+        }
+    }
+}
+
+impl<S> WsSource<S> {
+    /// The packet in a received message, if it carries one.
+    fn packet(
+        &self,
+        msg: Option<Result<Message, tungstenite::Error>>,
+    ) -> Option<Result<Packet, ReadEnd>> {
+        let Some(msg) = msg else {
+            return Some(Err(ReadEnd::Closed(CloseReason::PeerClosed)));
+        };
+        match msg {
+            Ok(Message::Binary(bytes)) => Some(
+                split_message(bytes, self.max_frame_len)
+                    .map_err(|e| SessionErrorKind::Frame(e).into()),
+            ),
+            Ok(Message::Text(text)) => Some(Err(SessionErrorKind::Protocol(format!(
+                "received a {}-byte text message; gonet packets travel in binary messages",
+                text.len()
+            ))
+            .into())),
+            Ok(Message::Close(_)) => Some(Err(ReadEnd::Closed(CloseReason::PeerClosed))),
+            // Pings are answered by tungstenite itself; pongs and raw frames carry
+            // nothing for us.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
+            Err(err) => Some(Err(read_error(err))),
         }
     }
 }

@@ -251,12 +251,12 @@ async fn echo_in_order(url: &str, window: u32) {
     // Counters are added up once per batch of messages: the last batch may still be
     // running when its last message reaches the test.
     within("the received count", async {
-        while client.stats().received != u64::from(N) {
-            assert!(
-                client.stats().received < u64::from(N),
-                "{:?}",
-                client.stats()
-            );
+        loop {
+            let stats = client.stats();
+            if stats.received == u64::from(N) {
+                break;
+            }
+            assert!(stats.received < u64::from(N), "{stats:?}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     })
