@@ -253,3 +253,74 @@ async fn full_inbound_queue_stops_reading_and_loses_nothing() {
     drop(sock);
     server.shutdown().await;
 }
+
+/// Replies of a batch of messages wait in the session's reply buffer until the batch is
+/// done; a push, a broadcast or a waiting handler in between must still leave in the
+/// order the handlers made them. 300 messages in one write, so they are one batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_pushes_and_broadcasts_leave_in_handler_order() {
+    const N: u64 = 300;
+    let router = Router::new().route(|session: Session, seq: Seq| async move {
+        let n = seq.n;
+        match n % 4 {
+            1 => session
+                .send(&Notice {
+                    text: format!("push {n}"),
+                })
+                .expect("push"),
+            2 => {
+                session.join("all");
+                let pool = session.pool().expect("a server session");
+                pool.broadcast_group(
+                    "all",
+                    &Notice {
+                        text: format!("broadcast {n}"),
+                    },
+                )
+                .expect("broadcast");
+            }
+            // A handler that waits: the messages behind it queue.
+            3 => tokio::task::yield_now().await,
+            _ => {}
+        }
+        SayAck {
+            content: format!("reply {n}"),
+        }
+    });
+    let server = json_server(router).await;
+    let mut stream = raw(server.local_addr()).await;
+    let mut burst = Vec::new();
+    for n in 0..N {
+        let body = serde_json::to_vec(&Seq {
+            n,
+            pad: String::new(),
+        })
+        .unwrap();
+        burst.extend(frame(201, &body));
+    }
+    stream.write_all(&burst).await.unwrap();
+
+    let mut expected = Vec::new();
+    for n in 0..N {
+        match n % 4 {
+            1 => expected.push(format!("push {n}")),
+            2 => expected.push(format!("broadcast {n}")),
+            _ => {}
+        }
+        expected.push(format!("reply {n}"));
+    }
+    let mut got = Vec::new();
+    within("every reply and push", async {
+        while got.len() < expected.len() {
+            let (id, body) = read_frame(&mut stream).await.expect("server alive");
+            got.push(match id {
+                102 => serde_json::from_slice::<SayAck>(&body).unwrap().content,
+                301 => serde_json::from_slice::<Notice>(&body).unwrap().text,
+                other => panic!("unexpected id {other}"),
+            });
+        }
+    })
+    .await;
+    assert_eq!(got, expected);
+    server.shutdown().await;
+}
