@@ -177,9 +177,10 @@ impl Builder {
         self
     }
 
-    /// Messages read but not yet handled, per session. When the queue is full the
-    /// session stops reading its socket until the handler catches up (backpressure);
-    /// nothing is dropped.
+    /// Messages read but waiting for their turn, per session: while a handler awaits
+    /// something, the messages behind it queue. When the queue is full the session
+    /// stops reading its socket until the handler catches up (backpressure); nothing is
+    /// dropped.
     pub fn inbound_queue(mut self, messages: usize) -> Self {
         self.settings.inbound_queue = messages.max(1);
         self

@@ -276,7 +276,9 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             yield_part().await;
             continue;
         }
-        if work.is_idle() {
+        // An idle session gives its memory back, unless its reads have been large: a
+        // busy session would take it again at once.
+        if work.is_idle() && !source.is_busy() {
             work.release();
             block.release();
         }
@@ -509,20 +511,33 @@ impl<'s> Work<'s> {
         let to = ReplyTo { call, ..self.to };
         let router = &session.inner.shared.router;
         let slot = &mut self.slot;
+        // Anything but a reply already encoded goes through here, so that the common
+        // case returns a single word from the unwind guard.
+        let mut other = None;
         // One unwind guard for decoding, starting and the first poll.
         let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let (name, started) = router.start(session.clone(), id, body, to, slot)?;
-            Some((
-                name,
-                started.map(|()| {
-                    let span = tracing::debug_span!("message", id, name);
-                    let polled = span.in_scope(|| slot.poll(cx));
-                    (span, polled)
-                }),
-            ))
+            let outcome = started.map(|()| {
+                let span = tracing::debug_span!("message", id, name);
+                let polled = span.in_scope(|| slot.poll(cx));
+                (span, polled)
+            });
+            if let Ok((_, Poll::Ready(Reply(ReplyKind::Queued)))) = outcome {
+                return Some(true);
+            }
+            other = Some((name, outcome));
+            Some(false)
         }));
+        let first = match first {
+            Ok(Some(true)) => {
+                self.handled += 1;
+                return;
+            }
+            Ok(Some(false)) => Ok(Some(other.expect("set with false"))),
+            Ok(None) => Ok(None),
+            Err(payload) => Err(payload),
+        };
         match first {
-            Ok(Some((_, Ok((_, Poll::Ready(Reply(ReplyKind::Queued))))))) => self.handled += 1,
             Ok(Some((name, Ok((span, Poll::Ready(reply)))))) => {
                 self.finished(id, name, call, &span, Ok(reply));
             }
@@ -596,7 +611,7 @@ impl<'s> Work<'s> {
             Ok(reply) => match reply.0 {
                 ReplyKind::Queued => {}
                 ReplyKind::Frame(frame) => {
-                    if let Err(source) = session.send_frame(frame) {
+                    if let Err(source) = session.send_frame(*frame) {
                         session.report(SessionErrorKind::Reply { id, name, source });
                     }
                 }
@@ -605,8 +620,9 @@ impl<'s> Work<'s> {
                     Status::new(Code::NoReply, format!("handler of {name} sent no reply")),
                 ),
                 ReplyKind::Error(status) => match call {
-                    Some(_) => self.reply_error(call, status),
+                    Some(_) => self.reply_error(call, *status),
                     None => {
+                        let status = *status;
                         session.report(SessionErrorKind::Handler { id, name, status });
                     }
                 },

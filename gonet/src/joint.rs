@@ -1,12 +1,13 @@
-//! Runs the parts of a session (reader, worker, writer) as one future of one task.
+//! Runs the parts of a session (its inbound part and its writer) as one future of one
+//! task.
 //!
 //! Like `join!`, but each part has a waker of its own. A part woken by another part
-//! while the task is running (the reader queuing a message for the worker, the worker
-//! queuing a reply for the writer) is polled again in the same turn instead of waking
-//! the task: a wake-up of a running task makes the runtime reschedule it and rouse an
-//! idle worker thread to steal it, a system call and a trip across threads per batch of
-//! messages. Only wake-ups from outside (the socket, another session's broadcast) wake
-//! the task.
+//! while the task is running (the inbound part queuing a batch of replies for the
+//! writer, or yielding so the writer sends them) is polled again in the same turn
+//! instead of waking the task: a wake-up of a running task makes the runtime reschedule
+//! it and rouse an idle worker thread to steal it, a system call and a trip across
+//! threads per batch of messages. Only wake-ups from outside (the socket, a handler's
+//! timer, another session's broadcast) wake the task.
 //!
 //! The parts run without the runtime's cooperative budget, which counts every queue
 //! operation and would cut each batch of messages short; instead a turn makes at most

@@ -73,6 +73,13 @@ pub(crate) trait PacketSource: Send + 'static {
         None
     }
 
+    /// Whether the source's reads have been large lately, so that it keeps its read
+    /// buffer between them; the session then keeps its reply buffer and handler slot
+    /// too instead of giving them back at every wait.
+    fn is_busy(&self) -> bool {
+        false
+    }
+
     /// Hands the packets already buffered to `take`, in order, until there are no more
     /// or `take` returns false (it has taken the packet it was given either way).
     /// Returns the end of the source if one was met.
@@ -178,6 +185,10 @@ impl<R> StreamSource<R> {
 impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
     fn try_next(&mut self, _: &Session) -> Option<Result<Packet, ReadEnd>> {
         self.buffered()
+    }
+
+    fn is_busy(&self) -> bool {
+        self.chunk > READ_CHUNK
     }
 
     fn drain(

@@ -51,7 +51,7 @@ impl ReplyTo {
             None => Wrap::Plain,
         };
         match wire::encode_reply(msg, self.codec, wrap, self.max_frame_len, self.session) {
-            Ok(Some(frame)) => Reply(ReplyKind::Frame(frame)),
+            Ok(Some(frame)) => Reply::frame(frame),
             Ok(None) => Reply(ReplyKind::Queued),
             Err(e) => Reply::error(Status::internal(format!("reply not sent: {e}"))),
         }
@@ -65,14 +65,17 @@ impl ReplyTo {
 #[derive(Debug)]
 pub struct Reply(pub(crate) ReplyKind);
 
+///
+/// Two words: the common outcome, a reply already encoded into the session's reply
+/// block, travels back from the handler's future in registers.
 #[derive(Debug)]
 pub(crate) enum ReplyKind {
     None,
     /// A frame to queue.
-    Frame(Bytes),
+    Frame(Box<Bytes>),
     /// Already encoded into the session's reply block.
     Queued,
-    Error(Status),
+    Error(Box<Status>),
 }
 
 impl Reply {
@@ -83,12 +86,12 @@ impl Reply {
 
     /// A complete frame, sent as it is.
     pub fn frame(frame: Bytes) -> Self {
-        Reply(ReplyKind::Frame(frame))
+        Reply(ReplyKind::Frame(Box::new(frame)))
     }
 
     /// An error for the caller (logged when the sender awaits no reply).
     pub fn error(status: Status) -> Self {
-        Reply(ReplyKind::Error(status))
+        Reply(ReplyKind::Error(Box::new(status)))
     }
 }
 

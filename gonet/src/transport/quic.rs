@@ -309,6 +309,10 @@ impl PacketSource for QuicSource {
         self.stream.drain(session, take)
     }
 
+    fn is_busy(&self) -> bool {
+        self.stream.is_busy()
+    }
+
     async fn next_packet(&mut self, session: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Each branch is cancel safe: the stream read appends to its buffer or does
