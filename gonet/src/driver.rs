@@ -231,8 +231,11 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
     };
     let ticking = timer.is_some();
+    // Polled once, this registers the part for the wake-up of a close; after that the
+    // session's flag is checked instead (the token's check takes a lock).
     let stopped = session.inner.stop_reading.cancelled();
     tokio::pin!(stopped);
+    let mut registered = false;
     let mut work = Work::new(session);
     let mut block = ReplyBlock::default();
     let mut reading = !session.inner.stop_reading.is_cancelled();
@@ -282,9 +285,13 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             work.release();
             block.release();
         }
+        let polls_stop = reading && !registered;
         tokio::select! {
             biased;
-            () = &mut stopped, if reading => reading = false,
+            () = &mut stopped, if reading && !registered => reading = false,
+            () = std::future::poll_fn(|_| {
+                if session.stopping() { Poll::Ready(()) } else { Poll::Pending }
+            }), if reading && registered => reading = false,
             () = std::future::poll_fn(|cx| {
                 wire::with_reply_block(session.id(), &mut block, || work.progress(cx))
             }), if !work.is_idle() => {}
@@ -317,6 +324,7 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             }
             else => return,
         }
+        registered |= polls_stop;
     }
 }
 

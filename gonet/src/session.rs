@@ -115,6 +115,8 @@ pub(crate) struct Inner {
     pub(crate) stop_reading: CancellationToken,
     pub(crate) done: CancellationToken,
     discard: AtomicBool,
+    /// Set just before `stop_reading` is cancelled: a check without the token's lock.
+    stopping: AtomicBool,
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
     /// What only some transports offer (QUIC channels and datagrams).
@@ -182,6 +184,7 @@ impl Session {
                 stop_reading: CancellationToken::new(),
                 done: CancellationToken::new(),
                 discard: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
                 reason: OnceLock::new(),
                 extensions: Mutex::new(Extensions::default()),
                 link: OnceLock::new(),
@@ -488,6 +491,11 @@ impl Session {
         }
     }
 
+    /// Whether reading should stop (the session is closing).
+    pub(crate) fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Acquire)
+    }
+
     pub(crate) fn discarding(&self) -> bool {
         self.inner.discard.load(Ordering::Relaxed)
     }
@@ -506,6 +514,7 @@ impl Session {
                 self.inner.out.abort();
             }
         }
+        self.inner.stopping.store(true, Ordering::Release);
         self.inner.stop_reading.cancel();
     }
 
