@@ -241,43 +241,49 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
     let mut reading = !session.inner.stop_reading.is_cancelled();
     // A packet the last wait brought.
     let mut arrived: Option<Packet> = None;
+    // The last batch took packets and the part has yielded since: nothing is buffered,
+    // so the next step is the wait.
+    let mut yielded = false;
     loop {
         // One batch: the handler that was waiting and the messages behind it, then the
         // packet just read and every packet buffered behind it, each handled as it
         // comes while nothing is ahead of it.
-        let mut took = false;
-        std::future::poll_fn(|cx| {
-            wire::with_reply_block(session.id(), &mut block, || {
-                // Queued messages go first; a newly arrived one queues behind them.
-                let _ = work.progress(cx);
-                if let Some(packet) = arrived.take() {
-                    took = true;
-                    reading &= work.accept(packet.id, Body::new(&packet.body), cx);
-                }
-                if reading && work.has_room() {
-                    let ended = source.drain(session, &mut |id, body| {
+        if !std::mem::take(&mut yielded) {
+            let mut took = false;
+            std::future::poll_fn(|cx| {
+                wire::with_reply_block(session.id(), &mut block, || {
+                    // Queued messages go first; a newly arrived one queues behind them.
+                    let _ = work.progress(cx);
+                    if let Some(packet) = arrived.take() {
                         took = true;
-                        reading = work.accept(id, body, cx);
-                        reading && work.has_room()
-                    });
-                    if let Some(end) = ended {
-                        reading = false;
-                        work.end(end, lane);
+                        reading &= work.accept(packet.id, Body::new(&packet.body), cx);
                     }
-                    live.heard |= took;
-                }
-            });
-            Poll::Ready(())
-        })
-        .await;
-        work.flush(&mut block);
-        if !reading && work.is_idle() {
-            return;
-        }
-        if took {
-            // Let the writer send this batch's replies before reading the next one.
-            yield_part().await;
-            continue;
+                    if reading && work.has_room() {
+                        let ended = source.drain(session, &mut |id, body| {
+                            took = true;
+                            reading = work.accept(id, body, cx);
+                            reading && work.has_room()
+                        });
+                        if let Some(end) = ended {
+                            reading = false;
+                            work.end(end, lane);
+                        }
+                        live.heard |= took;
+                    }
+                });
+                Poll::Ready(())
+            })
+            .await;
+            work.flush(&mut block);
+            if !reading && work.is_idle() {
+                return;
+            }
+            if took {
+                // Let the writer send this batch's replies before reading the next one.
+                yield_part().await;
+                yielded = true;
+                continue;
+            }
         }
         // An idle session gives its memory back, unless its reads have been large: a
         // busy session would take it again at once.
@@ -671,9 +677,17 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     let out = &session.inner.out;
     let timeout = session.inner.shared.settings.write_timeout;
     while sink.take(out).await == Batch::Write {
-        let written = tokio::select! {
-            written = tokio::time::timeout(timeout, sink.write()) => written,
-            () = out.aborted() => return,
+        let written = {
+            let write = sink.write();
+            tokio::pin!(write);
+            // Most writes complete at once: no timer and no abort watch for those.
+            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                Poll::Ready(written) => Ok(written),
+                Poll::Pending => tokio::select! {
+                    written = tokio::time::timeout(timeout, write.as_mut()) => written,
+                    () = out.aborted() => return,
+                },
+            }
         };
         match written {
             Ok(Ok(())) => {}
