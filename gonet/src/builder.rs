@@ -112,7 +112,7 @@ pub(crate) struct Shared {
     pub(crate) pool: Option<SessionPool>,
     /// Cancelled when a shutdown runs out of time: every session stops at once, even
     /// inside a handler.
-    pub(crate) kill: CancellationToken,
+    pub(crate) kill: crate::signal::Signal,
 }
 
 /// Configures and starts servers ([`serve`](Self::serve)) and clients
@@ -333,7 +333,7 @@ impl Builder {
             router: self.router.clone(),
             hooks: self.hooks.clone(),
             pool,
-            kill: CancellationToken::new(),
+            kill: crate::signal::Signal::default(),
         })
     }
 
@@ -385,7 +385,7 @@ pub struct Server {
     finish: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     pool: SessionPool,
     stop: CancellationToken,
-    kill: CancellationToken,
+    kill: crate::signal::Signal,
     shutdown_timeout: Duration,
     tracker: TaskTracker,
     accept: Option<JoinHandle<()>>,
@@ -452,7 +452,7 @@ impl Server {
                 timeout = ?self.shutdown_timeout,
                 "shutdown timed out; stopping the remaining sessions"
             );
-            self.kill.cancel();
+            self.kill.raise();
             self.tracker.wait().await;
         }
         // Transports that must drain after their sessions (QUIC waits for its

@@ -90,7 +90,7 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
             let lane = tokio::task::unconstrained(inbound(&session, source, Lane::Extra));
             tokio::select! {
                 () = lane => {}
-                () = kill.cancelled() => {}
+                () = kill.raised() => {}
             }
         }
         .instrument(span),
@@ -106,7 +106,7 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K
     let inbound = async {
         tokio::select! {
             () = guarded("reader", &session, inbound(&session, source, Lane::Main)) => {}
-            () = shared.kill.cancelled() => {
+            () = shared.kill.raised() => {
                 session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
             }
         }
@@ -231,11 +231,8 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
     };
     let ticking = timer.is_some();
-    // Polled once, this registers the part for the wake-up of a close; after that the
-    // session's flag is checked instead (the token's check takes a lock).
-    let stopped = session.inner.stop_reading.cancelled();
+    let stopped = crate::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
     tokio::pin!(stopped);
-    let mut registered = false;
     let mut work = Work::new(session);
     let mut block = ReplyBlock::default();
     let mut reading = !session.inner.stop_reading.is_cancelled();
@@ -291,13 +288,9 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             work.release();
             block.release();
         }
-        let polls_stop = reading && !registered;
         tokio::select! {
             biased;
-            () = &mut stopped, if reading && !registered => reading = false,
-            () = std::future::poll_fn(|_| {
-                if session.stopping() { Poll::Ready(()) } else { Poll::Pending }
-            }), if reading && registered => reading = false,
+            () = &mut stopped, if reading => reading = false,
             () = std::future::poll_fn(|cx| {
                 wire::with_reply_block(session.id(), &mut block, || work.progress(cx))
             }), if !work.is_idle() => {}
@@ -330,7 +323,6 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             }
             else => return,
         }
-        registered |= polls_stop;
     }
 }
 

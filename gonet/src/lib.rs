@@ -111,6 +111,7 @@ mod outbound;
 mod pool;
 mod router;
 mod session;
+mod signal;
 mod status;
 #[cfg(feature = "tls")]
 mod tls;

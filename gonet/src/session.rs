@@ -116,7 +116,7 @@ pub(crate) struct Inner {
     pub(crate) done: CancellationToken,
     discard: AtomicBool,
     /// Set just before `stop_reading` is cancelled: a check without the token's lock.
-    stopping: AtomicBool,
+    pub(crate) stopping: AtomicBool,
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
     /// What only some transports offer (QUIC channels and datagrams).
@@ -489,11 +489,6 @@ impl Session {
             Transport::Udp => max.min(65_505),
             _ => max,
         }
-    }
-
-    /// Whether reading should stop (the session is closing).
-    pub(crate) fn stopping(&self) -> bool {
-        self.inner.stopping.load(Ordering::Acquire)
     }
 
     pub(crate) fn discarding(&self) -> bool {
