@@ -199,8 +199,10 @@ where
         slot: &mut HandlerSlot,
     ) -> Result<(), CodecError> {
         let msg = M::decode_body(to.codec, body)?;
-        let fut = (self.f)(session, msg);
-        slot.set(async move { fut.await.into_reply(to) });
+        slot.set(IntoReplyFuture {
+            fut: (self.f)(session, msg),
+            to,
+        });
         Ok(())
     }
 }
@@ -218,8 +220,35 @@ where
     R: IntoReply,
 {
     fn start(&self, session: Session, packet: Packet, to: ReplyTo, slot: &mut HandlerSlot) {
-        let fut = (self.0)(session, packet);
-        slot.set(async move { fut.await.into_reply(to) });
+        slot.set(IntoReplyFuture {
+            fut: (self.0)(session, packet),
+            to,
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's future whose output is turned into a [`Reply`] (a hand-written
+    /// future: an `async` block would move the handler's future once more before its
+    /// first poll).
+    struct IntoReplyFuture<Fut> {
+        #[pin]
+        fut: Fut,
+        to: ReplyTo,
+    }
+}
+
+impl<Fut> Future for IntoReplyFuture<Fut>
+where
+    Fut: Future,
+    Fut::Output: IntoReply,
+{
+    type Output = Reply;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let this = self.project();
+        let to = *this.to;
+        this.fut.poll(cx).map(|out| out.into_reply(to))
     }
 }
 
