@@ -301,12 +301,23 @@ fn encode_into<M: Message>(
             Wrap::Plain => 0,
             Wrap::Request(_) | Wrap::Response(_) => ENVELOPE_LEN,
         };
+    let (id, call) = match wrap {
+        Wrap::Plain => (M::ID, None),
+        Wrap::Request(call) => (ID_REQUEST, Some(call)),
+        Wrap::Response(call) => (ID_RESPONSE, Some(call)),
+    };
     let mut undo = Undo {
         dst,
         start,
         armed: true,
     };
-    undo.dst.put_bytes(0, prefix);
+    // The length is written once the body is there.
+    undo.dst.put_u16_le(0);
+    undo.dst.put_u32_le(id);
+    if let Some(call) = call {
+        undo.dst.put_u32_le(call);
+        undo.dst.put_u32_le(M::ID);
+    }
     msg.encode_body(codec, undo.dst)?;
     let len = undo.dst.len() - start;
     let frame_len = len - 2;
@@ -318,19 +329,8 @@ fn encode_into<M: Message>(
             max: max_frame_len - (prefix - 2),
         });
     }
-    let (id, call) = match wrap {
-        Wrap::Plain => (M::ID, None),
-        Wrap::Request(call) => (ID_REQUEST, Some(call)),
-        Wrap::Response(call) => (ID_RESPONSE, Some(call)),
-    };
     undo.armed = false;
-    let mut header = &mut undo.dst[start..start + prefix];
-    header.put_u16_le(frame_len as u16);
-    header.put_u32_le(id);
-    if let Some(call) = call {
-        header.put_u32_le(call);
-        header.put_u32_le(M::ID);
-    }
+    undo.dst[start..start + 2].copy_from_slice(&(frame_len as u16).to_le_bytes());
     Ok(())
 }
 
