@@ -67,11 +67,13 @@
 //! | `wire` | the protocol extension (call correlation, error replies, heartbeats); reply blocks |
 //! | `codec` | body codecs ([`Codec`]) |
 //! | `message` | [`Message`], [`message!`] and the reserved id range |
+//! | `body` | [`Body`]: a received body, borrowed from the read buffer while it is decoded |
 //! | `router` | [`Router`], [`IntoReply`] |
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
 //! | `driver` | a session's inbound part (reading, ordered handling, heartbeats) and writer, run as one task |
 //! | `joint` | runs those parts as one task without waking it from inside |
+//! | `signal` | stop signals that sessions poll without taking a lock |
 //! | `link` | the packet source and frame sink a transport hands the driver |
 //! | `transport` | URL schemes to listeners and connections: `tcp`, `udp`, `ws`, `quic`, `kcp` |
 //! | `tls` | certificates for `wss://` and `quic://` (`ServerTls`, `ClientTls`) |
