@@ -31,6 +31,12 @@
 //!
 //! Once reading has stopped, the inbound part handles the messages already accepted
 //! and ends; then the writer flushes what is queued and the session is finished.
+//!
+//! Replies leave in the order their handlers produced them, with the session's other
+//! frames (a push or a broadcast queued by a handler goes after the replies before it).
+//! Against frames queued from elsewhere (another session's handler, a spawned task)
+//! there is no order, as before; the replies of a batch are queued when the batch ends
+//! or a waiting handler finishes, microseconds after their handlers.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -288,12 +294,19 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             work.release();
             block.release();
         }
+        // Reading waits while the queue is full: the peer is not silent, it is not
+        // being read.
+        if !work.has_room() {
+            live.heard = true;
+        }
         tokio::select! {
             biased;
             () = &mut stopped, if reading => reading = false,
+            // The waiting handler finishing ends the wait, so that its reply is queued
+            // and the messages behind it run (the next batch) at once.
             () = std::future::poll_fn(|cx| {
-                wire::with_reply_block(session.id(), &mut block, || work.progress(cx))
-            }), if !work.is_idle() => {}
+                wire::with_reply_block(session.id(), &mut block, || work.poll_running(cx))
+            }), if work.running.is_some() => {}
             next = source.next_packet(session), if reading && work.has_room() => match next {
                 Ok(packet) => {
                     live.heard = true;

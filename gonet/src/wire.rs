@@ -173,7 +173,13 @@ impl ReplyBlock {
             return None;
         }
         let frames = std::mem::take(&mut self.frames);
-        Some((self.buf.split().freeze(), frames))
+        let replies = self.buf.split().freeze();
+        // A large reply (or one that failed to encode) grew the block: start a normal
+        // one next time rather than keep the room.
+        if self.buf.capacity() > 2 * REPLY_BLOCK {
+            self.buf = BytesMut::new();
+        }
+        Some((replies, frames))
     }
 
     /// Lets the memory go (the replies must have been taken).

@@ -324,3 +324,119 @@ async fn replies_pushes_and_broadcasts_leave_in_handler_order() {
     assert_eq!(got, expected);
     server.shutdown().await;
 }
+
+/// Message 0's handler waits for the test; 1 and 2 queue behind it, and 2's handler
+/// waits again. Once 0 is released, replies 0 and 1 must arrive while 2 still waits:
+/// a reply is never held back until every queued message is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_leave_while_later_handlers_still_wait() {
+    let gates: Arc<Vec<Notify>> = Arc::new((0..3).map(|_| Notify::new()).collect());
+    let wait_on = gates.clone();
+    let router = Router::new().route(move |_: Session, seq: Seq| {
+        let gates = wait_on.clone();
+        async move {
+            if seq.n != 1 {
+                gates[seq.n as usize].notified().await;
+            }
+            SayAck {
+                content: format!("reply {}", seq.n),
+            }
+        }
+    });
+    let server = json_server(router).await;
+    let mut stream = raw(server.local_addr()).await;
+    let mut burst = Vec::new();
+    for n in 0..3 {
+        let body = serde_json::to_vec(&Seq {
+            n,
+            pad: String::new(),
+        })
+        .unwrap();
+        burst.extend(frame(201, &body));
+    }
+    stream.write_all(&burst).await.unwrap();
+    let session = within("the session", async {
+        loop {
+            if let Some(s) = server.pool().sessions().into_iter().next() {
+                if s.stats().received == 3 {
+                    return s;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    gates[0].notify_one();
+    for n in 0..2 {
+        let (id, body) = within("a reply", read_frame(&mut stream))
+            .await
+            .expect("server alive");
+        assert_eq!(id, 102);
+        let ack: SayAck = serde_json::from_slice(&body).unwrap();
+        assert_eq!(ack.content, format!("reply {n}"));
+    }
+    assert_eq!(session.stats().handled, 2, "message 2 still waits");
+    gates[2].notify_one();
+    let (_, body) = within("the last reply", read_frame(&mut stream))
+        .await
+        .expect("server alive");
+    let ack: SayAck = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ack.content, "reply 2");
+    server.shutdown().await;
+}
+
+/// While a slow handler keeps the queue full the socket is not read, so the peer's
+/// messages are not heard: that is no reason to close the session as idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_not_an_idle_peer() {
+    let release = Arc::new(Notify::new());
+    let wait_on = release.clone();
+    let router = Router::new().route(move |_: Session, seq: Seq| {
+        let release = wait_on.clone();
+        async move {
+            if seq.n == 0 {
+                release.notified().await;
+            }
+            SayAck {
+                content: format!("reply {}", seq.n),
+            }
+        }
+    });
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .router(router)
+        .inbound_queue(1)
+        .idle_timeout(std::time::Duration::from_millis(50))
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut stream = raw(server.local_addr()).await;
+    let mut burst = Vec::new();
+    for n in 0..3 {
+        let body = serde_json::to_vec(&Seq {
+            n,
+            pad: String::new(),
+        })
+        .unwrap();
+        burst.extend(frame(201, &body));
+    }
+    stream.write_all(&burst).await.unwrap();
+    // Many idle timeouts long: the session must still be there, waiting on its queue.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let session = server
+        .pool()
+        .sessions()
+        .into_iter()
+        .next()
+        .expect("session open");
+    assert!(!session.is_closed(), "closed while its queue was full");
+    release.notify_one();
+    for n in 0..3 {
+        let (_, body) = within("a reply", read_frame(&mut stream))
+            .await
+            .expect("server alive");
+        let ack: SayAck = serde_json::from_slice(&body).unwrap();
+        assert_eq!(ack.content, format!("reply {n}"));
+    }
+    server.shutdown().await;
+}
