@@ -93,7 +93,11 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
         async move {
             let kill = session.inner.shared.kill.clone();
             // Outside the runtime's budget, like the session's own parts (see `joint`).
-            let lane = tokio::task::unconstrained(inbound(&session, source, Lane::Extra));
+            let lane = tokio::task::unconstrained(guarded(
+                "lane",
+                &session,
+                inbound(&session, source, Lane::Extra),
+            ));
             tokio::select! {
                 () = lane => {}
                 () = kill.raised() => {}
