@@ -38,16 +38,7 @@ async fn shutdown_answers_every_accepted_request_then_closes() {
     let mut sockets = Vec::new();
     for _ in 0..3 {
         let mut s = raw(addr).await;
-        let mut bytes = Vec::new();
-        for n in 0..N {
-            let body = serde_json::to_vec(&Seq {
-                n,
-                pad: String::new(),
-            })
-            .unwrap();
-            bytes.extend(frame(201, &body));
-        }
-        s.write_all(&bytes).await.unwrap();
+        s.write_all(&seq_frames(0..N)).await.unwrap();
         sockets.push(s);
     }
     // Every request has been read (accepted); the first of each session is in flight.

@@ -87,6 +87,20 @@ pub(crate) fn frame(id: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// JSON `Seq { n }` frames for every `n` of `ns`, back to back, to send in one write.
+pub(crate) fn seq_frames(ns: std::ops::Range<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in ns {
+        let body = serde_json::to_vec(&Seq {
+            n,
+            pad: String::new(),
+        })
+        .expect("a Seq encodes");
+        out.extend(frame(201, &body));
+    }
+    out
+}
+
 /// Reads one frame from a raw stream: `(id, body)`, or `None` at a clean EOF.
 pub(crate) async fn read_frame(stream: &mut TcpStream) -> Option<(u32, Bytes)> {
     let mut header = [0u8; 6];
@@ -101,6 +115,18 @@ pub(crate) async fn read_frame(stream: &mut TcpStream) -> Option<(u32, Bytes)> {
     let mut body = BytesMut::zeroed(len - 4);
     stream.read_exact(&mut body).await.expect("frame body");
     Some((id, body.freeze()))
+}
+
+/// Reads the next frame from a raw stream, which must be a JSON `SayAck`, and returns
+/// its content.
+pub(crate) async fn read_ack(stream: &mut TcpStream) -> String {
+    let (id, body) = within("a reply", read_frame(stream))
+        .await
+        .expect("server alive");
+    assert_eq!(id, 102, "expected a SayAck");
+    serde_json::from_slice::<SayAck>(&body)
+        .expect("a SayAck body")
+        .content
 }
 
 /// A raw TCP connection, as a Go gonet client would open it.

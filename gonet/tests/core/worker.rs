@@ -289,16 +289,7 @@ async fn replies_pushes_and_broadcasts_leave_in_handler_order() {
     });
     let server = json_server(router).await;
     let mut stream = raw(server.local_addr()).await;
-    let mut burst = Vec::new();
-    for n in 0..N {
-        let body = serde_json::to_vec(&Seq {
-            n,
-            pad: String::new(),
-        })
-        .unwrap();
-        burst.extend(frame(201, &body));
-    }
-    stream.write_all(&burst).await.unwrap();
+    stream.write_all(&seq_frames(0..N)).await.unwrap();
 
     let mut expected = Vec::new();
     for n in 0..N {
@@ -345,16 +336,7 @@ async fn replies_leave_while_later_handlers_still_wait() {
     });
     let server = json_server(router).await;
     let mut stream = raw(server.local_addr()).await;
-    let mut burst = Vec::new();
-    for n in 0..3 {
-        let body = serde_json::to_vec(&Seq {
-            n,
-            pad: String::new(),
-        })
-        .unwrap();
-        burst.extend(frame(201, &body));
-    }
-    stream.write_all(&burst).await.unwrap();
+    stream.write_all(&seq_frames(0..3)).await.unwrap();
     let session = within("the session", async {
         loop {
             if let Some(s) = server.pool().sessions().into_iter().next() {
@@ -368,20 +350,11 @@ async fn replies_leave_while_later_handlers_still_wait() {
     .await;
     gates[0].notify_one();
     for n in 0..2 {
-        let (id, body) = within("a reply", read_frame(&mut stream))
-            .await
-            .expect("server alive");
-        assert_eq!(id, 102);
-        let ack: SayAck = serde_json::from_slice(&body).unwrap();
-        assert_eq!(ack.content, format!("reply {n}"));
+        assert_eq!(read_ack(&mut stream).await, format!("reply {n}"));
     }
     assert_eq!(session.stats().handled, 2, "message 2 still waits");
     gates[2].notify_one();
-    let (_, body) = within("the last reply", read_frame(&mut stream))
-        .await
-        .expect("server alive");
-    let ack: SayAck = serde_json::from_slice(&body).unwrap();
-    assert_eq!(ack.content, "reply 2");
+    assert_eq!(read_ack(&mut stream).await, "reply 2");
     server.shutdown().await;
 }
 
@@ -411,16 +384,7 @@ async fn a_full_queue_is_not_an_idle_peer() {
         .await
         .unwrap();
     let mut stream = raw(server.local_addr()).await;
-    let mut burst = Vec::new();
-    for n in 0..3 {
-        let body = serde_json::to_vec(&Seq {
-            n,
-            pad: String::new(),
-        })
-        .unwrap();
-        burst.extend(frame(201, &body));
-    }
-    stream.write_all(&burst).await.unwrap();
+    stream.write_all(&seq_frames(0..3)).await.unwrap();
     // Many idle timeouts long: the session must still be there, waiting on its queue.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let session = server
@@ -432,11 +396,7 @@ async fn a_full_queue_is_not_an_idle_peer() {
     assert!(!session.is_closed(), "closed while its queue was full");
     release.notify_one();
     for n in 0..3 {
-        let (_, body) = within("a reply", read_frame(&mut stream))
-            .await
-            .expect("server alive");
-        let ack: SayAck = serde_json::from_slice(&body).unwrap();
-        assert_eq!(ack.content, format!("reply {n}"));
+        assert_eq!(read_ack(&mut stream).await, format!("reply {n}"));
     }
     server.shutdown().await;
 }
