@@ -123,7 +123,7 @@ mod wire;
 
 pub use body::Body;
 pub use builder::{Builder, PanicPolicy, Server};
-pub use codec::{Codec, CodecError, CodecErrorKind, CodecOp, ParseCodecError};
+pub use codec::{Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
 pub use error::{CallError, DialError, SendError, ServeError, SessionError, SessionErrorKind};
 pub use frame::{FrameCodec, FrameError, Packet};
 pub use message::{Message, RESERVED_ID_START, is_user_id};

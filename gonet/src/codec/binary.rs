@@ -2,7 +2,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Codec, CodecError, CodecErrorKind, CodecOp};
+use super::{Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING};
 
 pub(crate) fn encode<T: Serialize>(
     msg: &T,
@@ -19,7 +19,11 @@ pub(crate) fn decode<T: DeserializeOwned>(
 ) -> Result<T, CodecError> {
     let err = |kind: CodecErrorKind| CodecError::new(Codec::Binary, CodecOp::Decode, name, kind);
     let mut rest = body;
-    let value = rmp_serde::decode::from_read(&mut rest).map_err(|e| err(e.into()))?;
+    let mut de = rmp_serde::Deserializer::new(&mut rest);
+    let value = super::depth::decode(&mut de).map_err(|e| match e {
+        Some(e) => err(e.into()),
+        None => err(CodecErrorKind::TooDeep { limit: MAX_NESTING }),
+    })?;
     if rest.is_empty() {
         Ok(value)
     } else {

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 #[cfg(feature = "binary")]
 pub(crate) mod binary;
+#[cfg(any(feature = "xml", feature = "binary"))]
+mod depth;
 #[cfg(feature = "json")]
 pub(crate) mod json;
 #[cfg(feature = "protobuf")]
@@ -22,6 +24,14 @@ pub(crate) mod xml;
     feature = "binary"
 )))]
 compile_error!("gonet needs at least one codec feature: protobuf, json, xml or binary");
+
+/// How deeply the XML and binary (MessagePack) codecs let containers nest in a body:
+/// sequences, maps, structs, enums and options each count one level. JSON has the same
+/// limit (serde_json's own) and protobuf prost's limit of 100 nested messages.
+///
+/// A body nested deeper is refused with
+/// [`CodecErrorKind::TooDeep`](crate::CodecErrorKind::TooDeep); the session goes on.
+pub const MAX_NESTING: usize = 128;
 
 /// The format of message bodies on a listener or client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -213,6 +223,12 @@ pub enum CodecErrorKind {
     #[cfg(feature = "binary")]
     #[error(transparent)]
     BinaryDecode(#[from] rmp_serde::decode::Error),
+    /// The body nests containers deeper than [`MAX_NESTING`] (XML, binary).
+    #[error("nesting deeper than {limit} levels")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
     /// The value decoded but bytes were left over.
     #[error("{0} bytes left over after the value")]
     TrailingBytes(usize),

@@ -3,7 +3,27 @@
 
 use gonet::{Codec, Session};
 
-use crate::support::{Say, SayAck, within};
+use serde::{Deserialize, Serialize};
+
+use crate::support::within;
+
+/// What the canary says; every codec can carry it.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub(crate) struct Say {
+    #[prost(string, tag = "1")]
+    #[serde(default)]
+    pub(crate) content: String,
+}
+gonet::message!(Say = 901, [prost, serde], name = "canary.Say");
+
+/// The canary's answer.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub(crate) struct SayAck {
+    #[prost(string, tag = "1")]
+    #[serde(default)]
+    pub(crate) content: String,
+}
+gonet::message!(SayAck = 902, [prost, serde], name = "canary.SayAck");
 
 /// A router that echoes `Say` as `SayAck`: what the canary calls.
 pub(crate) fn echo_router() -> gonet::Router {
@@ -26,8 +46,13 @@ pub(crate) async fn client(url: &str, codec: Codec) -> Session {
 /// Asserts that `canary` is still answered: one call, its reply checked.
 pub(crate) async fn still_served(canary: &Session, what: &str) {
     let text = format!("still here after {what}");
-    let reply: SayAck = within("the canary's reply", canary.call(&Say { content: text.clone() }))
-        .await
-        .unwrap_or_else(|e| panic!("the canary was not answered after {what}: {e}"));
+    let reply: SayAck = within(
+        "the canary's reply",
+        canary.call(&Say {
+            content: text.clone(),
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the canary was not answered after {what}: {e}"));
     assert_eq!(reply.content, text);
 }
