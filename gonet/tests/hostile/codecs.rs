@@ -256,3 +256,107 @@ async fn json_nesting_is_refused() {
 async fn protobuf_nesting_is_refused() {
     nesting_is_refused(Codec::Protobuf).await;
 }
+
+/// Sends each body as a `Node` from its own raw connection and asserts that the server
+/// refused it with an error naming the codec and the message, and still answers the
+/// canary.
+async fn refused(codec: Codec, cases: &[(&str, Vec<u8>)]) {
+    let (server, mut errors) = server(codec).await;
+    let canary = canary::client(&server.url(), codec).await;
+    for (what, body) in cases {
+        let (_attacker, error) = attack(server.local_addr(), &mut errors, body).await;
+        assert!(
+            error.contains(&format!("{codec} codec cannot decode hostile.Node")),
+            "{codec}, {what}: {error}"
+        );
+        canary::still_served(&canary, &format!("{codec}: {what}")).await;
+    }
+    canary.close("done");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lengths_that_promise_gigabytes_are_refused() {
+    const FOUR_GIB: [u8; 4] = [0xff; 4];
+    let binary = |marker: u8, rest: &[u8]| {
+        let mut body = vec![marker];
+        body.extend_from_slice(&FOUR_GIB);
+        body.extend_from_slice(rest);
+        body
+    };
+    refused(
+        Codec::Binary,
+        &[
+            ("array32 of 4 Gi elements", binary(0xdd, b"")),
+            ("map32 of 4 Gi entries", binary(0xdf, b"")),
+            (
+                "str32 of 4 GiB",
+                [vec![0x92, 0xc0], binary(0xdb, b"abc")].concat(),
+            ),
+            (
+                "bin32 of 4 GiB",
+                [vec![0x92, 0xc0], binary(0xc6, b"abc")].concat(),
+            ),
+            (
+                "a child of 4 Gi fields",
+                [vec![0x92], binary(0xdd, b"")].concat(),
+            ),
+        ],
+    )
+    .await;
+    // Field 1 (the child) and field 2 (the text) with lengths of 4 GiB and 2^63.
+    refused(
+        Codec::Protobuf,
+        &[
+            ("a child of 4 GiB", vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            (
+                "a text of 4 GiB",
+                vec![0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, b'a'],
+            ),
+            (
+                "a text of 2^63 bytes",
+                vec![
+                    0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+                ],
+            ),
+            (
+                "a varint of eleven bytes",
+                vec![
+                    0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xml_entities_and_document_types_are_not_expanded() {
+    let mut laughs = String::from("<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">");
+    for i in 1..10 {
+        let prev = if i == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        laughs.push_str(&format!(
+            "<!ENTITY lol{i} \"{}\">",
+            format!("&{prev};").repeat(10)
+        ));
+    }
+    laughs.push_str("]><Node><text>&lol9;</text></Node>");
+    let external = "<!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\
+                    <Node><text>&xxe;</text></Node>";
+    refused(
+        Codec::Xml,
+        &[
+            ("a billion laughs", laughs.into_bytes()),
+            ("an external entity", external.as_bytes().to_vec()),
+            (
+                "an undefined entity",
+                b"<Node><text>&nope;</text></Node>".to_vec(),
+            ),
+        ],
+    )
+    .await;
+}
