@@ -309,10 +309,13 @@ mod tests {
 
     #[test]
     fn counts_every_container_and_stops_one_past_the_limit() {
-        assert!(
-            decode_xml(&nested(MAX_NESTING / 2)).is_ok(),
-            "{MAX_NESTING} levels decode"
-        );
+        let mut tree = decode_xml(&nested(MAX_NESTING / 2)).expect("the limit decodes");
+        let mut levels = 1;
+        while let Some(child) = tree.children.pop() {
+            tree = child;
+            levels += 1;
+        }
+        assert_eq!(levels, MAX_NESTING / 2);
         match decode_xml(&nested(MAX_NESTING / 2 + 1)) {
             Err(None) => {}
             other => panic!("expected the nesting limit, got {other:?}"),
