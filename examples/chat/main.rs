@@ -212,7 +212,7 @@ async fn client(
         let result = if line == "/quit" {
             break;
         } else if line == "/leave" {
-            chat.leave(Leave {}).map_err(|e| e.to_string())
+            chat.leave(Leave {}).await.map_err(|e| e.to_string())
         } else if let Some(room) = line.strip_prefix("/join ") {
             chat.join(Join {
                 room: room.trim().into(),

@@ -321,11 +321,17 @@ fn service_client(schema: &Schema, svc: &ServiceDef) -> TokenStream {
         if m.is_one_way() {
             let method_doc = doc(
                 &m.doc,
-                &format!("Sends `{}` (rpc `{}`); one-way, nothing comes back.", m.input, m.name),
+                &format!(
+                    "Sends `{}` (rpc `{}`); one-way, nothing comes back. Returns once the \
+                     message is queued; `async` like every rpc of a client, so that each \
+                     is awaited the same way.",
+                    m.input, m.name
+                ),
             );
             quote! {
                 #method_doc
-                pub fn #ident(&self, req: #req) -> ::core::result::Result<(), ::gonet::codegen::SendError> {
+                #[allow(clippy::unused_async, reason = "one calling convention for every rpc")]
+                pub async fn #ident(&self, req: #req) -> ::core::result::Result<(), ::gonet::codegen::SendError> {
                     self.session.send(&req)
                 }
             }
@@ -459,10 +465,11 @@ mod tests {
         assert!(code.contains(
             "Output = ::core::result::Result<room::Seat, ::gonet::codegen::Status>,\n    > + Send;"
         ), "{code}");
-        // One-way: the handler's Ok is (), the client sends without waiting.
+        // One-way: the handler's Ok is (), the client's method is async like a call's
+        // and waits for nothing but the queue.
         assert!(code.contains("Output = ::core::result::Result<(), ::gonet::codegen::Status>"));
         assert!(code.contains(
-            "pub fn bye(\n        &self,\n        req: Bye,\n    ) -> ::core::result::Result<(), ::gonet::codegen::SendError>"
+            "pub async fn bye(\n        &self,\n        req: Bye,\n    ) -> ::core::result::Result<(), ::gonet::codegen::SendError>"
         ), "{code}");
         assert!(code.contains("pub async fn enter("), "{code}");
         assert!(code.contains("pub const IDS: &'static [u32]"), "{code}");

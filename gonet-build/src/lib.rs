@@ -27,7 +27,8 @@
 //!   `impl gonet::Message`, so every codec (protobuf, JSON, XML, binary) carries it;
 //! - per service, a handler trait (`SayService`) with one method per rpc, a
 //!   `SayServiceServer` that routes the requests to it (`Router::service`), and a typed
-//!   `SayServiceClient`. An rpc returning `google.protobuf.Empty` is one-way.
+//!   `SayServiceClient`. An rpc returning `google.protobuf.Empty` is one-way: its client
+//!   method is `async` like a call's, and returns once the message is queued.
 //!
 //! Nothing needs `protoc`: files are parsed by protox, `gonet/options.proto` and the
 //! well-known types resolve without being copied.

@@ -31,6 +31,7 @@ impl SayService for Chat {
             push.pushed(Pushed {
                 text: req.content.clone(),
             })
+            .await
             .map_err(|e| Status::internal(e.to_string()))?;
         }
         Ok(SayAck {
@@ -303,6 +304,7 @@ async fn one_way_rpc_reaches_the_handler_without_a_reply() {
         .note(Note {
             text: "remember".into(),
         })
+        .await
         .expect("send");
     assert_eq!(notes.recv().await.as_deref(), Some("remember"));
     // A call after the note still gets its own reply: nothing else was sent back.
