@@ -366,9 +366,14 @@ fn write_all(
             let indent = "    ".repeat(open.len());
             // prost puts a message's nested types in a module named after the message,
             // which may repeat the package's last name (`shapes::shapes`); fields
-            // without a proto comment have no doc.
+            // without a proto comment have no doc; prost's enum helpers (`as_str_name`)
+            // have neither `#[must_use]` nor backticks around "ProtoBuf" in their docs.
             include.push_str(&format!(
-                "{indent}#[allow(clippy::module_inception, missing_docs)]\n{indent}pub mod {part} {{\n"
+                "{indent}#[allow(\n{indent}    clippy::module_inception,\n{indent}    \
+                 missing_docs,\n{indent}    clippy::must_use_candidate,\n{indent}    \
+                 clippy::doc_markdown,\n{indent}    reason = \"generated from the schema: \
+                 names and docs follow the .proto file and prost\"\n{indent})]\n\
+                 {indent}pub mod {part} {{\n"
             ));
             open.push(part.clone());
         }

@@ -118,6 +118,17 @@ fn doc(comment: &str, fallback: &str) -> TokenStream {
     quote!(#(#lines)*)
 }
 
+/// The `# Errors` section of a generated method's docs.
+fn errors_doc(text: &str) -> TokenStream {
+    let text = format!(" {text}");
+    quote! {
+        #[doc = ""]
+        #[doc = " # Errors"]
+        #[doc = ""]
+        #[doc = #text]
+    }
+}
+
 fn format_type(config: &GenConfig) -> TokenStream {
     match (config.protobuf, config.serde) {
         (true, true) => quote!(::gonet::codegen::GeneratedFormat),
@@ -328,8 +339,13 @@ fn service_client(schema: &Schema, svc: &ServiceDef) -> TokenStream {
                     m.input, m.name
                 ),
             );
+            let errors = errors_doc(
+                "`SendError` when the session is closed, the peer is not reading or the \
+                 message does not encode.",
+            );
             quote! {
                 #method_doc
+                #errors
                 #[allow(clippy::unused_async, reason = "one calling convention for every rpc")]
                 pub async fn #ident(&self, req: #req) -> ::core::result::Result<(), ::gonet::codegen::SendError> {
                     self.session.send(&req)
@@ -341,8 +357,13 @@ fn service_client(schema: &Schema, svc: &ServiceDef) -> TokenStream {
                 &m.doc,
                 &format!("Calls rpc `{}`: sends `{}` and waits for `{}`.", m.name, m.input, m.output),
             );
+            let errors = errors_doc(
+                "`CallError` when the request cannot be sent, no reply comes within the \
+                 timeout, the session closes first, or the handler answers with a `Status`.",
+            );
             quote! {
                 #method_doc
+                #errors
                 pub async fn #ident(&self, req: #req) -> ::core::result::Result<#reply, ::gonet::codegen::CallError> {
                     match self.timeout {
                         ::core::option::Option::Some(timeout) => self.session.call_timeout(&req, timeout).await,
@@ -362,6 +383,7 @@ fn service_client(schema: &Schema, svc: &ServiceDef) -> TokenStream {
 
         impl #client {
             /// A client over `session`, with the session's call timeout.
+            #[must_use]
             pub fn new(session: ::gonet::codegen::Session) -> Self {
                 Self { session, timeout: ::core::option::Option::None }
             }
@@ -374,6 +396,7 @@ fn service_client(schema: &Schema, svc: &ServiceDef) -> TokenStream {
             }
 
             /// The session the calls go through.
+            #[must_use]
             pub fn session(&self) -> &::gonet::codegen::Session {
                 &self.session
             }
