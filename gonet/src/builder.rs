@@ -180,7 +180,11 @@ impl Builder {
     /// Messages read but waiting for their turn, per session: while a handler awaits
     /// something, the messages behind it queue. When the queue is full the session
     /// stops reading its socket until the handler catches up (backpressure); nothing is
-    /// dropped.
+    /// dropped. Default 128.
+    ///
+    /// On QUIC the bound is the session's, whatever the number of channels the peer
+    /// opens: their messages waiting share it (each channel's reader may take one more
+    /// when it reads at the same moment as another).
     pub fn inbound_queue(mut self, messages: usize) -> Self {
         self.settings.inbound_queue = messages.max(1);
         self
@@ -284,6 +288,34 @@ impl Builder {
         S: Into<String>,
     {
         self.settings.transport.ws.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The most channels ([`Session::open_channel`]) a QUIC peer may have open at once
+    /// on one session (default 100). A peer over the limit waits (QUIC's stream limit)
+    /// until one of its channels finishes. Each open channel holds its own reader: a
+    /// read buffer of up to 64 KiB and the message its handler is running.
+    ///
+    /// The messages waiting behind running handlers are counted for the whole session,
+    /// whichever channel they came on: [`inbound_queue`](Self::inbound_queue) bounds
+    /// them all.
+    #[cfg(feature = "quic")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+    pub fn quic_max_channels(mut self, channels: u32) -> Self {
+        self.settings.transport.quic.max_channels = channels;
+        self
+    }
+
+    /// The most bytes a QUIC peer may have sent on one connection, over all its streams,
+    /// that the session has not read yet (QUIC's connection flow-control window; default
+    /// 4 MiB, at least 64 KiB). One stream may take at most a quarter of it (and no
+    /// more than 1.25 MB), so a stalled channel never holds up the others. A larger
+    /// window carries more on a path with a long round trip; it is also what a peer
+    /// can make the server buffer for one connection.
+    #[cfg(feature = "quic")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+    pub fn quic_receive_window(mut self, bytes: u32) -> Self {
+        self.settings.transport.quic.receive_window = bytes;
         self
     }
 

@@ -45,6 +45,8 @@ pub(crate) struct TransportSettings {
     pub(crate) client_tls: Option<crate::tls::ClientTls>,
     #[cfg(feature = "kcp")]
     pub(crate) kcp: kcp::KcpSettings,
+    #[cfg(feature = "quic")]
+    pub(crate) quic: quic::QuicSettings,
 }
 
 /// What a session's transport offers beyond sending and receiving frames.

@@ -9,6 +9,13 @@
 //!   worker, so messages on one channel never wait behind another's, neither in the
 //!   network (no head-of-line blocking across QUIC streams) nor in the handlers.
 //!   Replies to messages that came on a channel go back on the session's main stream.
+//!   A peer may have `Builder::quic_max_channels` channels open at once, and the
+//!   messages waiting on all of them share the session's `inbound_queue`.
+//! - **Memory per connection** is bounded whatever the peer does: unread stream data by
+//!   the connection's flow-control window (`Builder::quic_receive_window`, 4 MiB by
+//!   default; a stream takes at most a quarter of it), messages waiting by the inbound
+//!   queue, and each open channel adds a read buffer (up to 64 KiB) and the message
+//!   its handler is running.
 //! - **Unreliable sends**: [`Session::send_unreliable`] puts one packet in one QUIC
 //!   datagram: no retransmission, no ordering, no congestion wait. A message larger
 //!   than the path's datagram size (about 1,200 bytes) fails with
@@ -54,6 +61,35 @@ const LINGER: Duration = Duration::from_secs(2);
 /// How long a stopping server waits for its connections to drain.
 const DRAIN: Duration = Duration::from_secs(3);
 
+/// QUIC settings of a builder.
+#[derive(Clone, Debug)]
+pub(crate) struct QuicSettings {
+    /// Channels (unidirectional streams) a peer may have open at once.
+    pub(crate) max_channels: u32,
+    /// Bytes a peer may have sent on a connection, over all its streams, that the
+    /// session has not read yet.
+    pub(crate) receive_window: u32,
+}
+
+/// The default of `Builder::quic_max_channels`.
+pub(crate) const DEFAULT_MAX_CHANNELS: u32 = 100;
+/// The default of `Builder::quic_receive_window`.
+pub(crate) const DEFAULT_RECEIVE_WINDOW: u32 = 4 << 20;
+/// The most one stream may hold of the connection's window: quinn's default stream
+/// window (1.25 MB), so that one stalled stream never takes the whole window.
+const MAX_STREAM_WINDOW: u32 = 1_250_000;
+/// The smallest window taken: one largest frame and its header, so a frame always fits.
+const MIN_RECEIVE_WINDOW: u32 = 64 * 1024 + 64;
+
+impl Default for QuicSettings {
+    fn default() -> Self {
+        Self {
+            max_channels: DEFAULT_MAX_CHANNELS,
+            receive_window: DEFAULT_RECEIVE_WINDOW,
+        }
+    }
+}
+
 /// A QUIC-only operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -89,6 +125,19 @@ fn transport_config(settings: &Settings) -> Result<quinn::TransportConfig, TlsEr
         .idle_timeout
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(30));
+    // What one connection may make us hold, whatever the peer does: its unread
+    // stream data is bounded by the connection window (a stream's by at most a quarter
+    // of it), its channels by the channel limit, and its session stream is its only
+    // bidirectional one. Unread datagrams are bounded by quinn (1.25 MB, oldest
+    // dropped first).
+    let quic = &settings.transport.quic;
+    let window = quic.receive_window.max(MIN_RECEIVE_WINDOW);
+    config.receive_window(VarInt::from_u32(window));
+    config.stream_receive_window(VarInt::from_u32(
+        (window / 4).min(MAX_STREAM_WINDOW).max(MIN_RECEIVE_WINDOW),
+    ));
+    config.max_concurrent_uni_streams(VarInt::from_u32(quic.max_channels));
+    config.max_concurrent_bidi_streams(VarInt::from_u32(1));
     config.keep_alive_interval(Some(keep_alive));
     config.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(idle).map_err(|e| TlsError::Config(e.to_string()))?,
@@ -451,8 +500,9 @@ impl Session {
     /// parallel with the session's other messages; a lost packet on one channel holds
     /// up no other. Replies to them come back on the main stream.
     ///
-    /// Waits while the peer's limit of concurrent channels (QUIC's stream limit, 100 by
-    /// default) is reached; finish channels by dropping them. Fails on other transports
+    /// Waits while the peer's limit of concurrent channels is reached (QUIC's stream
+    /// limit: [`Builder::quic_max_channels`](crate::Builder::quic_max_channels) of the
+    /// peer, 100 by default); finish channels by dropping them. Fails on other transports
     /// with [`QuicError::NotQuic`].
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub async fn open_channel(&self) -> Result<Channel, QuicError> {

@@ -26,8 +26,30 @@ pub(crate) async fn client(url: &str, codec: Codec) -> Session {
 /// Asserts that `canary` is still answered: one call, its reply checked.
 pub(crate) async fn still_served(canary: &Session, what: &str) {
     let text = format!("still here after {what}");
-    let reply: SayAck = within("the canary's reply", canary.call(&Say { content: text.clone() }))
-        .await
-        .unwrap_or_else(|e| panic!("the canary was not answered after {what}: {e}"));
+    let reply: SayAck = within(
+        "the canary's reply",
+        canary.call(&Say {
+            content: text.clone(),
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the canary was not answered after {what}: {e}"));
     assert_eq!(reply.content, text);
+}
+
+/// A QUIC client of `server` speaking `codec`, trusting the server's certificate.
+pub(crate) async fn quic_client(server: &gonet::Server, codec: Codec) -> Session {
+    trusting(server)
+        .codec(codec)
+        .dial(&server.url())
+        .await
+        .unwrap_or_else(|e| panic!("dial {}: {e}", server.url()))
+}
+
+/// A builder that trusts the certificate of `server` (a `quic://` or `wss://` one).
+pub(crate) fn trusting(server: &gonet::Server) -> gonet::Builder {
+    let cert = server
+        .certificate()
+        .expect("a TLS server has a certificate");
+    gonet::Builder::new().client_tls(gonet::ClientTls::trust_der(cert).expect("trust"))
 }
