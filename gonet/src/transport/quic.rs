@@ -197,6 +197,8 @@ async fn accept_loop(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let handshakes = super::Handshakes::new(shared.settings.max_pending_handshakes);
+    let timeout = shared.settings.handshake_timeout;
     loop {
         let incoming = tokio::select! {
             biased;
@@ -204,27 +206,45 @@ async fn accept_loop(
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
+        // Over the limit, the connection is refused before its handshake costs
+        // anything (no crypto, no task).
+        let Some(pending) = handshakes.start(incoming.remote_address()) else {
+            incoming.refuse();
+            continue;
+        };
         let shared = shared.clone();
         let tracker2 = tracker.clone();
         // The handshake and the wait for the session stream run on their own task.
         let stop2 = stop.clone();
         tracker.spawn(async move {
             let peer = incoming.remote_address();
-            // A client that connects but never opens its stream is given up at
-            // shutdown, not held until its idle timeout.
+            let deadline = tokio::time::Instant::now() + timeout;
+            // A client that connects but never opens its stream is given up at the
+            // handshake timeout, or at shutdown if that comes first.
             let opened = tokio::select! {
                 biased;
                 _ = stop2.cancelled() => return,
                 opened = async {
-                    let conn = incoming.await.map_err(|e| ("handshake failed", e))?;
-                    let streams = conn.accept_bi().await.map_err(|e| ("no session stream", e))?;
-                    Ok::<_, (&str, ConnectionError)>((conn, streams))
+                    let conn = match tokio::time::timeout_at(deadline, incoming).await {
+                        Ok(conn) => conn.map_err(|e| format!("handshake failed: {e}"))?,
+                        // Dropping the handshake closes the connection.
+                        Err(_) => return Err(format!("handshake timed out after {timeout:?}")),
+                    };
+                    match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+                        Ok(Ok(streams)) => Ok((conn, streams)),
+                        Ok(Err(e)) => Err(format!("no session stream: {e}")),
+                        Err(_) => {
+                            conn.close(VarInt::from_u32(2), b"handshake timeout");
+                            Err(format!("no session stream within {timeout:?}"))
+                        }
+                    }
                 } => opened,
             };
+            drop(pending);
             let (conn, (send, recv)) = match opened {
                 Ok(opened) => opened,
-                Err((what, err)) => {
-                    tracing::debug!(%peer, error = %err, "{what}");
+                Err(what) => {
+                    tracing::debug!(%peer, "{what}");
                     return;
                 }
             };
@@ -235,7 +255,7 @@ async fn accept_loop(
             let session = Session::new(shared.clone(), peer, local, Transport::Quic);
             if let Some(pool) = &shared.pool {
                 if !pool.try_insert(&session) {
-                    tracing::warn!(%peer, limit = pool.limit(), "session limit reached; connection refused");
+                    pool.refused(peer);
                     conn.close(VarInt::from_u32(1), b"session limit reached");
                     return;
                 }

@@ -5,5 +5,6 @@
 #[path = "../core/support.rs"]
 mod support;
 
+mod admission;
 mod canary;
 mod quic;
