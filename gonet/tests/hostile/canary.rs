@@ -53,3 +53,12 @@ pub(crate) fn trusting(server: &gonet::Server) -> gonet::Builder {
         .expect("a TLS server has a certificate");
     gonet::Builder::new().client_tls(gonet::ClientTls::trust_der(cert).expect("trust"))
 }
+
+/// Dials `server` (a `quic://` or `wss://` one) with a JSON client trusting its
+/// certificate.
+pub(crate) async fn dial_trusting(server: &gonet::Server) -> Result<Session, gonet::DialError> {
+    trusting(server)
+        .codec(Codec::Json)
+        .dial(&server.url())
+        .await
+}

@@ -8,3 +8,4 @@ mod support;
 mod admission;
 mod canary;
 mod quic;
+mod ws;

@@ -135,3 +135,99 @@ async fn a_channel_flood_is_held_to_the_sessions_inbound_bound() {
     canary.close("done");
     within("shutdown", server.shutdown()).await;
 }
+
+/// A raw QUIC connection to `server` that completes the handshake and never opens the
+/// session's stream: a pending handshake for the server. `Err` when it was refused.
+async fn stalled_quic(
+    server: &gonet::Server,
+) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(server.certificate().expect("cert").to_vec().into())
+        .expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"gonet".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let conn = within(
+        "a handshake",
+        endpoint
+            .connect(server.local_addr(), "127.0.0.1")
+            .expect("connect"),
+    )
+    .await?;
+    Ok((endpoint, conn))
+}
+
+async fn quic_echo_server(timeout: std::time::Duration) -> gonet::Server {
+    gonet::Builder::new()
+        .codec(Codec::Json)
+        .router(canary::echo_router())
+        .max_pending_handshakes(4)
+        .handshake_timeout(timeout)
+        .serve("quic://127.0.0.1:0")
+        .await
+        .expect("serve")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_handshakes_past_the_limit_are_refused_and_stalled_ones_time_out() {
+    // Pending handshakes are held up to the limit; the next is refused.
+    let server = quic_echo_server(std::time::Duration::from_secs(600)).await;
+    let canary = canary::quic_client(&server, Codec::Json).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(stalled_quic(&server).await.expect("under the limit"));
+    }
+    match stalled_quic(&server).await {
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(
+                close.error_code,
+                quinn::TransportErrorCode::CONNECTION_REFUSED
+            );
+        }
+        Err(other) => panic!("refused with {other}"),
+        Ok(_) => panic!("a handshake past the limit of 4 was accepted"),
+    }
+    canary::still_served(&canary, "a QUIC handshake flood").await;
+    // They leave: their places come back.
+    for (endpoint, conn) in held.drain(..) {
+        conn.close(0u32.into(), b"bye");
+        endpoint.wait_idle().await;
+    }
+    let late = within("a client after the flood", async {
+        loop {
+            if let Ok(session) = canary::dial_trusting(&server).await {
+                return session;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    canary::still_served(&late, "the flood ended").await;
+    late.close("done");
+    canary.close("done");
+    within("shutdown", server.shutdown()).await;
+
+    // A connection that never opens its stream is closed at the handshake timeout.
+    let server = quic_echo_server(std::time::Duration::from_millis(300)).await;
+    let canary = canary::quic_client(&server, Codec::Json).await;
+    let (_endpoint, conn) = stalled_quic(&server).await.expect("under the limit");
+    match within("the stalled connection to be closed", conn.closed()).await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(&close.reason[..], b"handshake timeout");
+        }
+        other => panic!("closed with {other}"),
+    }
+    canary::still_served(&canary, "a stalled QUIC handshake").await;
+    canary.close("done");
+    within("shutdown", server.shutdown()).await;
+}
