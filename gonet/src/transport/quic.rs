@@ -134,7 +134,7 @@ fn transport_config(settings: &Settings) -> Result<quinn::TransportConfig, TlsEr
     let window = quic.receive_window.max(MIN_RECEIVE_WINDOW);
     config.receive_window(VarInt::from_u32(window));
     config.stream_receive_window(VarInt::from_u32(
-        (window / 4).min(MAX_STREAM_WINDOW).max(MIN_RECEIVE_WINDOW),
+        (window / 4).clamp(MIN_RECEIVE_WINDOW, MAX_STREAM_WINDOW),
     ));
     config.max_concurrent_uni_streams(VarInt::from_u32(quic.max_channels));
     config.max_concurrent_bidi_streams(VarInt::from_u32(1));
