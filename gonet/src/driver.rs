@@ -90,6 +90,8 @@ where
 #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
 pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
     let span = tracing::debug_span!("lane", session = session.id());
+    let parts = &session.inner.inbound.extra_parts;
+    parts.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(
         async move {
             let kill = session.inner.shared.kill.clone();
@@ -103,6 +105,11 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
                 () = lane => {}
                 () = kill.raised() => {}
             }
+            session
+                .inner
+                .inbound
+                .extra_parts
+                .fetch_sub(1, Ordering::Relaxed);
         }
         .instrument(span),
     );
@@ -301,11 +308,16 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         }
         // Reading waits while the queue is full: the peer is not silent, it is not
         // being read. The queue may be full of another channel's messages: any part
-        // taking one off it wakes this one. (Taken before the check, so that a message
-        // leaving in between is not missed.)
-        let room = (reading && !work.is_idle()).then(|| session.inner.inbound.room.notified());
+        // taking one off it wakes this one (the wake-up is taken, then the queue looked
+        // at again, so that a message leaving in between is not missed).
+        let mut full = !work.has_room();
+        let inbound = &session.inner.inbound;
+        let room = (reading && full && inbound.extra_parts.load(Ordering::Relaxed) > 0)
+            .then(|| inbound.room.notified());
+        if room.is_some() {
+            full = !work.has_room();
+        }
         let mut room = std::pin::pin!(room);
-        let full = !work.has_room();
         if full {
             live.heard = true;
         }
@@ -317,7 +329,7 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             () = std::future::poll_fn(|cx| {
                 wire::with_reply_block(session.id(), &mut block, || work.poll_running(cx))
             }), if work.running.is_some() => {}
-            () = async { room.as_mut().as_pin_mut().expect("taken while not idle").await },
+            () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
                 if reading && full && room.is_some() => {}
             next = source.next_packet(session), if reading && !full => match next {
                 Ok(packet) => {
@@ -441,7 +453,9 @@ impl<'s> Work<'s> {
     fn dequeue(&mut self) -> Option<Waiting> {
         let next = self.waiting.pop_front()?;
         let inbound = &self.session.inner.inbound;
-        if inbound.waiting.fetch_sub(1, Ordering::Relaxed) >= self.capacity {
+        if inbound.waiting.fetch_sub(1, Ordering::Relaxed) >= self.capacity
+            && inbound.extra_parts.load(Ordering::Relaxed) > 0
+        {
             inbound.room.notify_waiters();
         }
         Some(next)

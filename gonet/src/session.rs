@@ -106,6 +106,9 @@ pub(crate) struct Counters {
 #[derive(Debug, Default)]
 pub(crate) struct InboundCount {
     pub(crate) waiting: AtomicUsize,
+    /// Inbound parts besides the session's own (QUIC channels). Without any, a part
+    /// waiting for room is woken by its own handler and nothing is notified.
+    pub(crate) extra_parts: AtomicUsize,
     /// Notified when a message leaves a full queue, for the parts waiting for room.
     pub(crate) room: tokio::sync::Notify,
 }
