@@ -349,9 +349,10 @@ impl Builder {
     /// The most bytes a QUIC peer may have sent on one connection, over all its streams,
     /// that the session has not read yet (QUIC's connection flow-control window; default
     /// 4 MiB, at least 64 KiB). One stream may take at most a quarter of it (and no
-    /// more than 1.25 MB), so a stalled channel never holds up the others. A larger
-    /// window carries more on a path with a long round trip; it is also what a peer
-    /// can make the server buffer for one connection.
+    /// more than 1.25 MB), so one stalled channel alone never holds up the others. A
+    /// larger window carries more on a path with a long round trip; it is also what a
+    /// peer can make the server buffer for one connection, however many channels it
+    /// opens.
     #[cfg(feature = "quic")]
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub fn quic_receive_window(mut self, bytes: u32) -> Self {
