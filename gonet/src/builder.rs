@@ -33,6 +33,11 @@ pub enum PanicPolicy {
     Continue,
 }
 
+/// The default of [`Builder::max_pending_handshakes`].
+const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
+/// The default of [`Builder::handshake_timeout`].
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) codec: Codec,
@@ -44,6 +49,8 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) panic_policy: PanicPolicy,
     pub(crate) max_sessions: usize,
+    pub(crate) max_pending_handshakes: usize,
+    pub(crate) handshake_timeout: Duration,
     /// `None`: the transport's default; a zero duration: off.
     pub(crate) heartbeat: Option<Duration>,
     /// `None`: the transport's default; a zero duration: off.
@@ -85,6 +92,8 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(10),
             panic_policy: PanicPolicy::default(),
             max_sessions: 100_000,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             heartbeat: None,
             idle_timeout: None,
             transport: transport::TransportSettings::default(),
@@ -152,8 +161,10 @@ impl fmt::Debug for Builder {
 impl Builder {
     /// A builder with the defaults: the first compiled codec, 64 KiB frames, an inbound
     /// queue of 128 messages, a 4 MiB outbound limit, a 30 s write timeout, a 10 s call
-    /// timeout, a 10 s connect timeout, 100,000 sessions, and the transport's heartbeat
-    /// defaults (see [`heartbeat`](Self::heartbeat)).
+    /// timeout, a 10 s connect timeout, 100,000 sessions, 1024 pending handshakes with a
+    /// 10 s handshake timeout, and the transport's heartbeat defaults (see
+    /// [`heartbeat`](Self::heartbeat)); on QUIC 100 channels per session and a 4 MiB
+    /// receive window.
     pub fn new() -> Self {
         Self::default()
     }
@@ -180,7 +191,11 @@ impl Builder {
     /// Messages read but waiting for their turn, per session: while a handler awaits
     /// something, the messages behind it queue. When the queue is full the session
     /// stops reading its socket until the handler catches up (backpressure); nothing is
-    /// dropped.
+    /// dropped. Default 128.
+    ///
+    /// On QUIC the bound is the session's, whatever the number of channels the peer
+    /// opens: their messages waiting share it (each channel's reader may take one more
+    /// when it reads at the same moment as another).
     pub fn inbound_queue(mut self, messages: usize) -> Self {
         self.settings.inbound_queue = messages.max(1);
         self
@@ -225,6 +240,35 @@ impl Builder {
     /// and logged. Ignored by [`dial`](Self::dial).
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.settings.max_sessions = max;
+        self
+    }
+
+    /// The most connections a server holds while their handshake runs (default 1024):
+    /// the WebSocket upgrade of `ws://`, the TLS and WebSocket handshakes of `wss://`,
+    /// the QUIC handshake and the wait for the session's stream on `quic://`. A
+    /// connection over the limit is refused at once, before it costs a task or a
+    /// buffer: a TCP connection is accepted and closed, a QUIC one refused with a
+    /// `CONNECTION_REFUSED` close. Refusals are logged once per 10 s, with their count.
+    /// TCP, UDP and KCP have no handshake. Ignored by [`dial`](Self::dial).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = gonet::Builder::new()
+    ///     .max_pending_handshakes(256)
+    ///     .handshake_timeout(Duration::from_secs(5));
+    /// # let _ = builder;
+    /// ```
+    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
+        self.settings.max_pending_handshakes = max;
+        self
+    }
+
+    /// How long a server waits for a connection's handshake (the same ones as
+    /// [`max_pending_handshakes`](Self::max_pending_handshakes)) before it closes the
+    /// connection (default 10 s). Ignored by [`dial`](Self::dial), which has
+    /// [`connect_timeout`](Self::connect_timeout).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.handshake_timeout = timeout;
         self
     }
 
@@ -284,6 +328,35 @@ impl Builder {
         S: Into<String>,
     {
         self.settings.transport.ws.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The most channels ([`Session::open_channel`]) a QUIC peer may have open at once
+    /// on one session (default 100). A peer over the limit waits (QUIC's stream limit)
+    /// until one of its channels finishes. Each open channel holds its own reader: a
+    /// read buffer of up to 64 KiB and the message its handler is running.
+    ///
+    /// The messages waiting behind running handlers are counted for the whole session,
+    /// whichever channel they came on: [`inbound_queue`](Self::inbound_queue) bounds
+    /// them all.
+    #[cfg(feature = "quic")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+    pub fn quic_max_channels(mut self, channels: u32) -> Self {
+        self.settings.transport.quic.max_channels = channels;
+        self
+    }
+
+    /// The most bytes a QUIC peer may have sent on one connection, over all its streams,
+    /// that the session has not read yet (QUIC's connection flow-control window; default
+    /// 4 MiB, at least 64 KiB). One stream may take at most a quarter of it (and no
+    /// more than 1.25 MB), so one stalled channel alone never holds up the others. A
+    /// larger window carries more on a path with a long round trip; it is also what a
+    /// peer can make the server buffer for one connection, however many channels it
+    /// opens.
+    #[cfg(feature = "quic")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+    pub fn quic_receive_window(mut self, bytes: u32) -> Self {
+        self.settings.transport.quic.receive_window = bytes;
         self
     }
 

@@ -12,7 +12,8 @@
 //!   in arrival order. A handler that finishes when first polled, as most do, is run
 //!   right there, while its message is in the read buffer, and its reply is encoded
 //!   after the previous one in the session's reply block. A handler that waits holds up
-//!   the messages behind it, which queue (up to `inbound_queue`) while reading goes on;
+//!   the messages behind it, which queue (up to `inbound_queue` for the whole session,
+//!   counted over all its inbound parts: a QUIC channel's too) while reading goes on;
 //!   when the queue is full the socket is not read: backpressure instead of loss.
 //!   The replies of a batch of messages (what one read brought) are queued for the
 //!   writer together, as one buffer.
@@ -89,6 +90,8 @@ where
 #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
 pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
     let span = tracing::debug_span!("lane", session = session.id());
+    let parts = &session.inner.inbound.extra_parts;
+    parts.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(
         async move {
             let kill = session.inner.shared.kill.clone();
@@ -102,6 +105,11 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
                 () = lane => {}
                 () = kill.raised() => {}
             }
+            session
+                .inner
+                .inbound
+                .extra_parts
+                .fetch_sub(1, Ordering::Relaxed);
         }
         .instrument(span),
     );
@@ -299,8 +307,18 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             block.release();
         }
         // Reading waits while the queue is full: the peer is not silent, it is not
-        // being read.
-        if !work.has_room() {
+        // being read. The queue may be full of another channel's messages: any part
+        // taking one off it wakes this one (the wake-up is taken, then the queue looked
+        // at again, so that a message leaving in between is not missed).
+        let mut full = !work.has_room();
+        let inbound = &session.inner.inbound;
+        let room = (reading && full && inbound.extra_parts.load(Ordering::Relaxed) > 0)
+            .then(|| inbound.room.notified());
+        if room.is_some() {
+            full = !work.has_room();
+        }
+        let mut room = std::pin::pin!(room);
+        if full {
             live.heard = true;
         }
         tokio::select! {
@@ -311,7 +329,9 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             () = std::future::poll_fn(|cx| {
                 wire::with_reply_block(session.id(), &mut block, || work.poll_running(cx))
             }), if work.running.is_some() => {}
-            next = source.next_packet(session), if reading && work.has_room() => match next {
+            () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
+                if reading && full && room.is_some() => {}
+            next = source.next_packet(session), if reading && !full => match next {
                 Ok(packet) => {
                     live.heard = true;
                     arrived = Some(packet);
@@ -411,9 +431,34 @@ impl<'s> Work<'s> {
         self.running.is_none() && self.waiting.is_empty()
     }
 
-    /// Whether another message may be accepted.
+    /// Whether another message may be accepted: one that would run at once always is;
+    /// one that would wait only while the session's messages waiting (on every channel)
+    /// are fewer than its inbound queue.
     fn has_room(&self) -> bool {
-        self.waiting.len() < self.capacity
+        self.is_idle() || self.session.inner.inbound.waiting.load(Ordering::Relaxed) < self.capacity
+    }
+
+    /// Queues a message behind the running handler.
+    fn queue(&mut self, waiting: Waiting) {
+        self.waiting.push_back(waiting);
+        self.session
+            .inner
+            .inbound
+            .waiting
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The next message waiting, if any; a part waiting for room is woken when it
+    /// leaves a full queue.
+    fn dequeue(&mut self) -> Option<Waiting> {
+        let next = self.waiting.pop_front()?;
+        let inbound = &self.session.inner.inbound;
+        if inbound.waiting.fetch_sub(1, Ordering::Relaxed) >= self.capacity
+            && inbound.extra_parts.load(Ordering::Relaxed) > 0
+        {
+            inbound.room.notify_waiters();
+        }
+        Some(next)
     }
 
     /// Lets the memory of an idle part go: an idle session holds no handler future and
@@ -473,7 +518,7 @@ impl<'s> Work<'s> {
                 if self.is_idle() {
                     self.start(id, body, call, cx);
                 } else {
-                    self.waiting.push_back(Waiting {
+                    self.queue(Waiting {
                         id,
                         body: body.to_bytes(),
                         call,
@@ -518,7 +563,7 @@ impl<'s> Work<'s> {
             if self.running.is_some() {
                 std::task::ready!(self.poll_running(cx));
             }
-            let Some(Waiting { id, body, call }) = self.waiting.pop_front() else {
+            let Some(Waiting { id, body, call }) = self.dequeue() else {
                 return Poll::Ready(());
             };
             self.start(id, Body::new(&body), call, cx);
@@ -678,6 +723,19 @@ impl<'s> Work<'s> {
     fn reply_error(&self, call: Option<u32>, status: Status) {
         if let Some(call) = call {
             let _ = self.session.send_frame(wire::encode_error(call, &status));
+        }
+    }
+}
+
+impl Drop for Work<'_> {
+    /// A part stopped with messages still waiting (the session was killed) gives their
+    /// places back.
+    fn drop(&mut self) {
+        let left = self.waiting.len();
+        if left > 0 {
+            let inbound = &self.session.inner.inbound;
+            inbound.waiting.fetch_sub(left, Ordering::Relaxed);
+            inbound.room.notify_waiters();
         }
     }
 }

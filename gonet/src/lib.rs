@@ -20,6 +20,7 @@ mod router;
 mod session;
 mod signal;
 mod status;
+mod throttle;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;

@@ -20,6 +20,8 @@ struct Inner {
     sessions: RwLock<Members>,
     groups: RwLock<HashMap<Arc<str>, Members>>,
     limit: usize,
+    /// Connections refused at the limit, logged once per interval.
+    refused: crate::throttle::LogEvery,
 }
 
 /// The registry of a server's live sessions.
@@ -121,6 +123,21 @@ impl SessionPool {
         }
         sessions.insert(session.id(), session.clone());
         true
+    }
+
+    /// Logs a connection (or a UDP peer's first datagram) refused because the pool is
+    /// full: the first at once, then one line per interval with the count.
+    pub(crate) fn refused(&self, peer: std::net::SocketAddr) {
+        if let Some(due) = self.inner.refused.hit() {
+            tracing::warn!(
+                %peer,
+                limit = self.inner.limit,
+                refused = due.count,
+                "session limit reached: refused {} connection(s){} (the last from {peer})",
+                due.count,
+                due.window(),
+            );
+        }
     }
 
     /// Removes a closed session from the pool and its groups.

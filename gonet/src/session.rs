@@ -4,7 +4,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -99,6 +99,20 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
 }
 
+/// The messages of a session waiting behind a running handler, counted over all its
+/// inbound parts (a QUIC session has one per channel), so that the session's bound is
+/// one bound whatever the number of channels. Only messages that actually queue are
+/// counted: one handled at once never touches it.
+#[derive(Debug, Default)]
+pub(crate) struct InboundCount {
+    pub(crate) waiting: AtomicUsize,
+    /// Inbound parts besides the session's own (QUIC channels). Without any, a part
+    /// waiting for room is woken by its own handler and nothing is notified.
+    pub(crate) extra_parts: AtomicUsize,
+    /// Notified when a message leaves a full queue, for the parts waiting for room.
+    pub(crate) room: tokio::sync::Notify,
+}
+
 #[derive(Default)]
 struct Extensions(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
 
@@ -111,6 +125,7 @@ pub(crate) struct Inner {
     pub(crate) out: OutQueue,
     pub(crate) calls: Calls,
     pub(crate) counters: Counters,
+    pub(crate) inbound: InboundCount,
     pub(crate) groups: Mutex<Vec<Arc<str>>>,
     pub(crate) stop_reading: CancellationToken,
     pub(crate) done: CancellationToken,
@@ -180,6 +195,7 @@ impl Session {
                 out,
                 calls: Calls::default(),
                 counters: Counters::default(),
+                inbound: InboundCount::default(),
                 groups: Mutex::new(Vec::new()),
                 stop_reading: CancellationToken::new(),
                 done: CancellationToken::new(),

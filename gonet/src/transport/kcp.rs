@@ -187,7 +187,7 @@ async fn accept_loop(
                 let session = Session::new(shared.clone(), peer, local, Transport::Kcp);
                 if let Some(pool) = &shared.pool {
                     if !pool.try_insert(&session) {
-                        tracing::warn!(%peer, limit = pool.limit(), "session limit reached; connection refused");
+                        pool.refused(peer);
                         continue;
                     }
                 }

@@ -45,6 +45,8 @@ pub(crate) struct TransportSettings {
     pub(crate) client_tls: Option<crate::tls::ClientTls>,
     #[cfg(feature = "kcp")]
     pub(crate) kcp: kcp::KcpSettings,
+    #[cfg(feature = "quic")]
+    pub(crate) quic: quic::QuicSettings,
 }
 
 /// What a session's transport offers beyond sending and receiving frames.
@@ -84,6 +86,70 @@ impl Listening {
             certificate: None,
             finish: None,
         }
+    }
+}
+
+/// The handshakes a listener is running, counted against
+/// `Builder::max_pending_handshakes`, and its refusals, logged once per interval.
+#[cfg(any(feature = "ws", feature = "quic"))]
+#[derive(Clone, Debug)]
+pub(crate) struct Handshakes(Arc<HandshakesInner>);
+
+#[cfg(any(feature = "ws", feature = "quic"))]
+#[derive(Debug)]
+struct HandshakesInner {
+    pending: std::sync::atomic::AtomicUsize,
+    limit: usize,
+    refused: crate::throttle::LogEvery,
+}
+
+/// A handshake counted as pending until this is dropped.
+#[cfg(any(feature = "ws", feature = "quic"))]
+#[derive(Debug)]
+pub(crate) struct Pending(Arc<HandshakesInner>);
+
+#[cfg(any(feature = "ws", feature = "quic"))]
+impl Handshakes {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self(Arc::new(HandshakesInner {
+            pending: Default::default(),
+            limit,
+            refused: Default::default(),
+        }))
+    }
+
+    /// Counts a new handshake, unless the limit is reached: then the refusal is
+    /// counted (and logged once per interval) and the caller refuses the connection.
+    pub(crate) fn start(&self, peer: SocketAddr) -> Option<Pending> {
+        use std::sync::atomic::Ordering;
+        let inner = &self.0;
+        // Only the accept loop adds, so a load then an add cannot pass the limit.
+        let pending = inner.pending.load(Ordering::Acquire);
+        if pending < inner.limit {
+            inner.pending.fetch_add(1, Ordering::AcqRel);
+            return Some(Pending(inner.clone()));
+        }
+        if let Some(due) = inner.refused.hit() {
+            tracing::warn!(
+                %peer,
+                pending,
+                limit = inner.limit,
+                refused = due.count,
+                "refused {} connection(s){}: {pending} handshakes pending (the last from {peer})",
+                due.count,
+                due.window(),
+            );
+        }
+        None
+    }
+}
+
+#[cfg(any(feature = "ws", feature = "quic"))]
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0
+            .pending
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -9,6 +9,13 @@
 //!   worker, so messages on one channel never wait behind another's, neither in the
 //!   network (no head-of-line blocking across QUIC streams) nor in the handlers.
 //!   Replies to messages that came on a channel go back on the session's main stream.
+//!   A peer may have `Builder::quic_max_channels` channels open at once, and the
+//!   messages waiting on all of them share the session's `inbound_queue`.
+//! - **Memory per connection** is bounded whatever the peer does: unread stream data by
+//!   the connection's flow-control window (`Builder::quic_receive_window`, 4 MiB by
+//!   default; a stream takes at most a quarter of it), messages waiting by the inbound
+//!   queue, and each open channel adds a read buffer (up to 64 KiB) and the message
+//!   its handler is running.
 //! - **Unreliable sends**: [`Session::send_unreliable`] puts one packet in one QUIC
 //!   datagram: no retransmission, no ordering, no congestion wait. A message larger
 //!   than the path's datagram size (about 1,200 bytes) fails with
@@ -54,6 +61,35 @@ const LINGER: Duration = Duration::from_secs(2);
 /// How long a stopping server waits for its connections to drain.
 const DRAIN: Duration = Duration::from_secs(3);
 
+/// QUIC settings of a builder.
+#[derive(Clone, Debug)]
+pub(crate) struct QuicSettings {
+    /// Channels (unidirectional streams) a peer may have open at once.
+    pub(crate) max_channels: u32,
+    /// Bytes a peer may have sent on a connection, over all its streams, that the
+    /// session has not read yet.
+    pub(crate) receive_window: u32,
+}
+
+/// The default of `Builder::quic_max_channels`.
+pub(crate) const DEFAULT_MAX_CHANNELS: u32 = 100;
+/// The default of `Builder::quic_receive_window`.
+pub(crate) const DEFAULT_RECEIVE_WINDOW: u32 = 4 << 20;
+/// The most one stream may hold of the connection's window: quinn's default stream
+/// window (1.25 MB), so that one stalled stream never takes the whole window.
+const MAX_STREAM_WINDOW: u32 = 1_250_000;
+/// The smallest window taken: one largest frame and its header, so a frame always fits.
+const MIN_RECEIVE_WINDOW: u32 = 64 * 1024 + 64;
+
+impl Default for QuicSettings {
+    fn default() -> Self {
+        Self {
+            max_channels: DEFAULT_MAX_CHANNELS,
+            receive_window: DEFAULT_RECEIVE_WINDOW,
+        }
+    }
+}
+
 /// A QUIC-only operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -89,6 +125,19 @@ fn transport_config(settings: &Settings) -> Result<quinn::TransportConfig, TlsEr
         .idle_timeout
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(30));
+    // What one connection may make us hold, whatever the peer does: its unread
+    // stream data is bounded by the connection window (a stream's by at most a quarter
+    // of it), its channels by the channel limit, and its session stream is its only
+    // bidirectional one. Unread datagrams are bounded by quinn (1.25 MB, oldest
+    // dropped first).
+    let quic = &settings.transport.quic;
+    let window = quic.receive_window.max(MIN_RECEIVE_WINDOW);
+    config.receive_window(VarInt::from_u32(window));
+    config.stream_receive_window(VarInt::from_u32(
+        (window / 4).clamp(MIN_RECEIVE_WINDOW, MAX_STREAM_WINDOW),
+    ));
+    config.max_concurrent_uni_streams(VarInt::from_u32(quic.max_channels));
+    config.max_concurrent_bidi_streams(VarInt::from_u32(1));
     config.keep_alive_interval(Some(keep_alive));
     config.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(idle).map_err(|e| TlsError::Config(e.to_string()))?,
@@ -148,6 +197,8 @@ async fn accept_loop(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let handshakes = super::Handshakes::new(shared.settings.max_pending_handshakes);
+    let timeout = shared.settings.handshake_timeout;
     loop {
         let incoming = tokio::select! {
             biased;
@@ -155,27 +206,45 @@ async fn accept_loop(
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
+        // Over the limit, the connection is refused before its handshake costs
+        // anything (no crypto, no task).
+        let Some(pending) = handshakes.start(incoming.remote_address()) else {
+            incoming.refuse();
+            continue;
+        };
         let shared = shared.clone();
         let tracker2 = tracker.clone();
         // The handshake and the wait for the session stream run on their own task.
         let stop2 = stop.clone();
         tracker.spawn(async move {
             let peer = incoming.remote_address();
-            // A client that connects but never opens its stream is given up at
-            // shutdown, not held until its idle timeout.
+            let deadline = tokio::time::Instant::now() + timeout;
+            // A client that connects but never opens its stream is given up at the
+            // handshake timeout, or at shutdown if that comes first.
             let opened = tokio::select! {
                 biased;
                 _ = stop2.cancelled() => return,
                 opened = async {
-                    let conn = incoming.await.map_err(|e| ("handshake failed", e))?;
-                    let streams = conn.accept_bi().await.map_err(|e| ("no session stream", e))?;
-                    Ok::<_, (&str, ConnectionError)>((conn, streams))
+                    let conn = match tokio::time::timeout_at(deadline, incoming).await {
+                        Ok(conn) => conn.map_err(|e| format!("handshake failed: {e}"))?,
+                        // Dropping the handshake closes the connection.
+                        Err(_) => return Err(format!("handshake timed out after {timeout:?}")),
+                    };
+                    match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+                        Ok(Ok(streams)) => Ok((conn, streams)),
+                        Ok(Err(e)) => Err(format!("no session stream: {e}")),
+                        Err(_) => {
+                            conn.close(VarInt::from_u32(2), b"handshake timeout");
+                            Err(format!("no session stream within {timeout:?}"))
+                        }
+                    }
                 } => opened,
             };
+            drop(pending);
             let (conn, (send, recv)) = match opened {
                 Ok(opened) => opened,
-                Err((what, err)) => {
-                    tracing::debug!(%peer, error = %err, "{what}");
+                Err(what) => {
+                    tracing::debug!(%peer, "{what}");
                     return;
                 }
             };
@@ -186,7 +255,7 @@ async fn accept_loop(
             let session = Session::new(shared.clone(), peer, local, Transport::Quic);
             if let Some(pool) = &shared.pool {
                 if !pool.try_insert(&session) {
-                    tracing::warn!(%peer, limit = pool.limit(), "session limit reached; connection refused");
+                    pool.refused(peer);
                     conn.close(VarInt::from_u32(1), b"session limit reached");
                     return;
                 }
@@ -451,8 +520,9 @@ impl Session {
     /// parallel with the session's other messages; a lost packet on one channel holds
     /// up no other. Replies to them come back on the main stream.
     ///
-    /// Waits while the peer's limit of concurrent channels (QUIC's stream limit, 100 by
-    /// default) is reached; finish channels by dropping them. Fails on other transports
+    /// Waits while the peer's limit of concurrent channels is reached (QUIC's stream
+    /// limit: [`Builder::quic_max_channels`](crate::Builder::quic_max_channels) of the
+    /// peer, 100 by default); finish channels by dropping them. Fails on other transports
     /// with [`QuicError::NotQuic`].
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub async fn open_channel(&self) -> Result<Channel, QuicError> {

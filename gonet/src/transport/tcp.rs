@@ -70,7 +70,7 @@ fn start(stream: TcpStream, shared: &Arc<Shared>, tracker: &TaskTracker) -> std:
     let session = Session::new(shared.clone(), peer, local, Transport::Tcp);
     if let Some(pool) = &shared.pool {
         if !pool.try_insert(&session) {
-            tracing::warn!(%peer, limit = pool.limit(), "session limit reached; connection refused");
+            pool.refused(peer);
             return Ok(());
         }
     }

@@ -138,14 +138,14 @@ async fn recv_loop(
             // Cheap refusal first: a flood from new addresses must not cost a session
             // each while the server is full.
             if pool.len() >= pool.limit() {
-                tracing::debug!(peer = %from, "session limit reached; datagram dropped");
+                pool.refused(from);
                 continue;
             }
         }
         let session = Session::new(shared.clone(), from, local, Transport::Udp);
         if let Some(pool) = &shared.pool {
             if !pool.try_insert(&session) {
-                tracing::warn!(peer = %from, limit = pool.limit(), "session limit reached; datagram dropped");
+                pool.refused(from);
                 continue;
             }
         }

@@ -5,7 +5,11 @@
 //! - The server answers the URL's path only; any other path gets HTTP 404, a
 //!   disallowed `Origin` HTTP 403 (see `Builder::allowed_origins`).
 //! - A text message, or a binary message that is not exactly one packet, closes the
-//!   session with a close frame that says why (codes 1003 and 1007).
+//!   session with a close frame that says why (codes 1003 and 1007); a message longer
+//!   than a packet can be, whole or in fragments, with code 1009 as soon as its
+//!   length passes the limit, before it is buffered.
+//! - Handshakes (TLS and the upgrade) are counted against
+//!   `Builder::max_pending_handshakes` and given `Builder::handshake_timeout`.
 //! - WebSocket pings are answered by tungstenite as it reads; gonet heartbeats travel
 //!   as packets like on every transport.
 //! - tungstenite's write buffer is unbounded unless configured: it is capped here, and
@@ -32,14 +36,11 @@ use super::Listening;
 use crate::builder::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError, SessionErrorKind};
-use crate::frame::{HEADER_LEN, Packet, split_message};
+use crate::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
 use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::url::{Transport, Url};
-
-/// How long a client may take to complete the TLS and WebSocket handshakes.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// WebSocket settings of a builder.
 #[derive(Clone, Debug, Default)]
@@ -126,6 +127,8 @@ struct Accept {
 }
 
 async fn accept_loop(listener: TcpListener, accept: Accept, stop: CancellationToken) {
+    let handshakes = super::Handshakes::new(accept.shared.settings.max_pending_handshakes);
+    let timeout = accept.shared.settings.handshake_timeout;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -134,6 +137,12 @@ async fn accept_loop(listener: TcpListener, accept: Accept, stop: CancellationTo
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Over the limit, the connection is closed before it costs anything
+                // more than its accept.
+                let Some(pending) = handshakes.start(peer) else {
+                    drop(stream);
+                    continue;
+                };
                 // Handshakes run on their own tasks so a slow client never holds up
                 // the accept loop.
                 let accept = accept.clone();
@@ -142,8 +151,8 @@ async fn accept_loop(listener: TcpListener, accept: Accept, stop: CancellationTo
                 let stop = stop.clone();
                 tracker.spawn(
                     async move {
-                        let handshake =
-                            tokio::time::timeout(HANDSHAKE_TIMEOUT, accept.start(stream, peer));
+                        let _pending = pending;
+                        let handshake = tokio::time::timeout(timeout, accept.start(stream, peer));
                         // A handshake still running at shutdown is given up.
                         let done = tokio::select! {
                             biased;
@@ -153,7 +162,7 @@ async fn accept_loop(listener: TcpListener, accept: Accept, stop: CancellationTo
                         match done {
                             Ok(Ok(())) => {}
                             Ok(Err(err)) => tracing::debug!(error = %err, "handshake failed"),
-                            Err(_) => tracing::debug!("handshake timed out"),
+                            Err(_) => tracing::debug!(?timeout, "handshake timed out"),
                         }
                     }
                     .instrument(span),
@@ -200,7 +209,7 @@ impl Accept {
         let session = Session::new(self.shared.clone(), peer, local, self.transport);
         if let Some(pool) = &self.shared.pool {
             if !pool.try_insert(&session) {
-                tracing::warn!(%peer, limit = pool.limit(), "session limit reached; connection refused");
+                pool.refused(peer);
                 let mut ws = ws;
                 let _ = ws
                     .close(Some(CloseFrame {
@@ -420,6 +429,16 @@ fn read_error(err: tungstenite::Error) -> ReadEnd {
             ReadEnd::Closed(CloseReason::PeerClosed)
         }
         tungstenite::Error::Io(e) => SessionErrorKind::Io(e).into(),
+        // A message (or the fragments of one so far) longer than a packet: refused
+        // before it is buffered. The sizes count the packet's length field.
+        tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+            size,
+            max_size,
+        }) => SessionErrorKind::Frame(FrameError::LengthTooLarge {
+            len: size.saturating_sub(LEN_FIELD),
+            max: max_size.saturating_sub(LEN_FIELD),
+        })
+        .into(),
         other => SessionErrorKind::Protocol(other.to_string()).into(),
     }
 }
@@ -446,6 +465,7 @@ fn close_frame(reason: Option<&CloseReason>) -> CloseFrame {
         Some(CloseReason::IdleTimeout) => (CloseCode::Away, "idle timeout".to_owned()),
         Some(CloseReason::Error(err)) => {
             let code = match err.kind {
+                SessionErrorKind::Frame(FrameError::LengthTooLarge { .. }) => CloseCode::Size,
                 SessionErrorKind::Frame(_) => CloseCode::Invalid,
                 SessionErrorKind::Protocol(_) => CloseCode::Unsupported,
                 _ => CloseCode::Error,

@@ -56,3 +56,29 @@ pub(crate) async fn still_served(canary: &Session, what: &str) {
     .unwrap_or_else(|e| panic!("the canary was not answered after {what}: {e}"));
     assert_eq!(reply.content, text);
 }
+
+/// A QUIC client of `server` speaking `codec`, trusting the server's certificate.
+pub(crate) async fn quic_client(server: &gonet::Server, codec: Codec) -> Session {
+    trusting(server)
+        .codec(codec)
+        .dial(&server.url())
+        .await
+        .unwrap_or_else(|e| panic!("dial {}: {e}", server.url()))
+}
+
+/// A builder that trusts the certificate of `server` (a `quic://` or `wss://` one).
+pub(crate) fn trusting(server: &gonet::Server) -> gonet::Builder {
+    let cert = server
+        .certificate()
+        .expect("a TLS server has a certificate");
+    gonet::Builder::new().client_tls(gonet::ClientTls::trust_der(cert).expect("trust"))
+}
+
+/// Dials `server` (a `quic://` or `wss://` one) with a JSON client trusting its
+/// certificate.
+pub(crate) async fn dial_trusting(server: &gonet::Server) -> Result<Session, gonet::DialError> {
+    trusting(server)
+        .codec(Codec::Json)
+        .dial(&server.url())
+        .await
+}

@@ -5,5 +5,8 @@
 #[path = "../core/support.rs"]
 mod support;
 
+mod admission;
 mod canary;
 mod codecs;
+mod quic;
+mod ws;
