@@ -9,7 +9,8 @@ use futures_util::FutureExt;
 use gonet::{Codec, Session};
 
 use crate::canary;
-use crate::support::{Say, SayAck, Seq, until, within};
+use crate::canary::{Say, SayAck};
+use crate::support::{Seq, until, within};
 
 const QUEUE: usize = 8;
 const CHANNELS: u32 = 16;
