@@ -480,6 +480,11 @@ impl Session {
         (pick(s.heartbeat, ping), pick(s.idle_timeout, idle))
     }
 
+    /// How long a frame may take once its first byte has arrived; `None`: forever.
+    pub(crate) fn frame_timeout(&self) -> Option<Duration> {
+        Some(self.inner.shared.settings.frame_timeout).filter(|d| !d.is_zero())
+    }
+
     /// The largest frame length field this session sends and accepts: the configured
     /// one, or less where the transport carries less (a UDP datagram).
     pub(crate) fn max_frame_len(&self) -> usize {
