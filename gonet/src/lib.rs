@@ -70,6 +70,7 @@
 //! | `body` | [`Body`]: a received body, borrowed from the read buffer while it is decoded |
 //! | `router` | [`Router`], [`IntoReply`] |
 //! | `session`, `pool` | [`Session`], [`SessionPool`], groups and broadcast |
+//! | `report` | the per-session rate limit of error lines in the log |
 //! | `outbound` | the bounded per-session outbound queue and write batching |
 //! | `driver` | a session's inbound part (reading, ordered handling, heartbeats) and writer, run as one task |
 //! | `joint` | runs those parts as one task without waking it from inside |
@@ -111,6 +112,7 @@ mod link;
 mod message;
 mod outbound;
 mod pool;
+mod report;
 mod router;
 mod session;
 mod signal;

@@ -19,6 +19,7 @@ use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
 use crate::message::Message;
 use crate::outbound::{OutQueue, PushError};
 use crate::pool::SessionPool;
+use crate::report::{ErrorLog, Verdict};
 use crate::url::Transport;
 use crate::wire::{self, Wrap};
 
@@ -119,6 +120,8 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
+    /// The log rate limit of the session's errors.
+    errors: ErrorLog,
     /// What only some transports offer (QUIC channels and datagrams).
     #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic sets it"))]
     pub(crate) link: OnceLock<crate::transport::LinkHandle>,
@@ -187,6 +190,7 @@ impl Session {
                 stopping: AtomicBool::new(false),
                 reason: OnceLock::new(),
                 extensions: Mutex::new(Extensions::default()),
+                errors: ErrorLog::default(),
                 link: OnceLock::new(),
             }),
         }
@@ -518,18 +522,46 @@ impl Session {
         self.inner.stop_reading.cancel();
     }
 
-    /// Logs an error of this session and hands it to the error hook.
+    /// Logs an error of this session (the first always; then at most a few per
+    /// interval, with a count of the rest, see `report`) and hands it to the error
+    /// hook (every one).
     pub(crate) fn report(&self, kind: SessionErrorKind) -> SessionError {
         let err = SessionError {
             session: self.id(),
             peer: self.peer_addr(),
             kind,
         };
-        tracing::warn!(error = %err, "session error");
+        match self.inner.errors.admit() {
+            Verdict::Log { suppressed: 0, .. } => tracing::warn!(error = %err, "session error"),
+            Verdict::Log { suppressed, over } => tracing::warn!(
+                error = %err,
+                suppressed,
+                "session error, and {suppressed} more errors of session {} suppressed in the last {}s",
+                self.id(),
+                over.as_secs().max(1),
+            ),
+            Verdict::Suppress => {}
+        }
         if let Some(hook) = &self.inner.shared.hooks.on_error {
             hook(self, &err);
         }
         err
+    }
+
+    /// Logs the count of errors whose lines were suppressed since the last one, if
+    /// any: the session's last word in the log.
+    pub(crate) fn log_suppressed(&self) {
+        if let Some((suppressed, over)) = self.inner.errors.take_suppressed() {
+            tracing::warn!(
+                session = self.id(),
+                peer = %self.peer_addr(),
+                suppressed,
+                "session {} ({}) ended with {suppressed} more errors suppressed in the last {}s",
+                self.id(),
+                self.peer_addr(),
+                over.as_secs().max(1),
+            );
+        }
     }
 
     /// Reports an error and closes the session because of it.
