@@ -536,9 +536,8 @@ impl Session {
             Verdict::Log { suppressed, over } => tracing::warn!(
                 error = %err,
                 suppressed,
-                "session error, and {suppressed} more errors of session {} suppressed in the last {}s",
+                "session error, and {suppressed} more errors of session {} suppressed in the last {over:?}",
                 self.id(),
-                over.as_secs().max(1),
             ),
             Verdict::Suppress => {}
         }
@@ -553,13 +552,10 @@ impl Session {
     pub(crate) fn log_suppressed(&self) {
         if let Some((suppressed, over)) = self.inner.errors.take_suppressed() {
             tracing::warn!(
-                session = self.id(),
-                peer = %self.peer_addr(),
                 suppressed,
-                "session {} ({}) ended with {suppressed} more errors suppressed in the last {}s",
+                "session {} ({}) ended with {suppressed} more errors suppressed in the last {over:?}",
                 self.id(),
                 self.peer_addr(),
-                over.as_secs().max(1),
             );
         }
     }

@@ -6,3 +6,5 @@
 mod support;
 
 mod canary;
+mod floods;
+mod slow;
