@@ -45,17 +45,31 @@
 //! Switching transports is changing the URL; handlers, sessions, ordering,
 //! backpressure, codecs, hooks and close reasons stay the same.
 //!
-//! | URL | feature | carries a packet as | delivery | peer gone is seen by | default heartbeat |
-//! |---|---|---|---|---|---|
-//! | `tcp://host:port` | `tcp` | frames in a byte stream | reliable, ordered | FIN / reset | off |
-//! | `udp://host:port` | `udp` | one datagram | **lossy, may reorder** | bye packet, else idle timeout | ping 5 s, idle 15 s |
-//! | `ws://host:port/path` | `ws` | one binary message | reliable, ordered | close frame / FIN | off |
-//! | `wss://host:port/path` | `wss` | one binary message over TLS | reliable, ordered | close frame / FIN | off |
-//! | `quic://host:port` | `quic` | frames in one QUIC stream (+ channels, datagrams) | reliable, ordered per stream | connection close, QUIC idle timeout (30 s) | QUIC keep-alive 5 s |
-//! | `kcp://host:port` | `kcp` | frames in a KCP stream over UDP | reliable, ordered | bye packet, else idle timeout | ping 5 s, idle 15 s |
+//! | URL | feature | carries a packet as | delivery | peer gone is seen by |
+//! |---|---|---|---|---|
+//! | `tcp://host:port` | `tcp` | frames in a byte stream | reliable, ordered | FIN / reset |
+//! | `udp://host:port` | `udp` | one datagram | **lossy, may reorder** | bye packet, else idle timeout |
+//! | `ws://host:port/path` | `ws` | one binary message | reliable, ordered | close frame / FIN |
+//! | `wss://host:port/path` | `wss` | one binary message over TLS | reliable, ordered | close frame / FIN |
+//! | `quic://host:port` | `quic` | frames in one QUIC stream (+ channels, datagrams) | reliable, ordered per stream | connection close, QUIC idle timeout |
+//! | `kcp://host:port` | `kcp` | frames in a KCP stream over UDP | reliable, ordered | bye packet, else idle timeout |
+//!
+//! What each transport does by default with a peer that goes quiet:
+//!
+//! | transport | heartbeat | idle timeout | frame timeout |
+//! |---|---|---|---|
+//! | `tcp` | off | off: a silent connection is held until it closes | 30 s |
+//! | `udp` | ping after 5 s of silence | 15 s | none: a datagram is whole |
+//! | `ws`, `wss` | off | off: a silent connection is held until it closes | none: a message arrives whole (a trickled one is silence to the idle timeout) |
+//! | `quic` | QUIC keep-alive every 5 s | QUIC idle timeout, 30 s | 30 s, on the session's stream and each channel |
+//! | `kcp` | ping after 5 s of silence | 15 s | 30 s |
 //!
 //! [`Builder::heartbeat`] and [`Builder::idle_timeout`] change the defaults on any
-//! transport; a silent peer's session closes with [`CloseReason::IdleTimeout`].
+//! transport; a silent peer's session closes with [`CloseReason::IdleTimeout`]. The
+//! frame timeout ([`Builder::frame_timeout`]) bounds how long a frame may take once its
+//! first byte has arrived, so a peer trickling bytes (slowloris) or stopping mid-frame
+//! is closed with a [`SessionErrorKind::FrameTimeout`] error; it does not time a peer
+//! between frames: on TCP and WebSocket, set an idle timeout (with a heartbeat) for that.
 //! `wss://` and `quic://` servers generate a development certificate unless given one
 //! (`Builder::server_tls`); their clients say whom they trust (`Builder::client_tls`).
 //!
