@@ -343,7 +343,7 @@ impl PacketSource for QuicSource {
                 },
                 channel = self.conn.accept_uni() => match channel {
                     Ok(recv) => {
-                        let source = StreamSource::for_session(recv, &session);
+                        let source = StreamSource::for_session(recv, session);
                         driver::spawn_lane(session.clone(), source);
                     }
                     Err(err) => return Err(connection_end(&err)),
