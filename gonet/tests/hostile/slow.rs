@@ -130,6 +130,36 @@ async fn a_stalled_frame_on_quic_is_closed_by_the_frame_timeout() {
     server.shutdown().await;
 }
 
+/// And on KCP.
+#[tokio::test]
+async fn a_stalled_frame_on_kcp_is_closed_by_the_frame_timeout() {
+    let (server, mut errors) = server("kcp://127.0.0.1:0").await;
+    let canary = client(&server.url(), Codec::Json).await;
+    let config = tokio_kcp::KcpConfig {
+        nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
+        flush_write: true,
+        flush_acks_input: true,
+        stream: true,
+        ..Default::default()
+    };
+    let mut stream = tokio_kcp::KcpStream::connect(&config, server.local_addr())
+        .await
+        .expect("connect");
+    let mut part = frame(101, br#"{"content":"never finished"}"#);
+    part.truncate(20);
+    stream.write_all(&part).await.expect("write");
+    stream.flush().await.expect("flush");
+    let reasons = frame_timeouts(&mut errors, 1).await;
+    assert!(
+        reasons[0].contains("a frame of 34 bytes started")
+            && reasons[0].ends_with("is still incomplete: 20 of 34 bytes received"),
+        "{reasons:?}"
+    );
+    still_served(&canary, "a stalled KCP frame").await;
+    drop(stream);
+    server.shutdown().await;
+}
+
 /// The canary of a QUIC server: a gonet client trusting its certificate.
 async fn quic_canary(server: &Server) -> gonet::Session {
     let tls = gonet::ClientTls::trust_der(server.certificate().expect("cert")).expect("trust");
