@@ -322,6 +322,10 @@ impl<R: AsyncRead + Unpin + Send + 'static> StreamSource<R> {
             // buffer is only given back when it holds nothing.
             let read = std::future::poll_fn(|cx| {
                 let read = poll_read_some(&mut self.reader, &mut self.buf, missing, chunk, cx);
+                // A quiet stream that gave its buffer back gives its timer back too.
+                if due.is_none() && self.buf.capacity() == 0 {
+                    self.deadline = None;
+                }
                 match (read, due) {
                     (Poll::Pending, Some(due)) => {
                         poll_due(&mut self.deadline, due, cx).map(|()| None)

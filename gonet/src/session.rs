@@ -526,12 +526,24 @@ impl Session {
     /// interval, with a count of the rest, see `report`) and hands it to the error
     /// hook (every one).
     pub(crate) fn report(&self, kind: SessionErrorKind) -> SessionError {
+        self.report_as(kind, false)
+    }
+
+    /// [`report`](Self::report); an error that ends the session (`ending`) is logged
+    /// whatever came before it, unless the session was already closing.
+    fn report_as(&self, kind: SessionErrorKind, ending: bool) -> SessionError {
         let err = SessionError {
             session: self.id(),
             peer: self.peer_addr(),
             kind,
         };
-        match self.inner.errors.admit() {
+        let verdict = if ending && self.inner.reason.get().is_none() {
+            let (suppressed, over) = self.inner.errors.take_suppressed().unwrap_or_default();
+            Verdict::Log { suppressed, over }
+        } else {
+            self.inner.errors.admit()
+        };
+        match verdict {
             Verdict::Log { suppressed: 0, .. } => tracing::warn!(error = %err, "session error"),
             Verdict::Log { suppressed, over } => tracing::warn!(
                 error = %err,
@@ -562,13 +574,13 @@ impl Session {
 
     /// Reports an error and closes the session because of it.
     pub(crate) fn fail(&self, kind: SessionErrorKind, reason: CloseReason, mode: CloseMode) {
-        self.report(kind);
+        self.report_as(kind, true);
         self.close_with(reason, mode);
     }
 
     /// Reports an error that ends the session with [`CloseReason::Error`].
     pub(crate) fn fail_with_error(&self, kind: SessionErrorKind, mode: CloseMode) {
-        let err = self.report(kind);
+        let err = self.report_as(kind, true);
         self.close_with(CloseReason::Error(Arc::new(err)), mode);
     }
 }
