@@ -253,27 +253,85 @@ async fn ten_thousand_unknown_ids_cost_a_few_log_lines() {
         "the first line names the id: {}",
         lines[0]
     );
-    let told: u64 = lines
-        .iter()
-        .filter_map(|l| {
-            let at = l.find("suppressed=")? + "suppressed=".len();
-            l[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let told: usize = lines.iter().filter_map(|l| suppressed_in(l)).sum();
     let logged = lines
         .iter()
         .filter(|l| l.contains("unknown message id 999"))
         .count();
     assert_eq!(
-        told as usize + logged,
+        told + logged,
         FRAMES,
         "logged and suppressed add up to every error:\n{}",
         lines.join("\n")
     );
     still_served(&canary, "the flooding session's end").await;
     server.shutdown().await;
+}
+
+/// A flood of unknown ids, then a bad length that ends the session: the error that
+/// ends it is logged whatever the rate limit, with the count of the lines suppressed
+/// before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_that_ends_a_flooding_session_is_logged() {
+    const FRAMES: usize = 1_000;
+    let logs = logs();
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .router(echo_router())
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .expect("serve");
+    let canary = client(&server.url(), Codec::Json).await;
+    let mut attacker = raw(server.local_addr()).await;
+    let me = attacker.local_addr().expect("local addr").to_string();
+    let mut flood = Vec::new();
+    for _ in 0..FRAMES {
+        flood.extend(frame(999, b"{}"));
+    }
+    // A length field of 2: not even a message id.
+    flood.extend_from_slice(&[2, 0, 0, 0]);
+    attacker.write_all(&flood).await.expect("write");
+    within("the server's close", read_to_eof(&mut attacker)).await;
+    let ending = |text: &str| {
+        text.lines()
+            .find(|l| l.contains(" WARN ") && l.contains(&me) && l.contains("below the minimum"))
+            .map(str::to_owned)
+    };
+    until("the ending error in the log", || {
+        ending(&logs.text()).is_some()
+    })
+    .await;
+    let text = logs.text();
+    let line = ending(&text).expect("found");
+    let mine: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains(&me))
+        .collect();
+    let logged = mine
+        .iter()
+        .filter(|l| l.contains("unknown message id 999"))
+        .count();
+    let told: usize = mine.iter().filter_map(|l| suppressed_in(l)).sum();
+    assert!(
+        suppressed_in(&line).is_some(),
+        "the ending line carries a count: {line}"
+    );
+    assert_eq!(
+        logged + told,
+        FRAMES,
+        "logged and suppressed add up to every unknown id:\n{}",
+        mine.join("\n")
+    );
+    still_served(&canary, "a flooding session's end").await;
+    server.shutdown().await;
+}
+
+/// The `suppressed=N` field of a log line.
+fn suppressed_in(line: &str) -> Option<usize> {
+    let at = line.find("suppressed=")? + "suppressed=".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
