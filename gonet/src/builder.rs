@@ -55,6 +55,8 @@ pub(crate) struct Settings {
     pub(crate) heartbeat: Option<Duration>,
     /// `None`: the transport's default; a zero duration: off.
     pub(crate) idle_timeout: Option<Duration>,
+    /// Zero: off.
+    pub(crate) frame_timeout: Duration,
     #[cfg_attr(
         not(any(feature = "ws", feature = "tls", feature = "kcp")),
         allow(dead_code, reason = "read by ws, wss, quic and kcp only")
@@ -96,6 +98,7 @@ impl Default for Settings {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             heartbeat: None,
             idle_timeout: None,
+            frame_timeout: Duration::from_secs(30),
             transport: transport::TransportSettings::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
@@ -161,10 +164,10 @@ impl fmt::Debug for Builder {
 impl Builder {
     /// A builder with the defaults: the first compiled codec, 64 KiB frames, an inbound
     /// queue of 128 messages, a 4 MiB outbound limit, a 30 s write timeout, a 10 s call
-    /// timeout, a 10 s connect timeout, 100,000 sessions, 1024 pending handshakes with a
-    /// 10 s handshake timeout, and the transport's heartbeat defaults (see
-    /// [`heartbeat`](Self::heartbeat)); on QUIC 100 channels per session and a 4 MiB
-    /// receive window.
+    /// timeout, a 10 s connect timeout, 100,000 sessions, a 30 s frame timeout, 1024
+    /// pending handshakes with a 10 s handshake timeout, and the transport's heartbeat
+    /// defaults (see [`heartbeat`](Self::heartbeat)); on QUIC 100 channels per session
+    /// and a 4 MiB receive window.
     pub fn new() -> Self {
         Self::default()
     }
@@ -294,6 +297,28 @@ impl Builder {
     /// connection's idle timeout (default 30 s there, with a 5 s keep-alive).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.settings.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a frame may take to arrive on a stream transport (TCP, KCP, a QUIC
+    /// stream or channel) once its first byte has. A frame still incomplete after it
+    /// closes the session with a [`SessionErrorKind::FrameTimeout`](crate::SessionErrorKind::FrameTimeout)
+    /// error naming the frame's size and how much of it came: this is what ends a
+    /// peer that trickles a byte at a time (slowloris) or stops mid-frame.
+    /// `Duration::ZERO` turns it off.
+    ///
+    /// Default: 30 s. A session between frames is not timed by it (see
+    /// [`idle_timeout`](Self::idle_timeout)); message transports (UDP, WebSocket)
+    /// receive whole packets and have no partial frames. Only a wait with part of a
+    /// frame buffered arms the timer, so whole frames cost nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = gonet::Builder::new().frame_timeout(Duration::from_secs(5));
+    /// # let _ = builder;
+    /// ```
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.frame_timeout = timeout;
         self
     }
 

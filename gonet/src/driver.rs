@@ -152,6 +152,7 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K
     // A session that ended without a reason ended because its peer went away.
     session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
     let reason = session.close_reason().unwrap_or(CloseReason::PeerClosed);
+    session.log_suppressed();
     tracing::debug!(%reason, "session closed");
     session.inner.done.cancel();
     if let Some(hook) = &shared.hooks.on_close {

@@ -217,6 +217,21 @@ pub enum SessionErrorKind {
         /// The call number.
         call: u32,
     },
+    /// A frame started arriving on a stream (TCP, KCP, a QUIC stream) and did not
+    /// complete within the frame timeout (see `Builder::frame_timeout`): a peer
+    /// trickling bytes, or one that stopped mid-frame. The session is closed.
+    #[error(
+        "a frame of {expected} bytes started {after:?} ago is still incomplete: {received} of {expected} bytes received"
+    )]
+    FrameTimeout {
+        /// Bytes the frame declared (header included; the header's 6 bytes while the
+        /// length field itself is incomplete).
+        expected: usize,
+        /// Bytes of it that arrived.
+        received: usize,
+        /// How long ago its first byte arrived.
+        after: Duration,
+    },
     /// Nothing came from the peer for this long; the session is closed with
     /// [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout).
     #[error("peer silent for {0:?}: idle timeout")]

@@ -165,13 +165,15 @@ impl Decoder for FrameCodec {
     type Item = Packet;
     type Error = FrameError;
 
-    /// `Ok(None)` means more bytes are needed; the buffer is left as it was.
+    /// `Ok(None)` means more bytes are needed; the buffer is left as it was. It is not
+    /// grown to the declared length either: a length field is the peer's word, not
+    /// bytes that arrived, so a peer that declares a large frame and sends little of it
+    /// holds only what it sent. The reader grows the buffer as bytes come.
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         let Some(size) = self.frame_size(src)? else {
             return Ok(None);
         };
         if src.len() < size {
-            src.reserve(size - src.len());
             return Ok(None);
         }
         let mut frame = src.split_to(size);
@@ -430,6 +432,21 @@ mod tests {
             encode_frame(1, &vec![0u8; MAX_BODY_LEN]).unwrap().len(),
             65537
         );
+    }
+
+    #[test]
+    fn a_declared_length_reserves_nothing() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0xff, 0xff, 1, 0, 0, 0]);
+        let before = buf.capacity();
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(
+            buf.capacity(),
+            before,
+            "the buffer grew to the declared length"
+        );
+        assert_eq!(buf.len(), 6);
     }
 
     #[test]

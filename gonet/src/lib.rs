@@ -16,6 +16,7 @@ mod link;
 mod message;
 mod outbound;
 mod pool;
+mod report;
 mod router;
 mod session;
 mod signal;

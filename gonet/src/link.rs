@@ -20,10 +20,13 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 
 use crate::Body;
@@ -131,17 +134,92 @@ pub(crate) struct StreamSource<R> {
     /// The free space offered to the next read: doubles while reads fill it, halves
     /// while they are small.
     chunk: usize,
+    /// How long a frame may take once its first byte is in; `None`: forever.
+    frame_timeout: Option<Duration>,
+    /// Bytes read from the stream so far. The partial frame at the front of `buf`
+    /// starts at `read - buf.len()`, which tells one partial frame from the next.
+    read: u64,
+    /// The frame partly received when the source last waited: where it starts in the
+    /// stream and when it was first seen incomplete.
+    partial: Option<(u64, Instant)>,
+    /// The frame timeout's one timer, made the first time the source waits with part
+    /// of a frame buffered and reused after that. It is moved only when it fires
+    /// early (the frame it was set for completed and a later one is partial), so a
+    /// busy stream, whose reads often end mid-frame, resets it at most once per
+    /// timeout and never per message.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<R> StreamSource<R> {
-    pub(crate) fn new(reader: R, max_frame_len: usize) -> Self {
+    pub(crate) fn new(reader: R, max_frame_len: usize, frame_timeout: Option<Duration>) -> Self {
         Self {
             reader,
             codec: FrameCodec::new(max_frame_len),
             buf: BytesMut::new(),
             ready: Bytes::new(),
             chunk: READ_CHUNK,
+            frame_timeout,
+            read: 0,
+            partial: None,
+            deadline: None,
         }
+    }
+
+    /// A source with the session's frame limit and frame timeout.
+    pub(crate) fn for_session(reader: R, session: &Session) -> Self {
+        Self::new(reader, session.max_frame_len(), session.frame_timeout())
+    }
+
+    /// When the frame partly buffered must be complete, if one is and the frame timeout
+    /// is on. Called only where the source is about to wait for bytes, so the clock is
+    /// read once per wait that leaves a frame incomplete, never per message.
+    fn frame_due(&mut self) -> Option<Instant> {
+        let timeout = self.frame_timeout?;
+        if self.buf.is_empty() {
+            self.partial = None;
+            return None;
+        }
+        let start = self.read - self.buf.len() as u64;
+        let since = match self.partial {
+            Some((at, since)) if at == start => since,
+            _ => {
+                let now = Instant::now();
+                self.partial = Some((start, now));
+                now
+            }
+        };
+        Some(since + timeout)
+    }
+
+    /// The error of a frame whose time is up.
+    fn frame_timed_out(&self) -> ReadEnd {
+        let since = self.partial.map_or_else(Instant::now, |(_, since)| since);
+        let expected = match self.codec.frame_size(&self.buf) {
+            Ok(Some(size)) => size,
+            _ => HEADER_LEN,
+        };
+        SessionErrorKind::FrameTimeout {
+            expected,
+            received: self.buf.len(),
+            after: since.elapsed(),
+        }
+        .into()
+    }
+}
+
+/// Ready once `due` has passed, with one timer kept in `slot`: made on first use, and
+/// moved to `due` only when it fires before it.
+fn poll_due(slot: &mut Option<Pin<Box<Sleep>>>, due: Instant, cx: &mut Context<'_>) -> Poll<()> {
+    let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+    if sleep.deadline() > due {
+        sleep.as_mut().reset(due);
+    }
+    loop {
+        std::task::ready!(sleep.as_mut().poll(cx));
+        if sleep.deadline() >= due {
+            return Poll::Ready(());
+        }
+        sleep.as_mut().reset(due);
     }
 }
 
@@ -221,6 +299,13 @@ impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
     }
 
     async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
+        self.next_frame().await
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> StreamSource<R> {
+    /// The next frame: from the buffer, else read from the stream. Cancel safe.
+    async fn next_frame(&mut self) -> Result<Packet, ReadEnd> {
         if let Some(next) = self.buffered() {
             return next;
         }
@@ -232,12 +317,29 @@ impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
             }
             let missing = self.codec.missing(&self.buf);
             let chunk = self.chunk;
+            let due = self.frame_due();
             // Cancel safe: read_buf either appends to the buffer or does nothing, and the
             // buffer is only given back when it holds nothing.
             let read = std::future::poll_fn(|cx| {
-                poll_read_some(&mut self.reader, &mut self.buf, missing, chunk, cx)
+                let read = poll_read_some(&mut self.reader, &mut self.buf, missing, chunk, cx);
+                // A quiet stream that gave its buffer back gives its timer back too.
+                if due.is_none() && self.buf.capacity() == 0 {
+                    self.deadline = None;
+                }
+                match (read, due) {
+                    (Poll::Pending, Some(due)) => {
+                        poll_due(&mut self.deadline, due, cx).map(|()| None)
+                    }
+                    (read, _) => read.map(Some),
+                }
             })
             .await;
+            let Some(read) = read else {
+                return Err(self.frame_timed_out());
+            };
+            if let Ok((n, _)) = read {
+                self.read += n as u64;
+            }
             match read {
                 Ok((0, _)) => {
                     return Err(match self.codec.decode_eof(&mut self.buf) {
@@ -266,6 +368,11 @@ impl<R: AsyncRead + Unpin + Send + 'static> PacketSource for StreamSource<R> {
 /// buffered and reads have been small, the buffer is given back and a new one taken
 /// when the reader is woken again. Idle sessions hold no read buffer at all (a session
 /// that went quiet right after large reads keeps one until its reads are small again).
+///
+/// The room for the rest of a frame is bounded by `chunk`, which grows only while reads
+/// fill what they are offered: a frame's declared length is the peer's word, so a
+/// peer that declares 64 KiB and sends a few bytes holds a read chunk, not 64 KiB,
+/// while a busy stream (whose chunk has grown) still takes a large frame in one read.
 fn poll_read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
@@ -273,8 +380,8 @@ fn poll_read_some<R: AsyncRead + Unpin>(
     chunk: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<(usize, bool)>> {
-    if buf.capacity() - buf.len() < missing.max(READ_CHUNK) {
-        buf.reserve(missing.max(chunk));
+    if buf.capacity() - buf.len() < missing.min(chunk).max(READ_CHUNK) {
+        buf.reserve(chunk.max(READ_CHUNK));
     }
     let room = buf.capacity() - buf.len();
     let read = std::pin::pin!(reader.read_buf(buf)).poll(cx);
@@ -425,5 +532,130 @@ fn frame_len(buf: &[u8]) -> usize {
     match buf {
         [lo, hi, ..] => LEN_FIELD + usize::from(u16::from_le_bytes([*lo, *hi])),
         _ => buf.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{MAX_FRAME_LEN, encode_frame};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn frame_bytes(id: u32, len: usize) -> Vec<u8> {
+        encode_frame(id, &vec![7; len]).unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_declared_but_unsent_frame_holds_a_read_chunk() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 20);
+        let frame = frame_bytes(1, MAX_FRAME_LEN - 4);
+        // The header declares 65,535 bytes; only the header and two body bytes come.
+        tx.write_all(&frame[..8]).await.unwrap();
+        let mut source = StreamSource::new(rx, MAX_FRAME_LEN, None);
+        {
+            let next = std::pin::pin!(source.next_frame());
+            assert!(futures_util::poll!(next).is_pending());
+        }
+        assert_eq!(source.buf.len(), 8);
+        assert!(
+            source.buf.capacity() <= 2 * READ_CHUNK,
+            "a frame declared but not sent holds {} bytes",
+            source.buf.capacity()
+        );
+        // The rest arrives: the frame is whole, the buffer grown with what came.
+        tx.write_all(&frame[8..]).await.unwrap();
+        let packet = source.next_frame().await.unwrap();
+        assert_eq!((packet.id, packet.body.len()), (1, MAX_FRAME_LEN - 4));
+    }
+
+    #[tokio::test]
+    async fn a_busy_stream_takes_a_large_frame_in_one_read() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 20);
+        let frame = frame_bytes(1, 60_000);
+        tx.write_all(&frame[..8]).await.unwrap();
+        let mut source = StreamSource::new(rx, MAX_FRAME_LEN, None);
+        // Reads have been filling what they were offered.
+        source.chunk = MAX_READ_CHUNK;
+        {
+            let next = std::pin::pin!(source.next_frame());
+            assert!(futures_util::poll!(next).is_pending());
+        }
+        assert!(
+            source.buf.capacity() >= frame.len(),
+            "room for the whole frame"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_incomplete_for_the_timeout_ends_the_stream() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        tx.write_all(&frame_bytes(9, 20)[..10]).await.unwrap();
+        let mut source = StreamSource::new(rx, MAX_FRAME_LEN, Some(SECOND));
+        let err = match source.next_frame().await {
+            Err(ReadEnd::Failed(kind)) => kind,
+            other => panic!("expected a frame timeout, got {other:?}"),
+        };
+        assert!(matches!(
+            err,
+            SessionErrorKind::FrameTimeout {
+                expected: 26,
+                received: 10,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "a frame of 26 bytes started 1s ago is still incomplete: 10 of 26 bytes received"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_header_is_timed_too() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let mut source = StreamSource::new(rx, MAX_FRAME_LEN, Some(SECOND));
+        let trickle = tokio::spawn(async move {
+            for byte in frame_bytes(9, 20) {
+                if tx.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        match source.next_frame().await {
+            Err(ReadEnd::Failed(SessionErrorKind::FrameTimeout { received, .. })) => {
+                assert!((1..26).contains(&received), "{received} bytes");
+            }
+            other => panic!("expected a frame timeout, got {other:?}"),
+        }
+        drop(source);
+        trickle.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_frame_has_its_own_time() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let mut source = StreamSource::new(rx, MAX_FRAME_LEN, Some(SECOND));
+        // Five frames, each arriving in two halves 600 ms apart, each half of the next
+        // frame with the end of the one before: a frame is always partly buffered
+        // for 3 s, but none is incomplete for a second.
+        let writer = tokio::spawn(async move {
+            let frames: Vec<Vec<u8>> = (0..5).map(|i| frame_bytes(i, 20)).collect();
+            tx.write_all(&frames[0][..13]).await.unwrap();
+            for i in 0..5 {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let mut next = frames[i][13..].to_vec();
+                if let Some(after) = frames.get(i + 1) {
+                    next.extend_from_slice(&after[..13]);
+                }
+                tx.write_all(&next).await.unwrap();
+            }
+            tx
+        });
+        for i in 0..5 {
+            let packet = source.next_frame().await.unwrap();
+            assert_eq!(packet.id, i);
+        }
+        drop(writer.await.unwrap());
     }
 }

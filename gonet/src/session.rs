@@ -19,6 +19,7 @@ use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
 use crate::message::Message;
 use crate::outbound::{OutQueue, PushError};
 use crate::pool::SessionPool;
+use crate::report::{ErrorLog, Verdict};
 use crate::url::Transport;
 use crate::wire::{self, Wrap};
 
@@ -134,6 +135,8 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
+    /// The log rate limit of the session's errors.
+    errors: ErrorLog,
     /// What only some transports offer (QUIC channels and datagrams).
     #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic sets it"))]
     pub(crate) link: OnceLock<crate::transport::LinkHandle>,
@@ -203,6 +206,7 @@ impl Session {
                 stopping: AtomicBool::new(false),
                 reason: OnceLock::new(),
                 extensions: Mutex::new(Extensions::default()),
+                errors: ErrorLog::default(),
                 link: OnceLock::new(),
             }),
         }
@@ -496,6 +500,11 @@ impl Session {
         (pick(s.heartbeat, ping), pick(s.idle_timeout, idle))
     }
 
+    /// How long a frame may take once its first byte has arrived; `None`: forever.
+    pub(crate) fn frame_timeout(&self) -> Option<Duration> {
+        Some(self.inner.shared.settings.frame_timeout).filter(|d| !d.is_zero())
+    }
+
     /// The largest frame length field this session sends and accepts: the configured
     /// one, or less where the transport carries less (a UDP datagram).
     pub(crate) fn max_frame_len(&self) -> usize {
@@ -529,29 +538,65 @@ impl Session {
         self.inner.stop_reading.cancel();
     }
 
-    /// Logs an error of this session and hands it to the error hook.
+    /// Logs an error of this session (the first always; then at most a few per
+    /// interval, with a count of the rest, see `report`) and hands it to the error
+    /// hook (every one).
     pub(crate) fn report(&self, kind: SessionErrorKind) -> SessionError {
+        self.report_as(kind, false)
+    }
+
+    /// [`report`](Self::report); an error that ends the session (`ending`) is logged
+    /// whatever came before it, unless the session was already closing.
+    fn report_as(&self, kind: SessionErrorKind, ending: bool) -> SessionError {
         let err = SessionError {
             session: self.id(),
             peer: self.peer_addr(),
             kind,
         };
-        tracing::warn!(error = %err, "session error");
+        let verdict = if ending && self.inner.reason.get().is_none() {
+            let (suppressed, over) = self.inner.errors.take_suppressed().unwrap_or_default();
+            Verdict::Log { suppressed, over }
+        } else {
+            self.inner.errors.admit()
+        };
+        match verdict {
+            Verdict::Log { suppressed: 0, .. } => tracing::warn!(error = %err, "session error"),
+            Verdict::Log { suppressed, over } => tracing::warn!(
+                error = %err,
+                suppressed,
+                "session error, and {suppressed} more errors of session {} suppressed in the last {over:?}",
+                self.id(),
+            ),
+            Verdict::Suppress => {}
+        }
         if let Some(hook) = &self.inner.shared.hooks.on_error {
             hook(self, &err);
         }
         err
     }
 
+    /// Logs the count of errors whose lines were suppressed since the last one, if
+    /// any: the session's last word in the log.
+    pub(crate) fn log_suppressed(&self) {
+        if let Some((suppressed, over)) = self.inner.errors.take_suppressed() {
+            tracing::warn!(
+                suppressed,
+                "session {} ({}) ended with {suppressed} more errors suppressed in the last {over:?}",
+                self.id(),
+                self.peer_addr(),
+            );
+        }
+    }
+
     /// Reports an error and closes the session because of it.
     pub(crate) fn fail(&self, kind: SessionErrorKind, reason: CloseReason, mode: CloseMode) {
-        self.report(kind);
+        self.report_as(kind, true);
         self.close_with(reason, mode);
     }
 
     /// Reports an error that ends the session with [`CloseReason::Error`].
     pub(crate) fn fail_with_error(&self, kind: SessionErrorKind, mode: CloseMode) {
-        let err = self.report(kind);
+        let err = self.report_as(kind, true);
         self.close_with(CloseReason::Error(Arc::new(err)), mode);
     }
 }

@@ -203,8 +203,7 @@ async fn accept_loop(
 
 fn start(session: Session, stream: KcpStream, tracker: Option<&TaskTracker>) {
     let (reader, writer) = tokio::io::split(stream);
-    let source: StreamSource<ReadHalf<KcpStream>> =
-        StreamSource::new(reader, session.max_frame_len());
+    let source: StreamSource<ReadHalf<KcpStream>> = StreamSource::for_session(reader, &session);
     let sink = KcpSink {
         stream: StreamSink::new(writer),
     };

@@ -278,7 +278,7 @@ fn start(
         _endpoint: endpoint,
     }));
     let source = QuicSource {
-        stream: StreamSource::new(recv, session.max_frame_len()),
+        stream: StreamSource::for_session(recv, &session),
         conn: conn.clone(),
     };
     let sink = QuicSink {
@@ -412,7 +412,7 @@ impl PacketSource for QuicSource {
                 },
                 channel = self.conn.accept_uni() => match channel {
                     Ok(recv) => {
-                        let source = StreamSource::new(recv, session.max_frame_len());
+                        let source = StreamSource::for_session(recv, session);
                         driver::spawn_lane(session.clone(), source);
                     }
                     Err(err) => return Err(connection_end(&err)),

@@ -75,7 +75,7 @@ fn start(stream: TcpStream, shared: &Arc<Shared>, tracker: &TaskTracker) -> std:
         }
     }
     let (reader, writer) = stream.into_split();
-    let source = StreamSource::new(reader, session.max_frame_len());
+    let source = StreamSource::for_session(reader, &session);
     driver::spawn(session, source, StreamSink::new(writer), Some(tracker));
     Ok(())
 }
@@ -93,7 +93,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     let local = stream.local_addr().map_err(connect_err)?;
     let session = Session::new(shared, peer, local, Transport::Tcp);
     let (reader, writer) = stream.into_split();
-    let source = StreamSource::new(reader, session.max_frame_len());
+    let source = StreamSource::for_session(reader, &session);
     driver::spawn(session.clone(), source, StreamSink::new(writer), None);
     Ok(session)
 }

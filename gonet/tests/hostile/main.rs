@@ -8,5 +8,7 @@ mod support;
 mod admission;
 mod canary;
 mod codecs;
+mod floods;
 mod quic;
+mod slow;
 mod ws;
