@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use gonet::{Builder, Codec};
+use gonet::{Builder, Codec, Message};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 
-use crate::canary::{client, echo_router, still_served};
-use crate::support::{frame, logs, raw, read_ack, read_to_eof, until, within};
+use crate::canary::{Say, SayAck, client, echo_router, still_served};
+use crate::support::{frame, logs, raw, read_frame, read_to_eof, until, within};
 
 /// The TCP sockets of this process with an end on `port`: `(on the port, to the
 /// port)`, that is the listener and the connections it accepted, and the clients'
@@ -83,14 +83,17 @@ async fn a_thousand_connect_close_cycles_leak_nothing() {
     // The listener and the canary's session; the canary's own connection.
     until("the canary's sockets", || sockets_on(port) == (2, 1)).await;
     let start_sessions = server.pool().len();
-    let say = frame(101, br#"{"content":"hi"}"#);
+    let say = frame(Say::ID, br#"{"content":"hi"}"#);
     for i in 0..1_000 {
         let mut stream = raw(addr).await;
         match i % 3 {
             0 => {}
             1 => {
                 stream.write_all(&say).await.expect("write");
-                assert_eq!(read_ack(&mut stream).await, "hi");
+                let (id, body) = within("a reply", read_frame(&mut stream))
+                    .await
+                    .expect("the server answers");
+                assert_eq!((id, &body[..]), (SayAck::ID, &br#"{"content":"hi"}"#[..]));
             }
             _ => stream.write_all(&say[..5]).await.expect("write"),
         }
@@ -136,7 +139,7 @@ async fn udp_floods_from_many_ports_stay_within_max_sessions() {
             }
         })
     };
-    let say = frame(101, br#"{"content":"flood"}"#);
+    let say = frame(Say::ID, br#"{"content":"flood"}"#);
     let garbage: [&[u8]; 4] = [
         b"\xff",
         b"\x01\x00\x00\x00\x00\x00",
