@@ -78,6 +78,7 @@
 //! | `transport` | URL schemes to listeners and connections: `tcp`, `udp`, `ws`, `quic`, `kcp` |
 //! | `tls` | certificates for `wss://` and `quic://` (`ServerTls`, `ClientTls`) |
 //! | `builder` | [`Builder`], [`Server`] |
+//! | `shutdown` | [`shutdown_signal`]: the operating system asking the process to stop (feature `signal`) |
 //!
 //! # Cargo features
 //!
@@ -93,6 +94,7 @@
 //! | `json` | no | [`Codec::Json`] through serde_json |
 //! | `xml` | no | [`Codec::Xml`] through quick-xml |
 //! | `binary` | no | [`Codec::Binary`]: MessagePack through rmp-serde |
+//! | `signal` | no | [`shutdown_signal`]: SIGTERM or Ctrl-C, to drain a server before the process exits |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
@@ -113,6 +115,8 @@ mod outbound;
 mod pool;
 mod router;
 mod session;
+#[cfg(feature = "signal")]
+mod shutdown;
 mod signal;
 mod status;
 #[cfg(feature = "tls")]
@@ -130,6 +134,9 @@ pub use message::{Message, RESERVED_ID_START, is_user_id};
 pub use pool::{Broadcast, SessionPool};
 pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
 pub use session::{CloseReason, Session, SessionStats};
+#[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+pub use shutdown::{SignalError, shutdown_signal};
 pub use status::{Code, Status};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
 pub use wire::ExtensionError;

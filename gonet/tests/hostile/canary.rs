@@ -26,8 +26,13 @@ pub(crate) async fn client(url: &str, codec: Codec) -> Session {
 /// Asserts that `canary` is still answered: one call, its reply checked.
 pub(crate) async fn still_served(canary: &Session, what: &str) {
     let text = format!("still here after {what}");
-    let reply: SayAck = within("the canary's reply", canary.call(&Say { content: text.clone() }))
-        .await
-        .unwrap_or_else(|e| panic!("the canary was not answered after {what}: {e}"));
+    let reply: SayAck = within(
+        "the canary's reply",
+        canary.call(&Say {
+            content: text.clone(),
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the canary was not answered after {what}: {e}"));
     assert_eq!(reply.content, text);
 }
