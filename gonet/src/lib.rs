@@ -108,6 +108,8 @@ pub mod codegen;
 mod driver;
 mod error;
 pub mod frame;
+#[cfg(test)]
+mod fuzz;
 mod joint;
 mod link;
 mod message;

@@ -108,7 +108,10 @@ async fn sigterm_answers_every_request_in_flight_and_exits_0() {
     .await
     .expect("the wait task")
     .expect("the server's exit status");
-    assert!(status.success(), "the server ended with {status} at SIGTERM");
+    assert!(
+        status.success(),
+        "the server ended with {status} at SIGTERM"
+    );
 }
 
 /// The server `sigterm_answers_every_request_in_flight_and_exits_0` signals: every
