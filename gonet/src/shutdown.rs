@@ -53,28 +53,36 @@ pub struct SignalError {
 /// }
 /// ```
 pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, SignalError> {
-    imp::listen()
+    let signal = imp::listen()?;
+    Ok(async move {
+        let name = signal.await;
+        tracing::info!(signal = name, "asked to stop: shutting down");
+    })
+}
+
+/// Turns the operating system's refusal to listen for `signal` into a [`SignalError`].
+#[cfg_attr(
+    not(any(unix, windows)),
+    allow(dead_code, reason = "Unix and Windows listen for more than Ctrl-C")
+)]
+fn refused(signal: &'static str) -> impl FnOnce(io::Error) -> SignalError {
+    move |source| SignalError { signal, source }
 }
 
 #[cfg(unix)]
 mod imp {
     use tokio::signal::unix::{SignalKind, signal};
 
-    use super::SignalError;
+    use super::{SignalError, refused};
 
-    pub(super) fn listen() -> Result<impl Future<Output = ()> + Send + 'static, SignalError> {
-        let listen = |kind, name| {
-            signal(kind).map_err(|source| SignalError {
-                signal: name,
-                source,
-            })
-        };
-        let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
-        let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
+    pub(super) fn listen()
+    -> Result<impl Future<Output = &'static str> + Send + 'static, SignalError> {
+        let mut term = signal(SignalKind::terminate()).map_err(refused("SIGTERM"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(refused("SIGINT"))?;
         Ok(async move {
             tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT received: shutting down"),
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
             }
         })
     }
@@ -84,25 +92,20 @@ mod imp {
 mod imp {
     use tokio::signal::windows;
 
-    use super::SignalError;
+    use super::{SignalError, refused};
 
-    pub(super) fn listen() -> Result<impl Future<Output = ()> + Send + 'static, SignalError> {
-        let err = |name| {
-            move |source| SignalError {
-                signal: name,
-                source,
-            }
-        };
-        let mut c = windows::ctrl_c().map_err(err("Ctrl-C"))?;
-        let mut brk = windows::ctrl_break().map_err(err("Ctrl-Break"))?;
-        let mut close = windows::ctrl_close().map_err(err("console close"))?;
-        let mut shutdown = windows::ctrl_shutdown().map_err(err("system shutdown"))?;
+    pub(super) fn listen()
+    -> Result<impl Future<Output = &'static str> + Send + 'static, SignalError> {
+        let mut c = windows::ctrl_c().map_err(refused("Ctrl-C"))?;
+        let mut brk = windows::ctrl_break().map_err(refused("Ctrl-Break"))?;
+        let mut close = windows::ctrl_close().map_err(refused("console close"))?;
+        let mut shutdown = windows::ctrl_shutdown().map_err(refused("system shutdown"))?;
         Ok(async move {
             tokio::select! {
-                _ = c.recv() => tracing::info!("Ctrl-C received: shutting down"),
-                _ = brk.recv() => tracing::info!("Ctrl-Break received: shutting down"),
-                _ = close.recv() => tracing::info!("console closing: shutting down"),
-                _ = shutdown.recv() => tracing::info!("system shutting down: shutting down"),
+                _ = c.recv() => "Ctrl-C",
+                _ = brk.recv() => "Ctrl-Break",
+                _ = close.recv() => "console close",
+                _ = shutdown.recv() => "system shutdown",
             }
         })
     }
@@ -112,13 +115,14 @@ mod imp {
 mod imp {
     use super::SignalError;
 
-    pub(super) fn listen() -> Result<impl Future<Output = ()> + Send + 'static, SignalError> {
+    pub(super) fn listen()
+    -> Result<impl Future<Output = &'static str> + Send + 'static, SignalError> {
         Ok(async {
             match tokio::signal::ctrl_c().await {
-                Ok(()) => tracing::info!("Ctrl-C received: shutting down"),
+                Ok(()) => "Ctrl-C",
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot listen for Ctrl-C; serving on");
-                    std::future::pending::<()>().await;
+                    std::future::pending().await
                 }
             }
         })

@@ -606,7 +606,7 @@ fn run<S: Strategy>(
     check: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
     let mut runner = TestRunner::new(config(cases));
-    if let Err(err) = runner.run(&strategy, |value| check(value)) {
+    if let Err(err) = runner.run(&strategy, check) {
         panic!("{err}");
     }
 }
