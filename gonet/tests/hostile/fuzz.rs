@@ -637,12 +637,23 @@ fn fuzz_tcp_server_with_garbage_streams() {
             .expect("fits")
             .to_vec()
     };
+    // Well-formed requests first, so that replies are written while garbage arrives.
+    let requests = proptest::collection::vec(text(), 0..4).prop_map(move |texts| {
+        let frames: Vec<Vec<u8>> = texts
+            .iter()
+            .map(|t| {
+                say(&serde_json::to_vec(&crate::support::Say { content: t.clone() }).expect("json"))
+            })
+            .collect();
+        frames.concat()
+    });
+    let garbage = prop_oneof![
+        stream(),
+        syntax().prop_map(move |body| say(&body)),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(move |body| say(&body)),
+    ];
     let input = (
-        prop_oneof![
-            stream(),
-            syntax().prop_map(move |body| say(&body)),
-            proptest::collection::vec(any::<u8>(), 0..64).prop_map(move |body| say(&body)),
-        ],
+        (requests, garbage).prop_map(|(requests, garbage)| [requests, garbage].concat()),
         proptest::collection::vec(1usize..512, 1..4),
     );
     run(64, input, |(bytes, sizes)| {
@@ -660,6 +671,12 @@ fn fuzz_tcp_server_with_garbage_streams() {
             let _ = within("the server's close", stream.read_to_end(&mut back)).await;
             let answer = decode_stream(&mut FrameCodec::default(), &[&back]);
             prop_assert_eq!(answer.error, None, "the server wrote a bad frame");
+            for packet in &answer.packets {
+                prop_assert_eq!(packet.id, 102, "only SayAck replies: {:?}", packet);
+                prop_assert!(
+                    serde_json::from_slice::<crate::support::SayAck>(&packet.body).is_ok()
+                );
+            }
             canary::still_served(&canary, "a garbage stream").await;
             Ok::<(), TestCaseError>(())
         })
