@@ -52,11 +52,13 @@ impl Kind {
 /// `bench serve KIND URL`: serves until standard input closes, after printing the URL
 /// clients dial on the first line of standard output, followed for `wss://` and
 /// `quic://` by a space and the server's certificate (DER, in hex) for clients to trust.
+/// SIGTERM or Ctrl-C stops it too, the gonet server after draining its sessions.
 pub(crate) fn serve(kind: Kind, url: &str) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let stop = gonet::shutdown_signal()?;
         let (mut dial, server) = match kind {
             Kind::Gonet => {
                 let server = gonet_server(url).await?;
@@ -75,13 +77,20 @@ pub(crate) fn serve(kind: Kind, url: &str) -> Result<()> {
         stdout.flush()?;
         drop(stdout);
         // The parent closes our standard input (or dies): time to go.
-        tokio::task::spawn_blocking(|| {
+        let stdin_closed = tokio::task::spawn_blocking(|| {
             let mut line = String::new();
             while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
                 line.clear();
             }
-        })
-        .await?;
+        });
+        tokio::select! {
+            closed = stdin_closed => closed?,
+            () = stop => {
+                if let Some(server) = server {
+                    server.shutdown().await;
+                }
+            }
+        }
         anyhow::Ok(())
     })?;
     // Exit without tearing down thousands of sessions one by one.

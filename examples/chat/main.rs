@@ -168,8 +168,9 @@ async fn serve(url: &str, codec: Codec, tls: &TlsArgs) -> Result<(), Box<dyn std
         .serve(url)
         .await?;
     tls.after_serve(&server)?;
-    tracing::info!(url = %server.url(), %codec, "chat server listening; Ctrl-C stops it");
-    tokio::signal::ctrl_c().await?;
+    let stop = gonet::shutdown_signal()?;
+    tracing::info!(url = %server.url(), %codec, "chat server listening; Ctrl-C or SIGTERM stops it");
+    stop.await;
     server.shutdown().await;
     Ok(())
 }

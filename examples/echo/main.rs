@@ -46,7 +46,7 @@ use echo::{Echo, EchoClient, EchoServer, Ping, Pong};
 
 const USAGE: &str = "usage:
   echo [URL]                 run a server and a client in one process (default tcp://127.0.0.1:0)
-  echo server URL            serve until Ctrl-C
+  echo server URL            serve until Ctrl-C or SIGTERM, then drain
   echo client URL            send --count pings and print the pongs
 URL: tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH,
      quic://HOST:PORT or kcp://HOST:PORT
@@ -169,12 +169,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         Mode::Server(url) => {
             let server = serve(&url, args.codec, &args.tls).await?;
+            let stop = gonet::shutdown_signal()?;
             println!(
-                "echo server on {} ({} codec); Ctrl-C stops it",
+                "echo server on {} ({} codec); Ctrl-C or SIGTERM stops it",
                 server.url(),
                 args.codec
             );
-            tokio::signal::ctrl_c().await?;
+            stop.await;
             server.shutdown().await;
         }
         Mode::Client(url) => {

@@ -72,6 +72,8 @@ impl Plan {
         if codec != "protobuf" {
             features.push(codec);
         }
+        // The server drains on SIGTERM and Ctrl-C through `gonet::shutdown_signal`.
+        features.push("signal");
         let features = features
             .iter()
             .map(|f| format!("\"{f}\""))

@@ -457,4 +457,69 @@ mod tests {
         assert_eq!(codec.missing(&frame[..4]), 12);
         assert_eq!(codec.missing(&frame[..]), 0);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A message of a message transport: arbitrary bytes, or a well-formed packet
+        /// with one byte changed, so that both the checks and what passes them are
+        /// exercised.
+        fn message() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..80),
+                (
+                    any::<u32>(),
+                    proptest::collection::vec(any::<u8>(), 0..80),
+                    any::<prop::sample::Index>(),
+                    any::<u8>(),
+                    any::<bool>(),
+                )
+                    .prop_map(|(id, body, at, byte, change)| {
+                        let mut msg = encode_frame(id, &body).unwrap().to_vec();
+                        if change {
+                            let at = at.index(msg.len());
+                            msg[at] = byte;
+                        }
+                        msg
+                    }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzz::config(2_000))]
+
+            /// `split_message` never panics, accepts exactly a message that holds one
+            /// packet within the limit, and agrees with the stream decoder on it.
+            #[test]
+            fn split_message_accepts_exactly_one_packet(
+                msg in message(),
+                max in 0usize..70_000,
+            ) {
+                let result = split_message(Bytes::from(msg.clone()), max);
+                let field = msg.get(..2).map(|f| usize::from(u16::from_le_bytes([f[0], f[1]])));
+                let well_formed = msg.len() >= HEADER_LEN
+                    && field == Some(msg.len() - LEN_FIELD)
+                    && field.is_some_and(|f| f <= max);
+                match result {
+                    Ok(packet) => {
+                        prop_assert!(well_formed);
+                        prop_assert_eq!(packet.id, u32::from_le_bytes([msg[2], msg[3], msg[4], msg[5]]));
+                        prop_assert_eq!(&packet.body[..], &msg[HEADER_LEN..]);
+                        if max >= MIN_FRAME_LEN {
+                            let mut buf = BytesMut::from(&msg[..]);
+                            let streamed = FrameCodec::new(max).decode(&mut buf).unwrap();
+                            prop_assert_eq!(streamed, Some(packet));
+                            prop_assert!(buf.is_empty());
+                        }
+                    }
+                    Err(err) => {
+                        prop_assert!(!well_formed, "refused a well-formed message: {}", err);
+                        prop_assert!(!err.to_string().is_empty());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -11,6 +11,8 @@ pub mod codegen;
 mod driver;
 mod error;
 pub mod frame;
+#[cfg(test)]
+mod fuzz;
 mod joint;
 mod link;
 mod message;
@@ -19,6 +21,8 @@ mod pool;
 mod report;
 mod router;
 mod session;
+#[cfg(feature = "signal")]
+mod shutdown;
 mod signal;
 mod status;
 mod throttle;
@@ -37,6 +41,9 @@ pub use message::{Message, RESERVED_ID_START, is_user_id};
 pub use pool::{Broadcast, SessionPool};
 pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
 pub use session::{CloseReason, Session, SessionStats};
+#[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+pub use shutdown::{SignalError, shutdown_signal};
 pub use status::{Code, Status};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
 pub use wire::ExtensionError;

@@ -491,4 +491,117 @@ mod tests {
             }
         ));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Ids that reach every branch: any id, the reserved range, the envelopes.
+        fn id() -> impl Strategy<Value = u32> {
+            prop_oneof![
+                any::<u32>(),
+                crate::RESERVED_ID_START..=u32::MAX,
+                Just(0),
+                Just(ID_REQUEST),
+                Just(ID_RESPONSE),
+                Just(ID_ERROR),
+            ]
+        }
+
+        /// A body that is either arbitrary or starts with an envelope whose inner id is
+        /// a user id.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40),
+                (
+                    any::<u32>(),
+                    1u32..crate::RESERVED_ID_START,
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                )
+                    .prop_map(|(call, inner, rest)| {
+                        let mut body = call.to_le_bytes().to_vec();
+                        body.extend_from_slice(&inner.to_le_bytes());
+                        body.extend_from_slice(&rest);
+                        body
+                    }),
+            ]
+        }
+
+        fn le32(b: &[u8]) -> u32 {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzz::config(4_000))]
+
+            /// `classify` never panics and does what PROTOCOL.md says for every id and
+            /// body: application ids pass through, envelopes are unwrapped or named as
+            /// short or wrapping a reserved id, unknown reserved ids are refused.
+            #[test]
+            fn classify_follows_the_protocol(id in id(), body in body()) {
+                let bytes = Bytes::from(body.clone());
+                let result = classify(id, Body::new(&bytes));
+                match (id, result) {
+                    (id, Ok(Incoming::Message { id: got, body: b, call: None }))
+                        if crate::is_user_id(id) || id == 0 =>
+                    {
+                        prop_assert_eq!(got, id);
+                        prop_assert_eq!(&b[..], &body[..]);
+                    }
+                    (ID_REQUEST | ID_RESPONSE, Err(ExtensionError::Short { need, len, .. })) => {
+                        prop_assert_eq!((need, len), (ENVELOPE_LEN, body.len()));
+                        prop_assert!(body.len() < ENVELOPE_LEN);
+                    }
+                    (ID_REQUEST | ID_RESPONSE, Err(ExtensionError::NestedReserved(inner))) => {
+                        prop_assert_eq!(inner, le32(&body[4..]));
+                        prop_assert!(!crate::is_user_id(inner));
+                    }
+                    (ID_REQUEST, Ok(Incoming::Message { id: inner, body: b, call: Some(call) }))
+                    | (ID_RESPONSE, Ok(Incoming::Response { id: inner, body: b, call })) => {
+                        prop_assert_eq!(call, le32(&body));
+                        prop_assert_eq!(inner, le32(&body[4..]));
+                        prop_assert!(crate::is_user_id(inner));
+                        prop_assert_eq!(&b[..], &body[ENVELOPE_LEN..]);
+                    }
+                    (ID_ERROR, Err(ExtensionError::Short { need: 6, len, .. })) => {
+                        prop_assert_eq!(len, body.len());
+                        prop_assert!(body.len() < 6);
+                    }
+                    (ID_ERROR, Ok(Incoming::Error { call, status })) => {
+                        prop_assert_eq!(call, le32(&body));
+                        prop_assert_eq!(status.code(), Code::from_u16(u16::from_le_bytes([body[4], body[5]])));
+                        prop_assert_eq!(status.message(), String::from_utf8_lossy(&body[6..]));
+                    }
+                    (ID_PING, Ok(Incoming::Ping))
+                    | (ID_PONG, Ok(Incoming::Pong))
+                    | (ID_BYE, Ok(Incoming::Bye)) => {}
+                    (id, Err(ExtensionError::UnknownId(got))) => {
+                        prop_assert_eq!(got, id);
+                        prop_assert!(
+                            ![ID_REQUEST, ID_RESPONSE, ID_ERROR, ID_PING, ID_PONG, ID_BYE]
+                                .contains(&id)
+                        );
+                    }
+                    (id, other) => prop_assert!(false, "{:#010x} classified as {:?}", id, other),
+                }
+            }
+
+            /// An error reply reads back as the status it was written from, whatever its
+            /// text.
+            #[test]
+            fn error_replies_round_trip(call in any::<u32>(), code in any::<u16>(), text in ".{0,40}") {
+                let status = Status::new(Code::from_u16(code), text);
+                let frame = encode_error(call, &status);
+                let body = frame.slice(HEADER_LEN..);
+                match classify(ID_ERROR, Body::new(&body)) {
+                    Ok(Incoming::Error { call: got, status: back }) => {
+                        prop_assert_eq!(got, call);
+                        prop_assert_eq!(back, status);
+                    }
+                    other => prop_assert!(false, "{:?}", other),
+                }
+            }
+        }
+    }
 }

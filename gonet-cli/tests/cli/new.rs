@@ -58,9 +58,9 @@ fn every_transport_and_codec_gives_its_features_url_and_codec() {
             }
 
             let features = if *codec == "protobuf" {
-                format!("\"{transport}\", \"protobuf\"")
+                format!("\"{transport}\", \"protobuf\", \"signal\"")
             } else {
-                format!("\"{transport}\", \"protobuf\", \"{codec}\"")
+                format!("\"{transport}\", \"protobuf\", \"{codec}\", \"signal\"")
             };
             let cargo = file("Cargo.toml");
             assert!(cargo.contains(&format!("name = \"{name}\"\n")), "{cargo}");
@@ -175,7 +175,7 @@ fn path_and_version_options() {
         .stdout();
     let cargo = dir.read("pinned/Cargo.toml");
     assert!(cargo.contains(
-        "gonet = { version = \"0.1\", default-features = false, features = [\"tcp\", \"protobuf\"] }\n"
+        "gonet = { version = \"0.1\", default-features = false, features = [\"tcp\", \"protobuf\", \"signal\"] }\n"
     ));
     assert!(cargo.contains("gonet-build = { version = \"0.1\" }\n"));
     assert!(dir.read("pinned/README.md").contains("version\n0.1."));
@@ -315,8 +315,14 @@ fn a_new_project_builds_tests_and_runs() {
         .args([&url, "ada"])
         .output()
         .expect("client runs");
-    server.kill().expect("stop the server");
-    server.wait().expect("server exit");
+    // SIGTERM, as docker, systemd and Kubernetes stop a process: the server drains and
+    // exits cleanly instead of dying of the signal.
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success(), "kill -TERM failed: {kill}");
+    let exit = server.wait().expect("server exit");
     assert!(
         client.status.success(),
         "{}",
@@ -328,8 +334,9 @@ fn a_new_project_builds_tests_and_runs() {
     );
     assert_eq!(
         line,
-        format!("mygame server on {url} (protobuf); Ctrl-C stops it\n")
+        format!("mygame server on {url} (protobuf); Ctrl-C or SIGTERM stops it\n")
     );
+    assert!(exit.success(), "the server ended with {exit} at SIGTERM");
 }
 
 /// Runs `cargo ARGS` in `project` with this test's target directory.

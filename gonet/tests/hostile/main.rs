@@ -9,6 +9,8 @@ mod admission;
 mod canary;
 mod codecs;
 mod floods;
+mod fuzz;
 mod quic;
+mod sigterm;
 mod slow;
 mod ws;
