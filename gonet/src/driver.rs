@@ -165,7 +165,7 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K
 /// cleanup.
 async fn guarded(part: &'static str, session: &Session, fut: impl Future<Output = ()>) {
     if let Err(payload) = AssertUnwindSafe(fut).catch_unwind().await {
-        let panic = panic_message(&*payload);
+        let panic = crate::codec::panic_text(&*payload);
         tracing::error!(part, panic, "session driver panicked");
         session.close_with(
             CloseReason::Local(format!("session {part} panicked").into()),
@@ -709,7 +709,7 @@ impl<'s> Work<'s> {
         payload: &(dyn std::any::Any + Send),
     ) {
         let session = self.session;
-        let panic = panic_message(payload);
+        let panic = crate::codec::panic_text(payload);
         session.report(SessionErrorKind::Panic { id, name, panic });
         self.reply_error(
             call,
@@ -779,16 +779,6 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     if !out.is_aborted() {
         let reason = session.close_reason();
         let _ = tokio::time::timeout(timeout, sink.shutdown(reason.as_ref())).await;
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }
 

@@ -19,11 +19,17 @@ pub(crate) fn decode<T: DeserializeOwned>(
 ) -> Result<T, CodecError> {
     let err = |kind: CodecErrorKind| CodecError::new(Codec::Binary, CodecOp::Decode, name, kind);
     let mut rest = body;
-    let mut de = rmp_serde::Deserializer::new(&mut rest);
-    let value = super::depth::decode(&mut de).map_err(|e| match e {
-        Some(e) => err(e.into()),
-        None => err(CodecErrorKind::TooDeep { limit: MAX_NESTING }),
-    })?;
+    // A bug of the decoder must cost this message, not the task decoding it.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        super::depth::decode(&mut de)
+    }));
+    let value = match decoded {
+        Ok(Ok(value)) => value,
+        Ok(Err(Some(e))) => return Err(err(e.into())),
+        Ok(Err(None)) => return Err(err(CodecErrorKind::TooDeep { limit: MAX_NESTING })),
+        Err(payload) => return Err(err(CodecErrorKind::Panicked(super::panic_text(&*payload)))),
+    };
     if rest.is_empty() {
         Ok(value)
     } else {

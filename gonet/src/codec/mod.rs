@@ -229,6 +229,14 @@ pub enum CodecErrorKind {
         /// The limit.
         limit: usize,
     },
+    /// The body holds a document type declaration (XML only): message bodies never
+    /// need one, and its entities are how XML bodies are made to explode.
+    #[error("a document type declaration (<!DOCTYPE>) is not accepted in a message body")]
+    DocType,
+    /// The decoder failed in a way it does not report as an error (a bug of the
+    /// decoding library, caught so that it costs only this message).
+    #[error("the decoder failed unexpectedly: {0}")]
+    Panicked(String),
     /// The value decoded but bytes were left over.
     #[error("{0} bytes left over after the value")]
     TrailingBytes(usize),
@@ -247,5 +255,16 @@ impl CodecError {
             message,
             kind: kind.into(),
         }
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }
