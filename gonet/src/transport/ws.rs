@@ -448,6 +448,17 @@ struct WsSink<S> {
     batch: MessageBatch,
 }
 
+/// Whether a send failed only because the closing handshake has begun.
+fn is_closing(e: &tungstenite::Error) -> bool {
+    use tungstenite::error::ProtocolError;
+    matches!(
+        e,
+        tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::AlreadyClosed
+            | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing)
+    )
+}
+
 fn to_io(e: tungstenite::Error) -> io::Error {
     match e {
         tungstenite::Error::Io(e) => e,
@@ -497,13 +508,27 @@ where
     }
 
     async fn write(&mut self) -> io::Result<()> {
+        let mut written = Ok(());
         for frame in self.batch.frames.drain(..) {
-            self.sink
-                .feed(Message::Binary(frame))
-                .await
-                .map_err(to_io)?;
+            written = self.sink.feed(Message::Binary(frame)).await;
+            if written.is_err() {
+                break;
+            }
         }
-        self.sink.flush().await.map_err(to_io)
+        if written.is_ok() {
+            written = self.sink.flush().await;
+        }
+        match written {
+            Ok(()) => Ok(()),
+            // The peer's close frame came first: tungstenite has answered it, and
+            // nothing more may be sent. What was queued is dropped, as on any
+            // transport whose peer has gone; the session ends as the peer closing it.
+            Err(e) if is_closing(&e) => {
+                self.batch.frames.clear();
+                Ok(())
+            }
+            Err(e) => Err(to_io(e)),
+        }
     }
 
     async fn shutdown(&mut self, reason: Option<&CloseReason>) {

@@ -121,6 +121,63 @@ mod ws {
         fx.server.shutdown().await;
     }
 
+    /// Both ends close at once while the server has frames queued for the client: the
+    /// client gets a close frame with code 1000 (never a connection dropped without
+    /// one, 1006), and the server reports no error for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closes_from_both_ends_while_frames_are_queued_end_cleanly() {
+        use futures_util::{SinkExt, StreamExt};
+        use gonet::Message as _;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let mut fx = serve("ws://127.0.0.1:0/game").await;
+        let subscribe = gonet::frame::encode_frame(Subscribe::ID, br#"{"ticks":2000}"#)
+            .expect("fits")
+            .to_vec();
+        for round in 0..20 {
+            let mut ws = raw_ws(&fx.server).await;
+            ws.send(Message::binary(subscribe.clone())).await.expect("send");
+            // The first tick is in: the other 1,999 are queued or on their way.
+            within("the first tick", async {
+                while !matches!(ws.next().await, Some(Ok(Message::Binary(_)))) {}
+            })
+            .await;
+            let server_side = fx.server.pool().sessions();
+            assert_eq!(server_side.len(), 1, "round {round}");
+            let server_side = server_side.into_iter().next().expect("one session");
+            let (closed, ()) = tokio::join!(
+                ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "client done".into(),
+                })),
+                async { server_side.close("server done") },
+            );
+            closed.expect("the client's close frame is sent");
+            let end = within("the end of the connection", async {
+                let mut close = None;
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Close(frame))) => close = frame,
+                        Some(Ok(_)) => {}
+                        None => return Ok(close),
+                        Some(Err(e)) => return Err((e.to_string(), close)),
+                    }
+                }
+            })
+            .await;
+            match end {
+                Ok(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal, "round {round}"),
+                other => panic!("round {round}: no clean close: {other:?}"),
+            }
+            server_close_of(&mut fx.closes, server_side.id()).await;
+            if let Ok((id, error)) = fx.errors.try_recv() {
+                panic!("round {round}: session {id} reported an error: {error}");
+            }
+        }
+        fx.server.shutdown().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_pings_are_answered() {
         use futures_util::{SinkExt, StreamExt};
