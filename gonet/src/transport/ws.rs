@@ -17,7 +17,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -41,6 +41,9 @@ use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::url::{Transport, Url};
+
+/// How long a closing session waits for the peer's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// WebSocket settings of a builder.
 #[derive(Clone, Debug, Default)]
@@ -268,13 +271,16 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
+    let rest = Arc::new(Mutex::new(None));
     let source = WsSource {
-        stream,
+        stream: Some(stream),
         max_frame_len: session.max_frame_len(),
+        rest: rest.clone(),
     };
     let sink = WsSink {
         sink,
         batch: MessageBatch::default(),
+        rest,
     };
     driver::spawn(session, source, sink, tracker);
 }
@@ -352,9 +358,23 @@ pub(super) async fn dial(
     Ok(session)
 }
 
+/// The read half of a WebSocket once the session has stopped reading, kept for the
+/// closing handshake.
+type Rest<S> = Arc<Mutex<Option<SplitStream<WebSocketStream<S>>>>>;
+
 struct WsSource<S> {
-    stream: SplitStream<WebSocketStream<S>>,
+    /// Always `Some` until the source is dropped.
+    stream: Option<SplitStream<WebSocketStream<S>>>,
     max_frame_len: usize,
+    /// Where the read half goes when reading stops: the writer reads the peer's close
+    /// frame from it after sending its own.
+    rest: Rest<S>,
+}
+
+impl<S> Drop for WsSource<S> {
+    fn drop(&mut self) {
+        *self.rest.lock().unwrap_or_else(|e| e.into_inner()) = self.stream.take();
+    }
 }
 
 impl<S> PacketSource for WsSource<S>
@@ -364,7 +384,10 @@ where
     async fn next_packet(&mut self, _: &Session) -> Result<Packet, ReadEnd> {
         loop {
             // Cancel safe: a message is returned only from a completed poll.
-            let msg = self.stream.next().await;
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(ReadEnd::Closed(CloseReason::PeerClosed));
+            };
+            let msg = stream.next().await;
             if let Some(next) = self.packet(msg) {
                 return next;
             }
@@ -376,7 +399,7 @@ where
         // together. A pending poll leaves nothing behind: the reader polls
         // `next_packet` again, with its own waker, before it waits.
         loop {
-            let msg = self.stream.next().now_or_never()?;
+            let msg = self.stream.as_mut()?.next().now_or_never()?;
             if let Some(next) = self.packet(msg) {
                 return Some(next);
             }
@@ -446,6 +469,7 @@ fn read_error(err: tungstenite::Error) -> ReadEnd {
 struct WsSink<S> {
     sink: SplitSink<WebSocketStream<S>, Message>,
     batch: MessageBatch,
+    rest: Rest<S>,
 }
 
 /// Whether a send failed only because the closing handshake has begun.
@@ -533,7 +557,24 @@ where
 
     async fn shutdown(&mut self, reason: Option<&CloseReason>) {
         let frame = close_frame(reason);
+        // Fails when the peer's close frame came first: tungstenite has answered it.
         let _ = self.sink.send(Message::Close(Some(frame))).await;
+        let _ = self.sink.flush().await;
+        // The closing handshake: read until the peer's close frame (or the end), so
+        // that the socket is not closed with the peer's bytes unread in it, which makes
+        // the kernel reset the connection and the peer lose the close frame it was
+        // about to read (a 1006 instead of the code sent).
+        let rest = self.rest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut stream) = rest {
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(msg)) = stream.next().await {
+                    if msg.is_close() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         let _ = self.sink.close().await;
     }
 }
