@@ -232,6 +232,15 @@ pub enum SessionErrorKind {
         /// How long ago its first byte arrived.
         after: Duration,
     },
+    /// A WebSocket message whose first bytes arrived this long ago is still incomplete
+    /// (see `Builder::frame_timeout`); the session is closed.
+    #[error("a websocket message started {after:?} ago is still incomplete after {received} bytes")]
+    MessageTimeout {
+        /// Bytes of it that arrived (frame headers included).
+        received: usize,
+        /// How long ago its first byte arrived.
+        after: Duration,
+    },
     /// Nothing came from the peer for this long; the session is closed with
     /// [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout).
     #[error("peer silent for {0:?}: idle timeout")]

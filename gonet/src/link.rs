@@ -209,7 +209,11 @@ impl<R> StreamSource<R> {
 
 /// Ready once `due` has passed, with one timer kept in `slot`: made on first use, and
 /// moved to `due` only when it fires before it.
-fn poll_due(slot: &mut Option<Pin<Box<Sleep>>>, due: Instant, cx: &mut Context<'_>) -> Poll<()> {
+pub(crate) fn poll_due(
+    slot: &mut Option<Pin<Box<Sleep>>>,
+    due: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
     let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
     if sleep.deadline() > due {
         sleep.as_mut().reset(due);

@@ -17,13 +17,17 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -37,7 +41,7 @@ use crate::builder::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError, SessionErrorKind};
 use crate::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
-use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
+use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd, poll_due};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::url::{Transport, Url};
@@ -207,8 +211,12 @@ impl Accept {
         )]
         let check = |req: &http::Request<()>, resp| check_request(req, resp, &self.path, origins);
         let config = ws_config(self.shared.settings.max_frame_len);
-        let ws =
-            tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await?;
+        let ws = tokio_tungstenite::accept_hdr_async_with_config(
+            Counted::new(stream),
+            check,
+            Some(config),
+        )
+        .await?;
         let session = Session::new(self.shared.clone(), peer, local, self.transport);
         if let Some(pool) = &self.shared.pool {
             if !pool.try_insert(&session) {
@@ -266,16 +274,25 @@ fn check_request(
     Ok(resp)
 }
 
-fn start_session<S>(session: Session, ws: WebSocketStream<S>, tracker: Option<&TaskTracker>)
-where
+fn start_session<S>(
+    session: Session,
+    ws: WebSocketStream<Counted<S>>,
+    tracker: Option<&TaskTracker>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The upgrade's own bytes are not a message in progress.
+    let arrival = ws.get_ref().arrival.clone();
+    arrival.clear();
     let (sink, stream) = ws.split();
     let rest = Arc::new(Mutex::new(None));
     let source = WsSource {
         stream: Some(stream),
         max_frame_len: session.max_frame_len(),
         rest: rest.clone(),
+        arrival,
+        frame_timeout: session.frame_timeout(),
+        deadline: None,
     };
     let sink = WsSink {
         sink,
@@ -343,32 +360,42 @@ pub(super) async fn dial(
                         url: raw.to_owned(),
                         reason: format!("tls: {e}"),
                     })?;
-            let (ws, _) =
-                tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                    .await
-                    .map_err(handshake_err)?;
+            let (ws, _) = tokio_tungstenite::client_async_with_config(
+                request,
+                Counted::new(stream),
+                Some(config),
+            )
+            .await
+            .map_err(handshake_err)?;
             start_session(session.clone(), ws, None);
             return Ok(session);
         }
     }
-    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-        .await
-        .map_err(handshake_err)?;
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(request, Counted::new(stream), Some(config))
+            .await
+            .map_err(handshake_err)?;
     start_session(session.clone(), ws, None);
     Ok(session)
 }
 
 /// The read half of a WebSocket once the session has stopped reading, kept for the
 /// closing handshake.
-type Rest<S> = Arc<Mutex<Option<SplitStream<WebSocketStream<S>>>>>;
+type Rest<S> = Arc<Mutex<Option<SplitStream<WebSocketStream<Counted<S>>>>>>;
 
 struct WsSource<S> {
     /// Always `Some` until the source is dropped.
-    stream: Option<SplitStream<WebSocketStream<S>>>,
+    stream: Option<SplitStream<WebSocketStream<Counted<S>>>>,
     max_frame_len: usize,
     /// Where the read half goes when reading stops: the writer reads the peer's close
     /// frame from it after sending its own.
     rest: Rest<S>,
+    /// The peer's bytes since its last whole message.
+    arrival: Arc<Arrival>,
+    /// How long a message may take once its first byte is in; `None`: forever.
+    frame_timeout: Option<Duration>,
+    /// The frame timeout's one timer, made the first time it is needed.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Drop for WsSource<S> {
@@ -387,7 +414,29 @@ where
             let Some(stream) = self.stream.as_mut() else {
                 return Err(ReadEnd::Closed(CloseReason::PeerClosed));
             };
-            let msg = stream.next().await;
+            let msg = match self.frame_timeout {
+                None => stream.next().await,
+                Some(timeout) => {
+                    // Cancel safe: a message is taken only by a completed poll; the
+                    // timer is kept in the source.
+                    let (arrival, deadline) = (&self.arrival, &mut self.deadline);
+                    let mut next = stream.next();
+                    let timed = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(msg) = next.poll_unpin(cx) {
+                            return Poll::Ready(Some(msg));
+                        }
+                        match arrival.first() {
+                            Some(first) => poll_due(deadline, first + timeout, cx).map(|()| None),
+                            None => Poll::Pending,
+                        }
+                    })
+                    .await;
+                    match timed {
+                        Some(msg) => msg,
+                        None => return Err(self.arrival.timed_out()),
+                    }
+                }
+            };
             if let Some(next) = self.packet(msg) {
                 return next;
             }
@@ -416,6 +465,7 @@ impl<S> WsSource<S> {
         let Some(msg) = msg else {
             return Some(Err(ReadEnd::Closed(CloseReason::PeerClosed)));
         };
+        self.arrival.clear();
         match msg {
             Ok(Message::Binary(bytes)) => Some(
                 split_message(bytes, self.max_frame_len)
@@ -467,9 +517,125 @@ fn read_error(err: tungstenite::Error) -> ReadEnd {
 }
 
 struct WsSink<S> {
-    sink: SplitSink<WebSocketStream<S>, Message>,
+    sink: SplitSink<WebSocketStream<Counted<S>>, Message>,
     batch: MessageBatch,
     rest: Rest<S>,
+}
+
+/// When the peer's bytes since its last whole message began to arrive, and how many
+/// there are: a message trickled in (slowloris) is timed like a frame on a stream,
+/// although the WebSocket library buffers it out of sight.
+#[derive(Debug)]
+pub(super) struct Arrival {
+    base: Instant,
+    /// Milliseconds after `base` at which the first byte arrived, plus one; 0: none.
+    first: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Arrival {
+    fn new() -> Self {
+        Arrival {
+            base: Instant::now(),
+            first: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes arrived (one read): the first after a whole message starts the clock.
+    fn note(&self, n: usize) {
+        if self.first.load(Ordering::Relaxed) == 0 {
+            let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            self.first.store(ms + 1, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A whole message (or the end) came.
+    fn clear(&self) {
+        if self.first.load(Ordering::Relaxed) != 0 {
+            self.first.store(0, Ordering::Relaxed);
+            self.bytes.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn first(&self) -> Option<Instant> {
+        match self.first.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.base + Duration::from_millis(ms - 1)),
+        }
+    }
+
+    fn timed_out(&self) -> ReadEnd {
+        let after = self.first().map_or(Duration::ZERO, |first| first.elapsed());
+        SessionErrorKind::MessageTimeout {
+            received: usize::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+            after,
+        }
+        .into()
+    }
+}
+
+/// A connection whose reads are noted in an [`Arrival`].
+#[derive(Debug)]
+pub(super) struct Counted<S> {
+    inner: S,
+    arrival: Arc<Arrival>,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S) -> Self {
+        Counted {
+            inner,
+            arrival: Arc::new(Arrival::new()),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.arrival.note(n);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Whether a send failed only because the closing handshake has begun.
@@ -502,6 +668,7 @@ fn close_frame(reason: Option<&CloseReason>) -> CloseFrame {
             let code = match err.kind {
                 SessionErrorKind::Frame(FrameError::LengthTooLarge { .. }) => CloseCode::Size,
                 SessionErrorKind::Frame(_) => CloseCode::Invalid,
+                SessionErrorKind::MessageTimeout { .. } => CloseCode::Policy,
                 SessionErrorKind::Protocol(_) => CloseCode::Unsupported,
                 _ => CloseCode::Error,
             };

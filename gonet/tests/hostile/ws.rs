@@ -53,6 +53,11 @@ async fn upgraded(server: &gonet::Server) -> TcpStream {
 
 /// Reads server frames until the close frame: its code and reason.
 async fn close_frame(s: &mut TcpStream) -> (u16, String) {
+    close_frame_of(s).await
+}
+
+/// [`close_frame`] on any reader (the read half of a split connection).
+async fn close_frame_of<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> (u16, String) {
     within("the close frame", async {
         loop {
             let b0 = s.read_u8().await.expect("a frame");
@@ -121,6 +126,53 @@ async fn a_frame_declaring_ten_mebibytes_closes_the_session_with_1009() {
     assert_eq!(code, 1009, "message too big: {reason}");
     assert!(reason.contains("frame length 10485758"), "{reason}");
     canary::still_served(&canary, "an oversize frame").await;
+    canary.close("done");
+    within("shutdown", server.shutdown()).await;
+}
+
+/// A message trickled in a byte at a time (slowloris), and one that stops half way:
+/// the WebSocket library buffers both out of sight, and the frame timeout still closes
+/// each with code 1008 and a reason saying what was incomplete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_or_stalled_message_is_closed_by_the_frame_timeout() {
+    let server = gonet::Builder::new()
+        .codec(Codec::Json)
+        .router(canary::echo_router())
+        .frame_timeout(std::time::Duration::from_millis(300))
+        .serve("ws://127.0.0.1:0/ws")
+        .await
+        .expect("serve");
+    let canary = canary::client(&server.url(), Codec::Json).await;
+    let frame = client_frame(true, 0x2, &[0x5a; 100]);
+
+    // A byte every 20 ms: the message would take 2.1 s, the timeout is 0.3 s.
+    let trickler = upgraded(&server).await;
+    let (mut read, mut write) = trickler.into_split();
+    let bytes = frame.clone();
+    let trickle = tokio::spawn(async move {
+        for byte in bytes {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let (code, reason) = close_frame_of(&mut read).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("is still incomplete"), "{reason}");
+    trickle.abort();
+
+    // Half a message, then nothing.
+    let mut stalled = upgraded(&server).await;
+    stalled.write_all(&frame[..50]).await.expect("half");
+    let (code, reason) = close_frame(&mut stalled).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(
+        reason.contains("is still incomplete after 50 bytes"),
+        "{reason}"
+    );
+
+    canary::still_served(&canary, "a trickled and a stalled message").await;
     canary.close("done");
     within("shutdown", server.shutdown()).await;
 }
