@@ -307,10 +307,14 @@ impl Builder {
     /// peer that trickles a byte at a time (slowloris) or stops mid-frame.
     /// `Duration::ZERO` turns it off.
     ///
+    /// On WebSocket it bounds a message the same way, from its first byte to its last
+    /// (the session closes with code 1008 and a
+    /// [`SessionErrorKind::MessageTimeout`](crate::SessionErrorKind::MessageTimeout)
+    /// error); UDP datagrams arrive whole.
+    ///
     /// Default: 30 s. A session between frames is not timed by it (see
-    /// [`idle_timeout`](Self::idle_timeout)); message transports (UDP, WebSocket)
-    /// receive whole packets and have no partial frames. Only a wait with part of a
-    /// frame buffered arms the timer, so whole frames cost nothing.
+    /// [`idle_timeout`](Self::idle_timeout)). Only a wait with part of a frame buffered
+    /// arms the timer, so whole frames cost nothing.
     ///
     /// ```
     /// use std::time::Duration;
