@@ -1,6 +1,8 @@
 //! The canary: a well-behaved client on the server under attack, which must keep being
 //! answered whatever the attacker does.
 
+use std::sync::Arc;
+
 use gonet::{Codec, Session};
 
 use serde::{Deserialize, Serialize};
@@ -81,4 +83,36 @@ pub(crate) async fn dial_trusting(server: &gonet::Server) -> Result<Session, gon
         .codec(Codec::Json)
         .dial(&server.url())
         .await
+}
+
+/// A raw QUIC connection to `server` (trusting its certificate) that completes the
+/// handshake and opens nothing: until it opens the session's stream, a pending
+/// handshake for the server. `Err` when it was refused.
+pub(crate) async fn raw_quic(
+    server: &gonet::Server,
+) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(server.certificate().expect("cert").to_vec().into())
+        .expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"gonet".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let conn = within(
+        "a handshake",
+        endpoint
+            .connect(server.local_addr(), "127.0.0.1")
+            .expect("connect"),
+    )
+    .await?;
+    Ok((endpoint, conn))
 }

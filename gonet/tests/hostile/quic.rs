@@ -137,37 +137,6 @@ async fn a_channel_flood_is_held_to_the_sessions_inbound_bound() {
     within("shutdown", server.shutdown()).await;
 }
 
-/// A raw QUIC connection to `server` that completes the handshake and never opens the
-/// session's stream: a pending handshake for the server. `Err` when it was refused.
-async fn stalled_quic(
-    server: &gonet::Server,
-) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(server.certificate().expect("cert").to_vec().into())
-        .expect("root");
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"gonet".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = within(
-        "a handshake",
-        endpoint
-            .connect(server.local_addr(), "127.0.0.1")
-            .expect("connect"),
-    )
-    .await?;
-    Ok((endpoint, conn))
-}
-
 async fn quic_echo_server(timeout: std::time::Duration) -> gonet::Server {
     gonet::Builder::new()
         .codec(Codec::Json)
@@ -186,9 +155,9 @@ async fn quic_handshakes_past_the_limit_are_refused_and_stalled_ones_time_out() 
     let canary = canary::quic_client(&server, Codec::Json).await;
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(stalled_quic(&server).await.expect("under the limit"));
+        held.push(canary::raw_quic(&server).await.expect("under the limit"));
     }
-    match stalled_quic(&server).await {
+    match canary::raw_quic(&server).await {
         Err(quinn::ConnectionError::ConnectionClosed(close)) => {
             assert_eq!(
                 close.error_code,
@@ -221,7 +190,7 @@ async fn quic_handshakes_past_the_limit_are_refused_and_stalled_ones_time_out() 
     // A connection that never opens its stream is closed at the handshake timeout.
     let server = quic_echo_server(std::time::Duration::from_millis(300)).await;
     let canary = canary::quic_client(&server, Codec::Json).await;
-    let (_endpoint, conn) = stalled_quic(&server).await.expect("under the limit");
+    let (_endpoint, conn) = canary::raw_quic(&server).await.expect("under the limit");
     match within("the stalled connection to be closed", conn.closed()).await {
         quinn::ConnectionError::ApplicationClosed(close) => {
             assert_eq!(&close.reason[..], b"handshake timeout");

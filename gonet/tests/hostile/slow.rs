@@ -2,7 +2,6 @@
 //! midway, a frame that declares 64 KiB and sends six bytes. Each is closed by the
 //! frame timeout with a reason naming the frame, while the canary is served.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use gonet::{Builder, Codec, Server, SessionError};
@@ -113,7 +112,7 @@ async fn slowloris_and_stalled_frames_are_closed_by_the_frame_timeout() {
 async fn a_stalled_frame_on_quic_is_closed_by_the_frame_timeout() {
     let (server, mut errors) = server("quic://127.0.0.1:0").await;
     let canary = quic_canary(&server).await;
-    let (endpoint, conn) = quic_connect(&server).await;
+    let (endpoint, conn) = crate::canary::raw_quic(&server).await.expect("handshake");
     let (mut send, _recv) = conn.open_bi().await.expect("stream");
     let mut part = frame(101, br#"{"content":"never finished"}"#);
     part.truncate(12);
@@ -169,29 +168,4 @@ async fn quic_canary(server: &Server) -> gonet::Session {
         .dial(&server.url())
         .await
         .expect("dial quic")
-}
-
-/// A raw QUIC connection to `server`, trusting its certificate.
-async fn quic_connect(server: &Server) -> (quinn::Endpoint, quinn::Connection) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(server.certificate().expect("cert").to_vec().into())
-        .expect("root");
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"gonet".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = endpoint
-        .connect(server.local_addr(), "127.0.0.1")
-        .expect("connect")
-        .await
-        .expect("handshake");
-    (endpoint, conn)
 }
