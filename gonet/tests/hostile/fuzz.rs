@@ -554,11 +554,8 @@ fn run<S: Strategy>(
     }
 }
 
-/// A TCP server with an echo route: streams of garbage frames and bytes, each on a
-/// connection of its own, in arbitrary writes. What comes back is well-formed frames,
-/// and the canary is answered after every stream.
-#[test]
-fn fuzz_tcp_server_with_garbage_streams() {
+/// A runtime of two workers, a JSON echo server on `url` in it, and its canary.
+fn echo_server(url: &str) -> (tokio::runtime::Runtime, gonet::Server, gonet::Session) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -568,15 +565,24 @@ fn fuzz_tcp_server_with_garbage_streams() {
         let server = gonet::Builder::new()
             .codec(Codec::Json)
             .router(canary::echo_router())
-            .serve("tcp://127.0.0.1:0")
+            .serve(url)
             .await
             .expect("serve");
         let canary = canary::client(&server.url(), Codec::Json).await;
         (server, canary)
     });
+    (runtime, server, canary)
+}
+
+/// A TCP server with an echo route: streams of garbage frames and bytes, each on a
+/// connection of its own, in arbitrary writes. What comes back is well-formed frames,
+/// and the canary is answered after every stream.
+#[test]
+fn fuzz_tcp_server_with_garbage_streams() {
+    let (runtime, server, canary) = echo_server("tcp://127.0.0.1:0");
     let addr = server.local_addr();
     let say = |content: &[u8]| {
-        gonet::frame::encode_frame(101, content)
+        gonet::frame::encode_frame(canary::Say::ID, content)
             .expect("fits")
             .to_vec()
     };
@@ -615,10 +621,13 @@ fn fuzz_tcp_server_with_garbage_streams() {
             let answer = decode_stream(&mut FrameCodec::default(), &[&back]);
             prop_assert_eq!(answer.error, None, "the server wrote a bad frame");
             for packet in &answer.packets {
-                prop_assert_eq!(packet.id, 102, "only SayAck replies: {:?}", packet);
-                prop_assert!(
-                    serde_json::from_slice::<crate::support::SayAck>(&packet.body).is_ok()
+                prop_assert_eq!(
+                    packet.id,
+                    canary::SayAck::ID,
+                    "only SayAck replies: {:?}",
+                    packet
                 );
+                prop_assert!(serde_json::from_slice::<canary::SayAck>(&packet.body).is_ok());
             }
             canary::still_served(&canary, "a garbage stream").await;
             Ok::<(), TestCaseError>(())
@@ -631,26 +640,12 @@ fn fuzz_tcp_server_with_garbage_streams() {
 /// case. The canary is answered after each.
 #[test]
 fn fuzz_udp_server_with_garbage_datagrams() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let (server, canary) = runtime.block_on(async {
-        let server = gonet::Builder::new()
-            .codec(Codec::Json)
-            .router(canary::echo_router())
-            .serve("udp://127.0.0.1:0")
-            .await
-            .expect("serve");
-        let canary = canary::client(&server.url(), Codec::Json).await;
-        (server, canary)
-    });
+    let (runtime, server, canary) = echo_server("udp://127.0.0.1:0");
     let addr = server.local_addr();
     let datagram = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..600),
         stream(),
-        syntax().prop_map(|body| gonet::frame::encode_frame(101, &body)
+        syntax().prop_map(|body| gonet::frame::encode_frame(canary::Say::ID, &body)
             .expect("fits")
             .to_vec()),
     ];
