@@ -53,7 +53,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::Body;
-use crate::builder::PanicPolicy;
+use crate::settings::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
 use crate::frame::Packet;

@@ -21,6 +21,7 @@ mod pool;
 mod report;
 mod router;
 mod session;
+mod settings;
 #[cfg(feature = "signal")]
 mod shutdown;
 mod signal;
@@ -33,7 +34,7 @@ mod url;
 mod wire;
 
 pub use body::Body;
-pub use builder::{Builder, PanicPolicy, Server};
+pub use builder::{Builder, Server};
 pub use codec::{Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
 pub use error::{CallError, DialError, SendError, ServeError, SessionError, SessionErrorKind};
 pub use frame::{FrameCodec, FrameError, Packet};
@@ -41,6 +42,7 @@ pub use message::{Message, RESERVED_ID_START, is_user_id};
 pub use pool::{Broadcast, SessionPool};
 pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
 pub use session::{CloseReason, Session, SessionStats};
+pub use settings::PanicPolicy;
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub use shutdown::{SignalError, shutdown_signal};

@@ -299,7 +299,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::builder::{Settings, Shared};
+    use crate::settings::{Settings, Shared};
     use crate::url::Transport;
 
     #[derive(serde::Serialize, serde::Deserialize)]

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::Body;
-use crate::builder::Shared;
+use crate::settings::Shared;
 use crate::calls::{Calls, Outcome};
 use crate::codec::Codec;
 use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
@@ -494,7 +494,7 @@ impl Session {
     /// The heartbeat interval and idle timeout in force on this session.
     pub(crate) fn heartbeat(&self) -> (Option<Duration>, Option<Duration>) {
         let s = &self.inner.shared.settings;
-        let (ping, idle) = crate::builder::default_heartbeat(self.inner.transport);
+        let (ping, idle) = crate::settings::default_heartbeat(self.inner.transport);
         // An explicit zero turns the default off.
         let pick = |set: Option<Duration>, default| set.or(default).filter(|d| !d.is_zero());
         (pick(s.heartbeat, ping), pick(s.idle_timeout, idle))

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 mod client;
 
 use super::Listening;
-use crate::builder::Shared;
+use crate::settings::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError};
 use crate::link::{FrameSink, StreamSink, StreamSource};
@@ -123,7 +123,7 @@ impl KcpSettings {
 }
 
 fn config(shared: &Shared) -> KcpConfig {
-    let (_, idle) = crate::builder::default_heartbeat(Transport::Kcp);
+    let (_, idle) = crate::settings::default_heartbeat(Transport::Kcp);
     let expire = shared
         .settings
         .idle_timeout

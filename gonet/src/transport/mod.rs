@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::builder::Shared;
+use crate::settings::Shared;
 use crate::error::{DialError, ServeError};
 use crate::session::Session;
 use crate::url::{Transport, Url, UrlError, UrlErrorKind};

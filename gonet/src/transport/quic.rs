@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{LinkHandle, Listening};
-use crate::builder::{Settings, Shared};
+use crate::settings::{Settings, Shared};
 use crate::driver;
 use crate::error::{DialError, SendError, ServeError, SessionErrorKind};
 use crate::frame::{Packet, split_message};

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Listening;
-use crate::builder::Shared;
+use crate::settings::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError, SessionErrorKind};
 use crate::frame::{Packet, split_message};

@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::Listening;
-use crate::builder::Shared;
+use crate::settings::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError, SessionErrorKind};
 use crate::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
