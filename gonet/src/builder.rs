@@ -24,7 +24,6 @@ use crate::settings::{Hooks, PanicPolicy, Settings, Shared};
 use crate::transport;
 use crate::url::Url;
 
-
 /// Configures and starts servers ([`serve`](Self::serve)) and clients
 /// ([`dial`](Self::dial)). Both ends are peers: a client's router handles what the
 /// server pushes.

@@ -53,7 +53,6 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::Body;
-use crate::settings::PanicPolicy;
 use crate::calls::Outcome;
 use crate::error::SessionErrorKind;
 use crate::frame::Packet;
@@ -62,6 +61,7 @@ use crate::link::{FrameSink, PacketSource, ReadEnd};
 use crate::outbound::{Batch, PushError};
 use crate::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
 use crate::session::{CloseMode, CloseReason, Session};
+use crate::settings::PanicPolicy;
 use crate::status::{Code, Status};
 use crate::wire::{self, Incoming, ReplyBlock};
 

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::Body;
-use crate::settings::Shared;
 use crate::calls::{Calls, Outcome};
 use crate::codec::Codec;
 use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
@@ -20,6 +19,7 @@ use crate::message::Message;
 use crate::outbound::{OutQueue, PushError};
 use crate::pool::SessionPool;
 use crate::report::{ErrorLog, Verdict};
+use crate::settings::Shared;
 use crate::url::Transport;
 use crate::wire::{self, Wrap};
 
@@ -137,9 +137,29 @@ pub(crate) struct Inner {
     extensions: Mutex<Extensions>,
     /// The log rate limit of the session's errors.
     errors: ErrorLog,
-    /// What only some transports offer (QUIC channels and datagrams).
-    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic sets it"))]
-    pub(crate) link: OnceLock<crate::transport::LinkHandle>,
+    /// What only some transports offer (QUIC channels and datagrams), set by the
+    /// transport when the session starts.
+    pub(crate) link: OnceLock<Box<dyn LinkExtras>>,
+}
+
+/// What a session's transport offers beyond sending and receiving frames, given to the
+/// session by the transport that runs it (QUIC: datagrams and channels). The session
+/// reaches these capabilities through this seam and never names a transport.
+pub(crate) trait LinkExtras: Send + Sync + fmt::Debug {
+    /// Sends one complete frame, the message `id` (`name`) encoded, as one unreliable
+    /// datagram.
+    fn send_datagram(
+        &self,
+        session: &Session,
+        id: u32,
+        name: &'static str,
+        frame: Bytes,
+    ) -> Result<(), SendError>;
+
+    /// The transport's own link, for the operations it adds to [`Session`] (QUIC's
+    /// `open_channel`).
+    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic reads it"))]
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// One connected peer: a cheap, cloneable handle.
@@ -259,11 +279,14 @@ impl Session {
     /// datagram (about 1,200 bytes), and with [`SendError::Unsupported`] on transports
     /// without datagrams.
     pub fn send_unreliable<M: Message>(&self, msg: &M) -> Result<(), SendError> {
-        match self.transport() {
-            Transport::Udp => self.send(msg),
-            #[cfg(feature = "quic")]
-            Transport::Quic => crate::transport::quic::send_unreliable(self, msg),
-            other => Err(SendError::Unsupported {
+        match (self.transport(), self.inner.link.get()) {
+            (Transport::Udp, _) => self.send(msg),
+            (_, Some(link)) => {
+                let frame =
+                    wire::encode_message(msg, self.codec(), Wrap::Plain, self.max_frame_len())?;
+                link.send_datagram(self, M::ID, M::NAME, frame)
+            }
+            (other, None) => Err(SendError::Unsupported {
                 what: "unreliable sends",
                 transport: other,
             }),

@@ -27,12 +27,12 @@ use tokio_util::task::TaskTracker;
 mod client;
 
 use super::Listening;
-use crate::settings::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError};
 use crate::link::{FrameSink, StreamSink, StreamSource};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
+use crate::settings::Shared;
 use crate::url::{Transport, Url};
 use crate::wire;
 

@@ -18,9 +18,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::settings::Shared;
 use crate::error::{DialError, ServeError};
 use crate::session::Session;
+use crate::settings::Shared;
 use crate::url::{Transport, Url, UrlError, UrlErrorKind};
 
 #[cfg(feature = "kcp")]
@@ -47,15 +47,6 @@ pub(crate) struct TransportSettings {
     pub(crate) kcp: kcp::KcpSettings,
     #[cfg(feature = "quic")]
     pub(crate) quic: quic::QuicSettings,
-}
-
-/// What a session's transport offers beyond sending and receiving frames.
-#[derive(Debug)]
-#[non_exhaustive]
-pub(crate) enum LinkHandle {
-    /// The QUIC connection, for channels and datagrams.
-    #[cfg(feature = "quic")]
-    Quic(quic::QuicLink),
 }
 
 /// A bound listener's address and its accept task.

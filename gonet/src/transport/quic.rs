@@ -41,15 +41,15 @@ use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarIn
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{LinkHandle, Listening};
-use crate::settings::{Settings, Shared};
+use super::Listening;
 use crate::driver;
 use crate::error::{DialError, SendError, ServeError, SessionErrorKind};
 use crate::frame::{Packet, split_message};
 use crate::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
 use crate::message::Message;
 use crate::outbound::{Batch, OutQueue, PushError};
-use crate::session::{CloseReason, Session};
+use crate::session::{CloseReason, LinkExtras, Session};
+use crate::settings::{Settings, Shared};
 use crate::tls::TlsError;
 use crate::url::{Transport, Url};
 use crate::wire::{self, Wrap};
@@ -273,7 +273,7 @@ fn start(
     recv: RecvStream,
     tracker: Option<&TaskTracker>,
 ) {
-    let _ = session.inner.link.set(LinkHandle::Quic(QuicLink {
+    let _ = session.inner.link.set(Box::new(QuicLink {
         conn: conn.clone(),
         _endpoint: endpoint,
     }));
@@ -457,13 +457,15 @@ impl Drop for QuicSink {
 }
 
 fn link(session: &Session) -> Result<&QuicLink, QuicError> {
-    match session.inner.link.get() {
-        Some(LinkHandle::Quic(link)) => Ok(link),
-        _ => Err(QuicError::NotQuic {
+    session
+        .inner
+        .link
+        .get()
+        .and_then(|link| link.as_any().downcast_ref::<QuicLink>())
+        .ok_or_else(|| QuicError::NotQuic {
             session: session.id(),
             transport: session.transport(),
-        }),
-    }
+        })
 }
 
 /// A QUIC channel of a session: a stream of its own, so its messages never wait behind
@@ -561,23 +563,26 @@ impl Session {
 }
 
 /// [`Session::send_unreliable`] on QUIC: one packet in one datagram.
-pub(crate) fn send_unreliable<M: Message>(session: &Session, msg: &M) -> Result<(), SendError> {
-    let link = link(session).map_err(|_| SendError::Closed {
-        session: session.id(),
-    })?;
-    let frame = wire::encode_message(msg, session.codec(), Wrap::Plain, session.max_frame_len())?;
-    let too_large = |max| SendError::DatagramTooLarge {
-        id: M::ID,
-        name: M::NAME,
-        len: frame.len(),
-        max,
-    };
-    let max = link.conn.max_datagram_size().unwrap_or(0);
-    if frame.len() > max {
-        return Err(too_large(max));
+impl LinkExtras for QuicLink {
+    fn send_datagram(
+        &self,
+        session: &Session,
+        id: u32,
+        name: &'static str,
+        frame: Bytes,
+    ) -> Result<(), SendError> {
+        let len = frame.len();
+        let too_large = |max| SendError::DatagramTooLarge { id, name, len, max };
+        let max = self.conn.max_datagram_size().unwrap_or(0);
+        if len > max {
+            return Err(too_large(max));
+        }
+        send_datagram(session, &self.conn, frame, too_large(max))
     }
-    let err = too_large(max);
-    send_datagram(session, &link.conn, frame, err)
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 fn send_datagram(

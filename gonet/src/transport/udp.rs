@@ -44,13 +44,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Listening;
-use crate::settings::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError, SessionErrorKind};
 use crate::frame::{Packet, split_message};
 use crate::link::{FrameSink, MessageBatch, PacketSource, ReadEnd};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
+use crate::settings::Shared;
 use crate::url::{Transport, Url};
 use crate::wire;
 

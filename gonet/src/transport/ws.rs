@@ -33,13 +33,13 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::Listening;
-use crate::settings::Shared;
 use crate::driver;
 use crate::error::{DialError, ServeError, SessionErrorKind};
 use crate::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
 use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
+use crate::settings::Shared;
 use crate::url::{Transport, Url};
 
 /// WebSocket settings of a builder.
