@@ -21,7 +21,7 @@ use std::cell::Cell;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Body;
+use crate::codec::Body;
 
 #[allow(unused_imports, reason = "each codec arm uses some of these")]
 use crate::codec::{CodecErrorKind, CodecOp};

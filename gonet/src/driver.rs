@@ -52,8 +52,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::Body;
 use crate::calls::Outcome;
+use crate::codec::Body;
 use crate::error::SessionErrorKind;
 use crate::frame::Packet;
 use crate::joint;

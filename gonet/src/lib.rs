@@ -2,7 +2,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-mod body;
 mod builder;
 mod calls;
 mod codec;
@@ -33,9 +32,8 @@ mod transport;
 mod url;
 mod wire;
 
-pub use body::Body;
 pub use builder::{Builder, Server};
-pub use codec::{Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
+pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
 pub use error::{CallError, DialError, SendError, ServeError, SessionError, SessionErrorKind};
 pub use frame::{FrameCodec, FrameError, Packet};
 pub use message::{Message, RESERVED_ID_START, is_user_id};

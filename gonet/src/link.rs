@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 
-use crate::Body;
+use crate::codec::Body;
 use crate::error::SessionErrorKind;
 use crate::frame::{FrameCodec, HEADER_LEN, LEN_FIELD, Packet};
 use crate::outbound::{Batch, OutQueue};

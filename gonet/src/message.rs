@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 
-use crate::Body;
+use crate::codec::Body;
 use crate::codec::{Codec, CodecError};
 
 /// The first id of the range reserved for the framework's own messages.

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio_util::sync::ReusableBoxFuture;
 
-use crate::Body;
+use crate::codec::Body;
 use crate::codec::{Codec, CodecError};
 use crate::frame::Packet;
 use crate::message::{Message, is_user_id};

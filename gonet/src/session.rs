@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::Body;
 use crate::calls::{Calls, Outcome};
+use crate::codec::Body;
 use crate::codec::Codec;
 use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
 use crate::message::Message;

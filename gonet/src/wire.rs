@@ -4,7 +4,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::Body;
+use crate::codec::Body;
 use crate::codec::Codec;
 use crate::error::SendError;
 use crate::frame::{HEADER_LEN, MIN_FRAME_LEN};

@@ -373,7 +373,7 @@ impl PacketSource for QuicSource {
     fn drain(
         &mut self,
         session: &Session,
-        take: &mut dyn FnMut(u32, crate::Body<'_>) -> bool,
+        take: &mut dyn FnMut(u32, crate::codec::Body<'_>) -> bool,
     ) -> Option<ReadEnd> {
         self.stream.drain(session, take)
     }
