@@ -16,13 +16,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::codec::Codec;
 use crate::error::{DialError, ServeError, SessionError};
-use crate::frame::MAX_FRAME_LEN;
 use crate::pool::SessionPool;
 use crate::router::Router;
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::{Hooks, PanicPolicy, Settings, Shared};
 use crate::transport;
 use crate::url::Url;
+use crate::wire::frame::MAX_FRAME_LEN;
 
 /// Configures and starts servers ([`serve`](Self::serve)) and clients
 /// ([`dial`](Self::dial)). Both ends are peers: a client's router handles what the
@@ -84,7 +84,7 @@ impl Builder {
     /// The largest frame length field accepted and sent (4 to 65535). A longer frame
     /// from the peer closes the session with a frame error.
     pub fn max_frame_len(mut self, len: usize) -> Self {
-        self.settings.max_frame_len = len.clamp(crate::frame::MIN_FRAME_LEN, MAX_FRAME_LEN);
+        self.settings.max_frame_len = len.clamp(crate::wire::frame::MIN_FRAME_LEN, MAX_FRAME_LEN);
         self
     }
 

@@ -11,10 +11,10 @@ pub use std::time::Duration;
 
 pub use crate::codec::{Codec, CodecError};
 pub use crate::error::{CallError, SendError};
-pub use crate::message::Message;
 pub use crate::router::{Router, Service};
 pub use crate::session::Session;
-pub use crate::status::Status;
+pub use crate::wire::Message;
+pub use crate::wire::Status;
 
 use std::cell::Cell;
 

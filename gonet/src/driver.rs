@@ -55,15 +55,15 @@ use tracing::Instrument;
 use crate::calls::Outcome;
 use crate::codec::Body;
 use crate::error::SessionErrorKind;
-use crate::frame::Packet;
 use crate::joint;
 use crate::link::{FrameSink, PacketSource, ReadEnd};
 use crate::outbound::{Batch, PushError};
 use crate::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::PanicPolicy;
-use crate::status::{Code, Status};
+use crate::wire::frame::Packet;
 use crate::wire::{self, Incoming, ReplyBlock};
+use crate::wire::{Code, Status};
 
 /// Starts the tasks of a session over a packet source and a frame sink.
 pub(crate) fn spawn<S, K>(session: Session, source: S, sink: K, tracker: Option<&TaskTracker>)

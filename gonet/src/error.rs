@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::CodecError;
-use crate::frame::FrameError;
-use crate::status::Status;
 use crate::url::UrlError;
 use crate::wire::ExtensionError;
+use crate::wire::Status;
+use crate::wire::frame::FrameError;
 
 /// Sending a message to a session failed.
 #[derive(Debug, thiserror::Error)]

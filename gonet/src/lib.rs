@@ -9,12 +9,10 @@ mod codec;
 pub mod codegen;
 mod driver;
 mod error;
-pub mod frame;
 #[cfg(test)]
 mod fuzz;
 mod joint;
 mod link;
-mod message;
 mod outbound;
 mod pool;
 mod report;
@@ -24,7 +22,6 @@ mod settings;
 #[cfg(feature = "signal")]
 mod shutdown;
 mod signal;
-mod status;
 mod throttle;
 #[cfg(feature = "tls")]
 mod tls;
@@ -35,8 +32,6 @@ mod wire;
 pub use builder::{Builder, Server};
 pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
 pub use error::{CallError, DialError, SendError, ServeError, SessionError, SessionErrorKind};
-pub use frame::{FrameCodec, FrameError, Packet};
-pub use message::{Message, RESERVED_ID_START, is_user_id};
 pub use pool::{Broadcast, SessionPool};
 pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
 pub use session::{CloseReason, Session, SessionStats};
@@ -44,9 +39,9 @@ pub use settings::PanicPolicy;
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub use shutdown::{SignalError, shutdown_signal};
-pub use status::{Code, Status};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
-pub use wire::ExtensionError;
+pub use wire::frame::{self, FrameCodec, FrameError, Packet};
+pub use wire::{Code, ExtensionError, Message, RESERVED_ID_START, Status, is_user_id};
 
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]

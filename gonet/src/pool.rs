@@ -8,9 +8,9 @@ use bytes::Bytes;
 
 use crate::codec::Codec;
 use crate::error::SendError;
-use crate::message::Message;
 use crate::outbound::PushError;
 use crate::session::Session;
+use crate::wire::Message;
 use crate::wire::{self, Wrap};
 
 type Members = HashMap<u64, Session>;

@@ -15,12 +15,12 @@ use crate::calls::{Calls, Outcome};
 use crate::codec::Body;
 use crate::codec::Codec;
 use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
-use crate::message::Message;
 use crate::outbound::{OutQueue, PushError};
 use crate::pool::SessionPool;
 use crate::report::{ErrorLog, Verdict};
 use crate::settings::Shared;
 use crate::url::Transport;
+use crate::wire::Message;
 use crate::wire::{self, Wrap};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -295,7 +295,7 @@ impl Session {
 
     /// Queues a plain frame with an id and an already encoded body.
     pub fn send_raw(&self, id: u32, body: &[u8]) -> Result<(), SendError> {
-        if !crate::is_user_id(id) {
+        if !crate::wire::is_user_id(id) {
             return Err(SendError::ReservedId(id));
         }
         let frame = wire::encode_raw(id, body, self.max_frame_len())?;

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use crate::codec::Codec;
 use crate::error::SessionError;
-use crate::frame::MAX_FRAME_LEN;
 use crate::pool::SessionPool;
 use crate::router::Router;
 use crate::session::{CloseReason, Session};
 use crate::signal::Signal;
 use crate::transport::TransportSettings;
 use crate::url::Transport;
+use crate::wire::frame::MAX_FRAME_LEN;
 
 /// What happens to a session whose handler panicked. The panic itself is always caught,
 /// logged with the session, peer and message, and reported to the error hook; other

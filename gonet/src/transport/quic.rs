@@ -44,14 +44,14 @@ use tokio_util::task::TaskTracker;
 use super::Listening;
 use crate::driver;
 use crate::error::{DialError, SendError, ServeError, SessionErrorKind};
-use crate::frame::{Packet, split_message};
 use crate::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
-use crate::message::Message;
 use crate::outbound::{Batch, OutQueue, PushError};
 use crate::session::{CloseReason, LinkExtras, Session};
 use crate::settings::{Settings, Shared};
 use crate::tls::TlsError;
 use crate::url::{Transport, Url};
+use crate::wire::Message;
+use crate::wire::frame::{Packet, split_message};
 use crate::wire::{self, Wrap};
 
 /// The ALPN protocol id of gonet over QUIC.

@@ -35,12 +35,12 @@ use tracing::Instrument;
 use super::Listening;
 use crate::driver;
 use crate::error::{DialError, ServeError, SessionErrorKind};
-use crate::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
 use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
 use crate::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::settings::Shared;
 use crate::url::{Transport, Url};
+use crate::wire::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
 
 /// WebSocket settings of a builder.
 #[derive(Clone, Debug, Default)]

@@ -7,9 +7,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::codec::Body;
 use crate::codec::Codec;
 use crate::error::SendError;
-use crate::frame::{HEADER_LEN, MIN_FRAME_LEN};
-use crate::message::Message;
-use crate::status::{Code, Status};
+use crate::wire::Message;
+use crate::wire::frame::{HEADER_LEN, MIN_FRAME_LEN};
+use crate::wire::{Code, Status};
 
 /// A correlated request: `call u32 LE | inner id u32 LE | inner body`.
 pub(crate) const ID_REQUEST: u32 = 0xFFFF_FF01;
@@ -87,7 +87,7 @@ pub enum ExtensionError {
 
 /// Classifies a frame.
 pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, ExtensionError> {
-    if crate::is_user_id(id) || id == 0 {
+    if crate::wire::is_user_id(id) || id == 0 {
         return Ok(Incoming::Message {
             id,
             body,
@@ -110,7 +110,7 @@ pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, Exte
             need(ENVELOPE_LEN, &body)?;
             let call = body.get_u32_le();
             let inner = body.get_u32_le();
-            if !crate::is_user_id(inner) {
+            if !crate::wire::is_user_id(inner) {
                 return Err(ExtensionError::NestedReserved(inner));
             }
             Ok(if id == ID_REQUEST {
@@ -350,7 +350,7 @@ pub(crate) fn encode_raw(id: u32, body: &[u8], max_frame_len: usize) -> Result<B
             max: max_frame_len - MIN_FRAME_LEN,
         });
     }
-    crate::frame::encode_frame(id, body).map_err(|_| SendError::TooLarge {
+    crate::wire::frame::encode_frame(id, body).map_err(|_| SendError::TooLarge {
         id,
         name: "raw",
         len: body.len(),
@@ -362,7 +362,7 @@ pub(crate) fn encode_raw(id: u32, body: &[u8], max_frame_len: usize) -> Result<B
 pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
     // Long messages are cut at a character boundary so the frame always fits.
     let mut message = status.message();
-    let room = crate::frame::MAX_BODY_LEN - 6;
+    let room = crate::wire::frame::MAX_BODY_LEN - 6;
     if message.len() > room {
         let mut end = room;
         while !message.is_char_boundary(end) {
@@ -371,7 +371,7 @@ pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
         message = &message[..end];
     }
     let mut dst = BytesMut::with_capacity(HEADER_LEN + 6 + message.len());
-    crate::frame::put_header(&mut dst, ID_ERROR, 6 + message.len());
+    crate::wire::frame::put_header(&mut dst, ID_ERROR, 6 + message.len());
     dst.put_u32_le(call);
     dst.put_u16_le(status.code().to_u16());
     dst.extend_from_slice(message.as_bytes());
@@ -381,7 +381,7 @@ pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
 /// A control frame with an empty body (ping, pong, bye).
 pub(crate) fn encode_control(id: u32) -> Bytes {
     let mut dst = BytesMut::with_capacity(HEADER_LEN);
-    crate::frame::put_header(&mut dst, id, 0);
+    crate::wire::frame::put_header(&mut dst, id, 0);
     dst.freeze()
 }
 
@@ -393,10 +393,12 @@ mod tests {
     fn error_round_trip() {
         let frame = encode_error(7, &Status::not_found("room"));
         let mut buf = BytesMut::from(&frame[..]);
-        let packet =
-            tokio_util::codec::Decoder::decode(&mut crate::frame::FrameCodec::default(), &mut buf)
-                .unwrap()
-                .unwrap();
+        let packet = tokio_util::codec::Decoder::decode(
+            &mut crate::wire::frame::FrameCodec::default(),
+            &mut buf,
+        )
+        .unwrap()
+        .unwrap();
         match classify(packet.id, Body::new(&packet.body)).unwrap() {
             Incoming::Error { call, status } => {
                 assert_eq!(call, 7);
@@ -544,7 +546,7 @@ mod tests {
                 let result = classify(id, Body::new(&bytes));
                 match (id, result) {
                     (id, Ok(Incoming::Message { id: got, body: b, call: None }))
-                        if crate::is_user_id(id) || id == 0 =>
+                        if crate::wire::is_user_id(id) || id == 0 =>
                     {
                         prop_assert_eq!(got, id);
                         prop_assert_eq!(&b[..], &body[..]);
@@ -555,13 +557,13 @@ mod tests {
                     }
                     (ID_REQUEST | ID_RESPONSE, Err(ExtensionError::NestedReserved(inner))) => {
                         prop_assert_eq!(inner, le32(&body[4..]));
-                        prop_assert!(!crate::is_user_id(inner));
+                        prop_assert!(!crate::wire::is_user_id(inner));
                     }
                     (ID_REQUEST, Ok(Incoming::Message { id: inner, body: b, call: Some(call) }))
                     | (ID_RESPONSE, Ok(Incoming::Response { id: inner, body: b, call })) => {
                         prop_assert_eq!(call, le32(&body));
                         prop_assert_eq!(inner, le32(&body[4..]));
-                        prop_assert!(crate::is_user_id(inner));
+                        prop_assert!(crate::wire::is_user_id(inner));
                         prop_assert_eq!(&b[..], &body[ENVELOPE_LEN..]);
                     }
                     (ID_ERROR, Err(ExtensionError::Short { need: 6, len, .. })) => {
