@@ -72,6 +72,18 @@ pub enum SendError {
     ReservedId(u32),
 }
 
+impl From<crate::wire::EncodeError> for SendError {
+    fn from(err: crate::wire::EncodeError) -> Self {
+        use crate::wire::EncodeError;
+        match err {
+            EncodeError::Encode(err) => SendError::Encode(err),
+            EncodeError::TooLarge { id, name, len, max } => {
+                SendError::TooLarge { id, name, len, max }
+            }
+        }
+    }
+}
+
 /// A request/response call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

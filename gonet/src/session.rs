@@ -369,7 +369,7 @@ impl Session {
             name: Req::NAME,
             session: self.id(),
         };
-        let send = |source| CallError::Send {
+        let send = |source: SendError| CallError::Send {
             name: Req::NAME,
             source,
         };
@@ -380,7 +380,7 @@ impl Session {
         };
         let frame =
             wire::encode_message(req, self.codec(), Wrap::Request(call), self.max_frame_len())
-                .map_err(send)?;
+                .map_err(|err| send(err.into()))?;
         self.send_frame(frame).map_err(send)?;
         let outcome = match tokio::time::timeout(timeout, rx).await {
             Err(_) => {
