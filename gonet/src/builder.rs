@@ -15,12 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::Codec;
-use crate::error::{DialError, ServeError, SessionError};
-use crate::pool::SessionPool;
 use crate::router::Router;
+use crate::session::error::SessionError;
+use crate::session::pool::SessionPool;
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::{Hooks, PanicPolicy, Settings, Shared};
 use crate::transport;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::Url;
 use crate::wire::frame::MAX_FRAME_LEN;
 

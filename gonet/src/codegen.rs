@@ -10,9 +10,9 @@ pub use std::sync::Arc;
 pub use std::time::Duration;
 
 pub use crate::codec::{Codec, CodecError};
-pub use crate::error::{CallError, SendError};
 pub use crate::router::{Router, Service};
 pub use crate::session::Session;
+pub use crate::session::error::{CallError, SendError};
 pub use crate::wire::Message;
 pub use crate::wire::Status;
 

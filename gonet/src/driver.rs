@@ -52,13 +52,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::calls::Outcome;
 use crate::codec::Body;
-use crate::error::SessionErrorKind;
 use crate::joint;
 use crate::link::{FrameSink, PacketSource, ReadEnd};
-use crate::outbound::{Batch, PushError};
 use crate::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
+use crate::session::calls::Outcome;
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, PushError};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::PanicPolicy;
 use crate::wire::frame::Packet;

@@ -3,26 +3,20 @@
 #![warn(missing_docs)]
 
 mod builder;
-mod calls;
 mod codec;
 #[doc(hidden)]
 pub mod codegen;
 mod driver;
-mod error;
 #[cfg(test)]
 mod fuzz;
 mod joint;
 mod link;
-mod outbound;
-mod pool;
-mod report;
 mod router;
 mod session;
 mod settings;
 #[cfg(feature = "signal")]
 mod shutdown;
 mod signal;
-mod throttle;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
@@ -31,14 +25,15 @@ mod wire;
 
 pub use builder::{Builder, Server};
 pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
-pub use error::{CallError, DialError, SendError, ServeError, SessionError, SessionErrorKind};
-pub use pool::{Broadcast, SessionPool};
 pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
+pub use session::error::{CallError, SendError, SessionError, SessionErrorKind};
+pub use session::pool::{Broadcast, SessionPool};
 pub use session::{CloseReason, Session, SessionStats};
 pub use settings::PanicPolicy;
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub use shutdown::{SignalError, shutdown_signal};
+pub use transport::error::{DialError, ServeError};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
 pub use wire::frame::{self, FrameCodec, FrameError, Packet};
 pub use wire::{Code, ExtensionError, Message, RESERVED_ID_START, Status, is_user_id};

@@ -30,8 +30,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 
 use crate::codec::Body;
-use crate::error::SessionErrorKind;
-use crate::outbound::{Batch, OutQueue};
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::wire::frame::{FrameCodec, HEADER_LEN, LEN_FIELD, Packet};
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::Codec;
-use crate::error::SessionError;
-use crate::pool::SessionPool;
 use crate::router::Router;
+use crate::session::error::SessionError;
+use crate::session::pool::SessionPool;
 use crate::session::{CloseReason, Session};
 use crate::signal::Signal;
 use crate::transport::TransportSettings;

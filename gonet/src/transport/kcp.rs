@@ -28,11 +28,11 @@ mod client;
 
 use super::Listening;
 use crate::driver;
-use crate::error::{DialError, ServeError};
 use crate::link::{FrameSink, StreamSink, StreamSource};
-use crate::outbound::{Batch, OutQueue};
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::settings::Shared;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
 use crate::wire;
 

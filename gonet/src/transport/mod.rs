@@ -18,11 +18,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::{DialError, ServeError};
 use crate::session::Session;
 use crate::settings::Shared;
 use crate::url::{Transport, Url, UrlError, UrlErrorKind};
+use error::{DialError, ServeError};
 
+pub(crate) mod error;
 #[cfg(feature = "kcp")]
 pub(crate) mod kcp;
 #[cfg(feature = "quic")]
@@ -91,7 +92,7 @@ pub(crate) struct Handshakes(Arc<HandshakesInner>);
 struct HandshakesInner {
     pending: std::sync::atomic::AtomicUsize,
     limit: usize,
-    refused: crate::throttle::LogEvery,
+    refused: crate::session::throttle::LogEvery,
 }
 
 /// A handshake counted as pending until this is dropped.

@@ -43,12 +43,13 @@ use tokio_util::task::TaskTracker;
 
 use super::Listening;
 use crate::driver;
-use crate::error::{DialError, SendError, ServeError, SessionErrorKind};
 use crate::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
-use crate::outbound::{Batch, OutQueue, PushError};
+use crate::session::error::{SendError, SessionErrorKind};
+use crate::session::outbound::{Batch, OutQueue, PushError};
 use crate::session::{CloseReason, LinkExtras, Session};
 use crate::settings::{Settings, Shared};
 use crate::tls::TlsError;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
 use crate::wire::Message;
 use crate::wire::frame::{Packet, split_message};

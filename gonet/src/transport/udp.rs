@@ -45,11 +45,12 @@ use tokio_util::task::TaskTracker;
 
 use super::Listening;
 use crate::driver;
-use crate::error::{DialError, ServeError, SessionErrorKind};
 use crate::link::{FrameSink, MessageBatch, PacketSource, ReadEnd};
-use crate::outbound::{Batch, OutQueue};
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::settings::Shared;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
 use crate::wire;
 use crate::wire::frame::{Packet, split_message};

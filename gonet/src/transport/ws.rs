@@ -34,11 +34,12 @@ use tracing::Instrument;
 
 use super::Listening;
 use crate::driver;
-use crate::error::{DialError, ServeError, SessionErrorKind};
 use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
-use crate::outbound::{Batch, OutQueue};
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::settings::Shared;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
 use crate::wire::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
 

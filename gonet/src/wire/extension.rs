@@ -411,10 +411,12 @@ mod tests {
     fn error_round_trip() {
         let frame = encode_error(7, &Status::not_found("room"));
         let mut buf = BytesMut::from(&frame[..]);
-        let packet =
-            tokio_util::codec::Decoder::decode(&mut crate::wire::frame::FrameCodec::default(), &mut buf)
-                .unwrap()
-                .unwrap();
+        let packet = tokio_util::codec::Decoder::decode(
+            &mut crate::wire::frame::FrameCodec::default(),
+            &mut buf,
+        )
+        .unwrap()
+        .unwrap();
         match classify(packet.id, Body::new(&packet.body)).unwrap() {
             Incoming::Error { call, status } => {
                 assert_eq!(call, 7);

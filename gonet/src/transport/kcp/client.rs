@@ -23,9 +23,9 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::KcpSettings;
-use crate::error::SessionErrorKind;
 use crate::link::{FrameSink, MAX_BATCH, PacketSource, ReadEnd};
-use crate::outbound::{Batch, OutQueue};
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::wire;
 use crate::wire::frame::{FrameCodec, Packet};

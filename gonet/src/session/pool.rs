@@ -7,9 +7,9 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::codec::Codec;
-use crate::error::SendError;
-use crate::outbound::PushError;
 use crate::session::Session;
+use crate::session::error::SendError;
+use crate::session::outbound::PushError;
 use crate::wire::Message;
 use crate::wire::{self, Wrap};
 
@@ -21,7 +21,7 @@ struct Inner {
     groups: RwLock<HashMap<Arc<str>, Members>>,
     limit: usize,
     /// Connections refused at the limit, logged once per interval.
-    refused: crate::throttle::LogEvery,
+    refused: crate::session::throttle::LogEvery,
 }
 
 /// The registry of a server's live sessions.

@@ -1,4 +1,20 @@
-//! [`Session`]: a handle on one connected peer.
+//! [`Session`]: a handle on one connected peer, and what a session owns: the pool and
+//! groups it belongs to (`pool`), its pending calls (`calls`), its outbound queue
+//! (`outbound`), the rate limits of its error logs (`report`, `throttle`) and the
+//! errors of its operations (`error`).
+//!
+//! A session is the same whatever carries it. It uses `wire/` (to encode what it
+//! sends), `codec/`, and `settings` (what the sessions of a server share); it reaches
+//! a transport's extra capabilities (QUIC datagrams and channels) only through the
+//! [`LinkExtras`] its transport gives it. `service/`, `driver/` and `transport/` use
+//! this folder; it uses none of them.
+
+pub(crate) mod calls;
+pub(crate) mod error;
+pub(crate) mod outbound;
+pub(crate) mod pool;
+pub(crate) mod report;
+pub(crate) mod throttle;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -11,13 +27,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::calls::{Calls, Outcome};
 use crate::codec::Body;
 use crate::codec::Codec;
-use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
-use crate::outbound::{OutQueue, PushError};
-use crate::pool::SessionPool;
-use crate::report::{ErrorLog, Verdict};
+use crate::session::calls::{Calls, Outcome};
+use crate::session::error::{CallError, SendError, SessionError, SessionErrorKind};
+use crate::session::outbound::{OutQueue, PushError};
+use crate::session::pool::SessionPool;
+use crate::session::report::{ErrorLog, Verdict};
 use crate::settings::Shared;
 use crate::url::Transport;
 use crate::wire::Message;
