@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::Codec;
-use crate::router::Router;
+use crate::service::router::Router;
 use crate::session::error::SessionError;
 use crate::session::pool::SessionPool;
 use crate::session::{CloseMode, CloseReason, Session};

@@ -55,7 +55,7 @@ use tracing::Instrument;
 use crate::codec::Body;
 use crate::joint;
 use crate::link::{FrameSink, PacketSource, ReadEnd};
-use crate::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
+use crate::service::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
 use crate::session::calls::Outcome;
 use crate::session::error::SessionErrorKind;
 use crate::session::outbound::{Batch, PushError};
@@ -634,7 +634,7 @@ impl<'s> Work<'s> {
                 self.handled += 1;
             }
             Err(payload) => {
-                let name = router.name(id).unwrap_or(crate::router::UNROUTED);
+                let name = router.name(id).unwrap_or(crate::service::router::UNROUTED);
                 let span = tracing::debug_span!("message", id, name);
                 self.finished(id, name, call, &span, Err(payload));
             }

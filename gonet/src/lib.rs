@@ -4,14 +4,12 @@
 
 mod builder;
 mod codec;
-#[doc(hidden)]
-pub mod codegen;
 mod driver;
 #[cfg(test)]
 mod fuzz;
 mod joint;
 mod link;
-mod router;
+mod service;
 mod session;
 mod settings;
 #[cfg(feature = "signal")]
@@ -25,7 +23,9 @@ mod wire;
 
 pub use builder::{Builder, Server};
 pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
-pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
+#[doc(hidden)]
+pub use service::codegen;
+pub use service::router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
 pub use session::error::{CallError, SendError, SessionError, SessionErrorKind};
 pub use session::pool::{Broadcast, SessionPool};
 pub use session::{CloseReason, Session, SessionStats};

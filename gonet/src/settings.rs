@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::Codec;
-use crate::router::Router;
+use crate::service::router::Router;
 use crate::session::error::SessionError;
 use crate::session::pool::SessionPool;
 use crate::session::{CloseReason, Session};

@@ -314,7 +314,7 @@ mod tests {
                 codec,
                 ..Settings::default()
             },
-            router: crate::Router::new(),
+            router: crate::service::router::Router::new(),
             hooks: Default::default(),
             pool: Some(pool.clone()),
             kill: Default::default(),

@@ -10,7 +10,7 @@ pub use std::sync::Arc;
 pub use std::time::Duration;
 
 pub use crate::codec::{Codec, CodecError};
-pub use crate::router::{Router, Service};
+pub use crate::service::router::{Router, Service};
 pub use crate::session::Session;
 pub use crate::session::error::{CallError, SendError};
 pub use crate::wire::Message;
