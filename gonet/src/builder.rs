@@ -329,7 +329,7 @@ impl Builder {
             router: self.router.clone(),
             hooks: self.hooks.clone(),
             pool,
-            kill: crate::signal::Signal::default(),
+            kill: crate::driver::signal::Signal::default(),
         })
     }
 
@@ -381,7 +381,7 @@ pub struct Server {
     finish: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     pool: SessionPool,
     stop: CancellationToken,
-    kill: crate::signal::Signal,
+    kill: crate::driver::signal::Signal,
     shutdown_timeout: Duration,
     tracker: TaskTracker,
     accept: Option<JoinHandle<()>>,

@@ -7,14 +7,11 @@ mod codec;
 mod driver;
 #[cfg(test)]
 mod fuzz;
-mod joint;
-mod link;
 mod service;
 mod session;
 mod settings;
 #[cfg(feature = "signal")]
 mod shutdown;
-mod signal;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;

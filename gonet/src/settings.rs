@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::Codec;
+use crate::driver::signal::Signal;
 use crate::service::router::Router;
 use crate::session::error::SessionError;
 use crate::session::pool::SessionPool;
 use crate::session::{CloseReason, Session};
-use crate::signal::Signal;
 use crate::transport::TransportSettings;
 use crate::url::Transport;
 use crate::wire::frame::MAX_FRAME_LEN;

@@ -28,7 +28,7 @@ mod client;
 
 use super::Listening;
 use crate::driver;
-use crate::link::{FrameSink, StreamSink, StreamSource};
+use crate::driver::link::{FrameSink, StreamSink, StreamSource};
 use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::settings::Shared;

@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Listening;
 use crate::driver;
-use crate::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
+use crate::driver::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
 use crate::session::error::{SendError, SessionErrorKind};
 use crate::session::outbound::{Batch, OutQueue, PushError};
 use crate::session::{CloseReason, LinkExtras, Session};

@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Listening;
 use crate::driver;
-use crate::link::{StreamSink, StreamSource};
+use crate::driver::link::{StreamSink, StreamSource};
 use crate::session::Session;
 use crate::settings::Shared;
 use crate::transport::error::{DialError, ServeError};

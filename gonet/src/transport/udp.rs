@@ -45,7 +45,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Listening;
 use crate::driver;
-use crate::link::{FrameSink, MessageBatch, PacketSource, ReadEnd};
+use crate::driver::link::{FrameSink, MessageBatch, PacketSource, ReadEnd};
 use crate::session::error::SessionErrorKind;
 use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};

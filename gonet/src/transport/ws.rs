@@ -34,7 +34,7 @@ use tracing::Instrument;
 
 use super::Listening;
 use crate::driver;
-use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
+use crate::driver::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
 use crate::session::error::SessionErrorKind;
 use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};

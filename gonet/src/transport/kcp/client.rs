@@ -23,7 +23,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::KcpSettings;
-use crate::link::{FrameSink, MAX_BATCH, PacketSource, ReadEnd};
+use crate::driver::link::{FrameSink, MAX_BATCH, PacketSource, ReadEnd};
 use crate::session::error::SessionErrorKind;
 use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};

@@ -38,6 +38,16 @@
 //! Against frames queued from elsewhere (another session's handler, a spawned task)
 //! there is no order, as before; the replies of a batch are queued when the batch ends
 //! or a waiting handler finishes, microseconds after their handlers.
+//!
+//! This folder holds the driver, the `joint` that runs its parts as one task, the cheap
+//! stop `signal`s it polls, and the `link` seam (packet source, frame sink) that every
+//! transport implements. It uses `session/`, `service/` (the router it runs), `wire/`,
+//! `codec/` and `settings`. Above it come only `transport/`, which starts it, and the
+//! builder; `settings` holds its kill [`Signal`](signal::Signal).
+
+mod joint;
+pub(crate) mod link;
+pub(crate) mod signal;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -53,8 +63,6 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::codec::Body;
-use crate::joint;
-use crate::link::{FrameSink, PacketSource, ReadEnd};
 use crate::service::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
 use crate::session::calls::Outcome;
 use crate::session::error::SessionErrorKind;
@@ -64,6 +72,7 @@ use crate::settings::PanicPolicy;
 use crate::wire::frame::Packet;
 use crate::wire::{self, Incoming, ReplyBlock};
 use crate::wire::{Code, Status};
+use link::{FrameSink, PacketSource, ReadEnd};
 
 /// Starts the tasks of a session over a packet source and a frame sink.
 pub(crate) fn spawn<S, K>(session: Session, source: S, sink: K, tracker: Option<&TaskTracker>)
@@ -250,7 +259,7 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
     };
     let ticking = timer.is_some();
-    let stopped = crate::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
+    let stopped = signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
     tokio::pin!(stopped);
     let mut work = Work::new(session);
     let mut block = ReplyBlock::default();
