@@ -225,7 +225,7 @@ impl Builder {
     /// warning); [`Server::certificate`] returns it so a client can trust it.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-    pub fn server_tls(mut self, tls: crate::tls::ServerTls) -> Self {
+    pub fn server_tls(mut self, tls: crate::transport::tls::ServerTls) -> Self {
         self.settings.transport.server_tls = Some(tls);
         self
     }
@@ -234,7 +234,7 @@ impl Builder {
     /// with [`TlsError::NoTrust`](crate::TlsError::NoTrust).
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-    pub fn client_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+    pub fn client_tls(mut self, tls: crate::transport::tls::ClientTls) -> Self {
         self.settings.transport.client_tls = Some(tls);
         self
     }

@@ -12,8 +12,6 @@ mod session;
 mod settings;
 #[cfg(feature = "signal")]
 mod shutdown;
-#[cfg(feature = "tls")]
-mod tls;
 mod transport;
 mod url;
 mod wire;
@@ -35,15 +33,15 @@ pub use url::{Transport, Url, UrlError, UrlErrorKind};
 pub use wire::frame::{self, FrameCodec, FrameError, Packet};
 pub use wire::{Code, ExtensionError, Message, RESERVED_ID_START, Status, is_user_id};
 
-#[cfg(feature = "tls")]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-pub use tls::{ClientTls, ServerTls, TlsError};
 #[cfg(feature = "kcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
 pub use transport::kcp::KcpSettings;
 #[cfg(feature = "quic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub use transport::quic::{Channel, QuicError};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+pub use transport::tls::{ClientTls, ServerTls, TlsError};
 
 /// Includes the Rust code that `gonet-build` generated in `build.rs`: one module per
 /// proto package (`chat`, `game::lobby`, ...), with the messages, their ids and the

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 #[cfg(feature = "tls")]
-use crate::tls::TlsError;
+use crate::transport::tls::TlsError;
 use crate::url::UrlError;
 
 /// Starting a server failed.

@@ -8,6 +8,17 @@
 //! | `ws://`, `wss://` | one packet per binary message | `ws` |
 //! | `quic://` | byte stream per session (+ channels, datagrams) | `quic` |
 //! | `kcp://` | byte stream over KCP | `kcp` |
+//!
+//! Beside the transports: `tls` (certificates for `wss://` and `quic://`) and `error`
+//! (what starting a server or dialing one can fail with). The URL and the
+//! [`Transport`] names live in the crate's `url` module, since every session knows its
+//! transport.
+//!
+//! The top of the runtime: a transport uses `driver/` (to run each connection),
+//! `session/`, `wire/`, `codec/` and `settings`; nothing below imports it. Only the
+//! builder calls [`listen`] and [`dial`], and `settings` holds the transports' own
+//! options ([`TransportSettings`]). A session reaches what only its transport offers
+//! (QUIC datagrams and channels) through the `LinkExtras` the transport gives it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +41,8 @@ pub(crate) mod kcp;
 pub(crate) mod quic;
 #[cfg(feature = "tcp")]
 mod tcp;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 #[cfg(feature = "udp")]
 pub(crate) mod udp;
 #[cfg(feature = "ws")]
@@ -41,9 +54,9 @@ pub(crate) struct TransportSettings {
     #[cfg(feature = "ws")]
     pub(crate) ws: ws::WsSettings,
     #[cfg(feature = "tls")]
-    pub(crate) server_tls: Option<crate::tls::ServerTls>,
+    pub(crate) server_tls: Option<crate::transport::tls::ServerTls>,
     #[cfg(feature = "tls")]
-    pub(crate) client_tls: Option<crate::tls::ClientTls>,
+    pub(crate) client_tls: Option<crate::transport::tls::ClientTls>,
     #[cfg(feature = "kcp")]
     pub(crate) kcp: kcp::KcpSettings,
     #[cfg(feature = "quic")]

@@ -48,8 +48,8 @@ use crate::session::error::{SendError, SessionErrorKind};
 use crate::session::outbound::{Batch, OutQueue, PushError};
 use crate::session::{CloseReason, LinkExtras, Session};
 use crate::settings::{Settings, Shared};
-use crate::tls::TlsError;
 use crate::transport::error::{DialError, ServeError};
+use crate::transport::tls::TlsError;
 use crate::url::{Transport, Url};
 use crate::wire::Message;
 use crate::wire::frame::{Packet, split_message};
@@ -161,9 +161,11 @@ pub(super) async fn listen(
         url: raw.to_owned(),
         source,
     };
-    let identity =
-        crate::tls::server_identity(shared.settings.transport.server_tls.as_ref(), url.host())
-            .map_err(tls_err)?;
+    let identity = crate::transport::tls::server_identity(
+        shared.settings.transport.server_tls.as_ref(),
+        url.host(),
+    )
+    .map_err(tls_err)?;
     let tls = identity.config(&[ALPN], true).map_err(tls_err)?;
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
@@ -302,8 +304,9 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         url: raw.to_owned(),
         reason,
     };
-    let tls = crate::tls::client_identity(shared.settings.transport.client_tls.as_ref(), raw)
-        .map_err(tls_err)?;
+    let tls =
+        crate::transport::tls::client_identity(shared.settings.transport.client_tls.as_ref(), raw)
+            .map_err(tls_err)?;
     // Checked here so that a bad name is a TLS error, not a handshake failure.
     tls.name_for(url.host()).map_err(tls_err)?;
     let crypto = QuicClientConfig::try_from(tls.config(&[ALPN], true).map_err(tls_err)?)
@@ -341,7 +344,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     Ok(session)
 }
 
-fn tls_name(tls: &crate::tls::ClientTls, host: &str) -> String {
+fn tls_name(tls: &crate::transport::tls::ClientTls, host: &str) -> String {
     match tls.name_for(host) {
         Ok(rustls::pki_types::ServerName::DnsName(name)) => name.as_ref().to_owned(),
         _ => host.to_owned(),

@@ -75,18 +75,20 @@ pub(super) async fn listen(
     };
     #[cfg(feature = "wss")]
     let (acceptor, certificate) = if secure {
-        let identity =
-            crate::tls::server_identity(shared.settings.transport.server_tls.as_ref(), url.host())
-                .and_then(|id| {
-                    Ok((
-                        id.config(&[b"http/1.1"], false)?,
-                        id.certificate_der().to_vec(),
-                    ))
-                })
-                .map_err(|source| ServeError::Tls {
-                    url: raw.to_owned(),
-                    source,
-                })?;
+        let identity = crate::transport::tls::server_identity(
+            shared.settings.transport.server_tls.as_ref(),
+            url.host(),
+        )
+        .and_then(|id| {
+            Ok((
+                id.config(&[b"http/1.1"], false)?,
+                id.certificate_der().to_vec(),
+            ))
+        })
+        .map_err(|source| ServeError::Tls {
+            url: raw.to_owned(),
+            source,
+        })?;
         (
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(identity.0))),
             Some(identity.1),
@@ -324,9 +326,11 @@ pub(super) async fn dial(
                 url: raw.to_owned(),
                 source,
             };
-            let tls =
-                crate::tls::client_identity(shared.settings.transport.client_tls.as_ref(), raw)
-                    .map_err(tls_err)?;
+            let tls = crate::transport::tls::client_identity(
+                shared.settings.transport.client_tls.as_ref(),
+                raw,
+            )
+            .map_err(tls_err)?;
             let name = tls.name_for(url.host()).map_err(tls_err)?;
             let config_tls = tls.config(&[b"http/1.1"], false).map_err(tls_err)?;
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config_tls));
