@@ -20,8 +20,8 @@ use crate::session::error::SessionError;
 use crate::session::pool::SessionPool;
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::{Hooks, PanicPolicy, Settings, Shared};
-use crate::transport;
 use crate::transport::error::{DialError, ServeError};
+use crate::transport::{self, TransportSettings};
 use crate::url::Url;
 use crate::wire::frame::MAX_FRAME_LEN;
 
@@ -46,6 +46,8 @@ use crate::wire::frame::MAX_FRAME_LEN;
 #[derive(Clone, Default)]
 pub struct Builder {
     settings: Settings,
+    /// The options only some transports read.
+    transport: TransportSettings,
     router: Router,
     hooks: Hooks,
 }
@@ -54,6 +56,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("settings", &self.settings)
+            .field("transport", &self.transport)
             .field("router", &self.router)
             .finish_non_exhaustive()
     }
@@ -226,7 +229,7 @@ impl Builder {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
     pub fn server_tls(mut self, tls: crate::transport::tls::ServerTls) -> Self {
-        self.settings.transport.server_tls = Some(tls);
+        self.transport.server_tls = Some(tls);
         self
     }
 
@@ -235,7 +238,7 @@ impl Builder {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
     pub fn client_tls(mut self, tls: crate::transport::tls::ClientTls) -> Self {
-        self.settings.transport.client_tls = Some(tls);
+        self.transport.client_tls = Some(tls);
         self
     }
 
@@ -250,7 +253,7 @@ impl Builder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.settings.transport.ws.origins = origins.into_iter().map(Into::into).collect();
+        self.transport.ws.origins = origins.into_iter().map(Into::into).collect();
         self
     }
 
@@ -265,7 +268,7 @@ impl Builder {
     #[cfg(feature = "quic")]
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub fn quic_max_channels(mut self, channels: u32) -> Self {
-        self.settings.transport.quic.max_channels = channels;
+        self.transport.quic.max_channels = channels;
         self
     }
 
@@ -279,7 +282,7 @@ impl Builder {
     #[cfg(feature = "quic")]
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub fn quic_receive_window(mut self, bytes: u32) -> Self {
-        self.settings.transport.quic.receive_window = bytes;
+        self.transport.quic.receive_window = bytes;
         self
     }
 
@@ -287,7 +290,7 @@ impl Builder {
     #[cfg(feature = "kcp")]
     #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
     pub fn kcp(mut self, settings: crate::transport::kcp::KcpSettings) -> Self {
-        self.settings.transport.kcp = settings;
+        self.transport.kcp = settings;
         self
     }
 
@@ -342,8 +345,15 @@ impl Builder {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let kill = shared.kill.clone();
-        let listener =
-            transport::listen(&parsed, url, shared, stop.clone(), tracker.clone()).await?;
+        let listener = transport::listen(
+            &parsed,
+            url,
+            shared,
+            &self.transport,
+            stop.clone(),
+            tracker.clone(),
+        )
+        .await?;
         Ok(Server {
             kill,
             shutdown_timeout: self.settings.shutdown_timeout,
@@ -363,12 +373,15 @@ impl Builder {
     pub async fn dial(&self, url: &str) -> Result<Session, DialError> {
         let parsed: Url = url.parse()?;
         let timeout = self.settings.connect_timeout;
-        tokio::time::timeout(timeout, transport::dial(&parsed, url, self.shared(None)))
-            .await
-            .map_err(|_| DialError::Timeout {
-                url: url.to_owned(),
-                after: timeout,
-            })?
+        tokio::time::timeout(
+            timeout,
+            transport::dial(&parsed, url, self.shared(None), &self.transport),
+        )
+        .await
+        .map_err(|_| DialError::Timeout {
+            url: url.to_owned(),
+            after: timeout,
+        })?
     }
 }
 

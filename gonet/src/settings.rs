@@ -4,9 +4,10 @@
 //!
 //! The builder fills these in and hands them down; nothing here imports the builder.
 //! The session, driver and transport folders read [`Shared`] through the session they
-//! run; it names the router (`service/`), the pool and hook arguments (`session/`), the
-//! transports' own options (`transport/`) and the kill signal (`driver/`), because it is
-//! the one value that carries them to every session.
+//! run; it names the router (`service/`), the pool and hook arguments (`session/`) and
+//! the kill signal (`driver/`), because it is the one value that carries them to every
+//! session. The transports' own options (`TransportSettings`) stay with the builder,
+//! which hands them to the transport it starts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,6 @@ use crate::service::router::Router;
 use crate::session::error::SessionError;
 use crate::session::pool::SessionPool;
 use crate::session::{CloseReason, Session};
-use crate::transport::TransportSettings;
 use crate::url::Transport;
 use crate::wire::frame::MAX_FRAME_LEN;
 
@@ -59,11 +59,6 @@ pub(crate) struct Settings {
     pub(crate) idle_timeout: Option<Duration>,
     /// Zero: off.
     pub(crate) frame_timeout: Duration,
-    #[cfg_attr(
-        not(any(feature = "ws", feature = "tls", feature = "kcp")),
-        allow(dead_code, reason = "read by ws, wss, quic and kcp only")
-    )]
-    pub(crate) transport: TransportSettings,
     pub(crate) shutdown_timeout: Duration,
 }
 
@@ -100,7 +95,6 @@ impl Default for Settings {
             heartbeat: None,
             idle_timeout: None,
             frame_timeout: Duration::from_secs(30),
-            transport: TransportSettings::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
     }

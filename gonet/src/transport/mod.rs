@@ -48,7 +48,8 @@ pub(crate) mod udp;
 #[cfg(feature = "ws")]
 pub(crate) mod ws;
 
-/// Settings only some transports read. Each field exists when its feature does.
+/// Settings only some transports read, kept by the builder and handed to [`listen`]
+/// and [`dial`]. Each field exists when its feature does.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TransportSettings {
     #[cfg(feature = "ws")]
@@ -187,23 +188,24 @@ pub(crate) async fn listen(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Listening, ServeError> {
-    let _ = (&shared, &stop, &tracker);
+    let _ = (&shared, options, &stop, &tracker);
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::listen(url, raw, shared, stop, tracker).await,
         #[cfg(feature = "udp")]
         Transport::Udp => udp::listen(url, raw, shared, stop, tracker).await,
         #[cfg(feature = "ws")]
-        Transport::Ws => ws::listen(url, raw, shared, stop, tracker, false).await,
+        Transport::Ws => ws::listen(url, raw, shared, options, stop, tracker, false).await,
         #[cfg(feature = "wss")]
-        Transport::Wss => ws::listen(url, raw, shared, stop, tracker, true).await,
+        Transport::Wss => ws::listen(url, raw, shared, options, stop, tracker, true).await,
         #[cfg(feature = "quic")]
-        Transport::Quic => quic::listen(url, raw, shared, stop, tracker).await,
+        Transport::Quic => quic::listen(url, raw, shared, options, stop, tracker).await,
         #[cfg(feature = "kcp")]
-        Transport::Kcp => kcp::listen(url, raw, shared, stop, tracker).await,
+        Transport::Kcp => kcp::listen(url, raw, shared, options, stop, tracker).await,
         #[allow(
             unreachable_patterns,
             reason = "reached when a transport feature is off"
@@ -212,21 +214,26 @@ pub(crate) async fn listen(
     }
 }
 
-pub(crate) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Session, DialError> {
-    let _ = &shared;
+pub(crate) async fn dial(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    options: &TransportSettings,
+) -> Result<Session, DialError> {
+    let _ = (&shared, options);
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::dial(url, raw, shared).await,
         #[cfg(feature = "udp")]
         Transport::Udp => udp::dial(url, raw, shared).await,
         #[cfg(feature = "ws")]
-        Transport::Ws => ws::dial(url, raw, shared, false).await,
+        Transport::Ws => ws::dial(url, raw, shared, options, false).await,
         #[cfg(feature = "wss")]
-        Transport::Wss => ws::dial(url, raw, shared, true).await,
+        Transport::Wss => ws::dial(url, raw, shared, options, true).await,
         #[cfg(feature = "quic")]
-        Transport::Quic => quic::dial(url, raw, shared).await,
+        Transport::Quic => quic::dial(url, raw, shared, options).await,
         #[cfg(feature = "kcp")]
-        Transport::Kcp => kcp::dial(url, raw, shared).await,
+        Transport::Kcp => kcp::dial(url, raw, shared, options).await,
         #[allow(
             unreachable_patterns,
             reason = "reached when a transport feature is off"

@@ -41,7 +41,7 @@ use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarIn
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Listening;
+use super::{Listening, TransportSettings};
 use crate::driver;
 use crate::driver::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
 use crate::session::error::{SendError, SessionErrorKind};
@@ -116,7 +116,10 @@ pub(crate) struct QuicLink {
     _endpoint: Option<Endpoint>,
 }
 
-fn transport_config(settings: &Settings) -> Result<quinn::TransportConfig, TlsError> {
+fn transport_config(
+    settings: &Settings,
+    quic: &QuicSettings,
+) -> Result<quinn::TransportConfig, TlsError> {
     let mut config = quinn::TransportConfig::default();
     let keep_alive = settings
         .heartbeat
@@ -131,7 +134,6 @@ fn transport_config(settings: &Settings) -> Result<quinn::TransportConfig, TlsEr
     // of it), its channels by the channel limit, and its session stream is its only
     // bidirectional one. Unread datagrams are bounded by quinn (1.25 MB, oldest
     // dropped first).
-    let quic = &settings.transport.quic;
     let window = quic.receive_window.max(MIN_RECEIVE_WINDOW);
     config.receive_window(VarInt::from_u32(window));
     config.stream_receive_window(VarInt::from_u32(
@@ -150,6 +152,7 @@ pub(super) async fn listen(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Listening, ServeError> {
@@ -161,17 +164,14 @@ pub(super) async fn listen(
         url: raw.to_owned(),
         source,
     };
-    let identity = crate::transport::tls::server_identity(
-        shared.settings.transport.server_tls.as_ref(),
-        url.host(),
-    )
-    .map_err(tls_err)?;
+    let identity = crate::transport::tls::server_identity(options.server_tls.as_ref(), url.host())
+        .map_err(tls_err)?;
     let tls = identity.config(&[ALPN], true).map_err(tls_err)?;
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(
-        transport_config(&shared.settings).map_err(tls_err)?,
+        transport_config(&shared.settings, &options.quic).map_err(tls_err)?,
     ));
     let addr = tokio::net::lookup_host(url.authority())
         .await
@@ -291,7 +291,12 @@ fn start(
     driver::spawn(session, source, sink, tracker);
 }
 
-pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Session, DialError> {
+pub(super) async fn dial(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    options: &TransportSettings,
+) -> Result<Session, DialError> {
     let connect_err = |source| DialError::Connect {
         url: raw.to_owned(),
         source,
@@ -304,16 +309,15 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         url: raw.to_owned(),
         reason,
     };
-    let tls =
-        crate::transport::tls::client_identity(shared.settings.transport.client_tls.as_ref(), raw)
-            .map_err(tls_err)?;
+    let tls = crate::transport::tls::client_identity(options.client_tls.as_ref(), raw)
+        .map_err(tls_err)?;
     // Checked here so that a bad name is a TLS error, not a handshake failure.
     tls.name_for(url.host()).map_err(tls_err)?;
     let crypto = QuicClientConfig::try_from(tls.config(&[ALPN], true).map_err(tls_err)?)
         .map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(
-        transport_config(&shared.settings).map_err(tls_err)?,
+        transport_config(&shared.settings, &options.quic).map_err(tls_err)?,
     ));
     let target = tokio::net::lookup_host(url.authority())
         .await

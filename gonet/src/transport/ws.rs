@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::Listening;
+use super::{Listening, TransportSettings};
 use crate::driver;
 use crate::driver::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd};
 use crate::session::error::SessionErrorKind;
@@ -65,6 +65,7 @@ pub(super) async fn listen(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     stop: CancellationToken,
     tracker: TaskTracker,
     secure: bool,
@@ -75,20 +76,18 @@ pub(super) async fn listen(
     };
     #[cfg(feature = "wss")]
     let (acceptor, certificate) = if secure {
-        let identity = crate::transport::tls::server_identity(
-            shared.settings.transport.server_tls.as_ref(),
-            url.host(),
-        )
-        .and_then(|id| {
-            Ok((
-                id.config(&[b"http/1.1"], false)?,
-                id.certificate_der().to_vec(),
-            ))
-        })
-        .map_err(|source| ServeError::Tls {
-            url: raw.to_owned(),
-            source,
-        })?;
+        let identity =
+            crate::transport::tls::server_identity(options.server_tls.as_ref(), url.host())
+                .and_then(|id| {
+                    Ok((
+                        id.config(&[b"http/1.1"], false)?,
+                        id.certificate_der().to_vec(),
+                    ))
+                })
+                .map_err(|source| ServeError::Tls {
+                    url: raw.to_owned(),
+                    source,
+                })?;
         (
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(identity.0))),
             Some(identity.1),
@@ -107,6 +106,7 @@ pub(super) async fn listen(
     tracing::debug!(%local_addr, path = url.path(), "websocket path");
     let accept = Accept {
         path: url.path().to_owned(),
+        origins: options.ws.origins.clone().into(),
         transport,
         shared,
         tracker: tracker.clone(),
@@ -122,6 +122,8 @@ pub(super) async fn listen(
 #[derive(Clone)]
 struct Accept {
     path: String,
+    /// Accepted `Origin` values; empty accepts all.
+    origins: Arc<[String]>,
     transport: Transport,
     shared: Arc<Shared>,
     tracker: TaskTracker,
@@ -200,7 +202,7 @@ impl Accept {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let origins = &self.shared.settings.transport.ws.origins;
+        let origins = &self.origins;
         #[allow(
             clippy::result_large_err,
             reason = "the signature is tungstenite's Callback"
@@ -286,6 +288,7 @@ pub(super) async fn dial(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     secure: bool,
 ) -> Result<Session, DialError> {
     let connect_err = |source| DialError::Connect {
@@ -319,6 +322,9 @@ pub(super) async fn dial(
     let config = ws_config(shared.settings.max_frame_len);
     let request = url.to_string();
     let session = Session::new(shared.clone(), peer, local, url.transport());
+    // Only `wss://` reads the options (whom to trust).
+    #[cfg(not(feature = "wss"))]
+    let _ = options;
     if secure {
         #[cfg(feature = "wss")]
         {
@@ -326,11 +332,8 @@ pub(super) async fn dial(
                 url: raw.to_owned(),
                 source,
             };
-            let tls = crate::transport::tls::client_identity(
-                shared.settings.transport.client_tls.as_ref(),
-                raw,
-            )
-            .map_err(tls_err)?;
+            let tls = crate::transport::tls::client_identity(options.client_tls.as_ref(), raw)
+                .map_err(tls_err)?;
             let name = tls.name_for(url.host()).map_err(tls_err)?;
             let config_tls = tls.config(&[b"http/1.1"], false).map_err(tls_err)?;
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config_tls));
