@@ -332,7 +332,7 @@ impl Builder {
             router: self.router.clone(),
             hooks: self.hooks.clone(),
             pool,
-            kill: crate::driver::signal::Signal::default(),
+            kill: crate::session::signal::Signal::default(),
         })
     }
 
@@ -394,7 +394,7 @@ pub struct Server {
     finish: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     pool: SessionPool,
     stop: CancellationToken,
-    kill: crate::driver::signal::Signal,
+    kill: crate::session::signal::Signal,
     shutdown_timeout: Duration,
     tracker: TaskTracker,
     accept: Option<JoinHandle<()>>,

@@ -3,20 +3,22 @@
 //! defaults that depend on the transport.
 //!
 //! The builder fills these in and hands them down; nothing here imports the builder.
-//! The session, driver and transport folders read [`Shared`] through the session they
-//! run; it names the router (`service/`), the pool and hook arguments (`session/`) and
-//! the kill signal (`driver/`), because it is the one value that carries them to every
-//! session. The transports' own options (`TransportSettings`) stay with the builder,
-//! which hands them to the transport it starts.
+//! `session/`, `driver/` and `transport/` read [`Shared`] through the session they run.
+//! It names the router (`service/`) and the pool, hook arguments and kill signal
+//! (`session/`), because it is the one value that carries them to every session: a
+//! session holds its `Shared`, and the router's handlers take sessions, so these three
+//! know each other's types (the one loop left among the runtime's modules). The
+//! transports' own options (`TransportSettings`) stay with the builder, which hands
+//! them to the transport it starts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::Codec;
-use crate::driver::signal::Signal;
 use crate::service::router::Router;
 use crate::session::error::SessionError;
 use crate::session::pool::SessionPool;
+use crate::session::signal::Signal;
 use crate::session::{CloseReason, Session};
 use crate::url::Transport;
 use crate::wire::frame::MAX_FRAME_LEN;

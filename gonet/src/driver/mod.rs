@@ -39,15 +39,13 @@
 //! there is no order, as before; the replies of a batch are queued when the batch ends
 //! or a waiting handler finishes, microseconds after their handlers.
 //!
-//! This folder holds the driver, the `joint` that runs its parts as one task, the cheap
-//! stop `signal`s it polls, and the `link` seam (packet source, frame sink) that every
-//! transport implements. It uses `session/`, `service/` (the router it runs), `wire/`,
-//! `codec/` and `settings`. Above it come only `transport/`, which starts it, and the
-//! builder; `settings` holds its kill [`Signal`](signal::Signal).
+//! This folder holds the driver, the `joint` that runs its parts as one task, and the
+//! `link` seam (packet source, frame sink) that every transport implements. It uses
+//! `session/` (whose stop signals it polls), `service/` (the router it runs), `wire/`,
+//! `codec/` and `settings`; only `transport/`, which starts it, uses it.
 
 mod joint;
 pub(crate) mod link;
-pub(crate) mod signal;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -259,7 +257,8 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
     };
     let ticking = timer.is_some();
-    let stopped = signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
+    let stopped =
+        crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
     tokio::pin!(stopped);
     let mut work = Work::new(session);
     let mut block = ReplyBlock::default();

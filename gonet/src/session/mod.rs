@@ -1,7 +1,8 @@
 //! [`Session`]: a handle on one connected peer, and what a session owns: the pool and
 //! groups it belongs to (`pool`), its pending calls (`calls`), its outbound queue
-//! (`outbound`), the rate limits of its error logs (`report`, `throttle`) and the
-//! errors of its operations (`error`).
+//! (`outbound`), the rate limits of its error logs (`report`, `throttle`), the cheap
+//! stop signals the driver polls (`signal`) and the errors of its operations
+//! (`error`).
 //!
 //! A session is the same whatever carries it. It uses `wire/` (to encode what it
 //! sends), `codec/`, and `settings` (what the sessions of a server share); it reaches
@@ -14,6 +15,7 @@ pub(crate) mod error;
 pub(crate) mod outbound;
 pub(crate) mod pool;
 pub(crate) mod report;
+pub(crate) mod signal;
 pub(crate) mod throttle;
 
 use std::any::{Any, TypeId};
