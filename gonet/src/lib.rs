@@ -7,6 +7,8 @@ mod codec;
 mod driver;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod layout;
 mod service;
 mod session;
 mod settings;
