@@ -137,7 +137,9 @@ mod ws {
             .to_vec();
         for round in 0..20 {
             let mut ws = raw_ws(&fx.server).await;
-            ws.send(Message::binary(subscribe.clone())).await.expect("send");
+            ws.send(Message::binary(subscribe.clone()))
+                .await
+                .expect("send");
             // The first tick is in: the other 1,999 are queued or on their way.
             within("the first tick", async {
                 while !matches!(ws.next().await, Some(Ok(Message::Binary(_)))) {}
