@@ -15,10 +15,10 @@
 //! transport.
 //!
 //! The top of the runtime: a transport uses `driver/` (to run each connection),
-//! `session/`, `wire/`, `codec/` and `settings`; nothing below imports it. Only the
-//! builder calls [`listen`] and [`dial`], and `settings` holds the transports' own
-//! options ([`TransportSettings`]). A session reaches what only its transport offers
-//! (QUIC datagrams and channels) through the `LinkExtras` the transport gives it.
+//! `session/`, `wire/`, `codec/`, `url` and `settings`; nothing below imports it. Only
+//! the builder calls [`listen`] and [`dial`], with the transports' own options
+//! ([`TransportSettings`]). A session reaches what only its transport offers (QUIC
+//! datagrams and channels) through the `LinkExtras` the transport gives it.
 
 use std::future::Future;
 use std::net::SocketAddr;
