@@ -68,8 +68,7 @@ use crate::session::outbound::{Batch, PushError};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::PanicPolicy;
 use crate::wire::frame::Packet;
-use crate::wire::{self, Incoming, ReplyBlock};
-use crate::wire::{Code, Status};
+use crate::wire::{self, Code, Incoming, ReplyBlock, Status};
 use link::{FrameSink, PacketSource, ReadEnd};
 
 /// Starts the tasks of a session over a packet source and a frame sink.

@@ -29,8 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::Body;
-use crate::codec::Codec;
+use crate::codec::{Body, Codec};
 use crate::session::calls::{Calls, Outcome};
 use crate::session::error::{CallError, SendError, SessionError, SessionErrorKind};
 use crate::session::outbound::{OutQueue, PushError};
@@ -38,8 +37,7 @@ use crate::session::pool::SessionPool;
 use crate::session::report::{ErrorLog, Verdict};
 use crate::settings::Shared;
 use crate::url::Transport;
-use crate::wire::Message;
-use crate::wire::{self, Wrap};
+use crate::wire::{self, Message, Wrap};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

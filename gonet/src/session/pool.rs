@@ -10,8 +10,7 @@ use crate::codec::Codec;
 use crate::session::Session;
 use crate::session::error::SendError;
 use crate::session::outbound::PushError;
-use crate::wire::Message;
-use crate::wire::{self, Wrap};
+use crate::wire::{self, Message, Wrap};
 
 type Members = HashMap<u64, Session>;
 
