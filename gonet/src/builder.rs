@@ -1,5 +1,9 @@
 //! [`Builder`]: configuration shared by servers and clients; [`Server`]: a running
 //! listener.
+//!
+//! The top of the runtime: the builder turns its options into the [`Settings`] and
+//! [`Shared`] state of `settings` and hands them to a transport to serve or dial. No
+//! other module imports this one.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,121 +15,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::Codec;
-use crate::error::{DialError, ServeError, SessionError};
-use crate::frame::MAX_FRAME_LEN;
-use crate::pool::SessionPool;
-use crate::router::Router;
+use crate::service::router::Router;
+use crate::session::error::SessionError;
+use crate::session::pool::SessionPool;
 use crate::session::{CloseMode, CloseReason, Session};
-use crate::transport;
+use crate::settings::{Hooks, PanicPolicy, Settings, Shared};
+use crate::transport::error::{DialError, ServeError};
+use crate::transport::{self, TransportSettings};
 use crate::url::Url;
-
-/// What happens to a session whose handler panicked. The panic itself is always caught,
-/// logged with the session, peer and message, and reported to the error hook; other
-/// sessions never notice it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PanicPolicy {
-    /// Close the session with [`CloseReason::HandlerPanicked`] (the default): its state
-    /// may be inconsistent after a panic.
-    #[default]
-    CloseSession,
-    /// Skip the message and go on with the next one.
-    Continue,
-}
-
-/// The default of [`Builder::max_pending_handshakes`].
-const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
-/// The default of [`Builder::handshake_timeout`].
-const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) codec: Codec,
-    pub(crate) max_frame_len: usize,
-    pub(crate) inbound_queue: usize,
-    pub(crate) outbound_limit: usize,
-    pub(crate) write_timeout: Duration,
-    pub(crate) call_timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) panic_policy: PanicPolicy,
-    pub(crate) max_sessions: usize,
-    pub(crate) max_pending_handshakes: usize,
-    pub(crate) handshake_timeout: Duration,
-    /// `None`: the transport's default; a zero duration: off.
-    pub(crate) heartbeat: Option<Duration>,
-    /// `None`: the transport's default; a zero duration: off.
-    pub(crate) idle_timeout: Option<Duration>,
-    /// Zero: off.
-    pub(crate) frame_timeout: Duration,
-    #[cfg_attr(
-        not(any(feature = "ws", feature = "tls", feature = "kcp")),
-        allow(dead_code, reason = "read by ws, wss, quic and kcp only")
-    )]
-    pub(crate) transport: transport::TransportSettings,
-    pub(crate) shutdown_timeout: Duration,
-}
-
-/// The heartbeat interval and idle timeout of a transport when the builder sets none.
-///
-/// TCP, WebSocket and QUIC report a peer that closes or resets, and QUIC has its own
-/// keep-alive and idle timeout; their defaults are off, so a plain gonet v3 peer never
-/// receives a heartbeat it does not know. UDP and KCP have no connection to lose: a
-/// silent peer is the only sign that it is gone, so they ping after 5 s of silence and
-/// close after 15 s.
-pub(crate) fn default_heartbeat(t: crate::url::Transport) -> (Option<Duration>, Option<Duration>) {
-    use crate::url::Transport;
-    match t {
-        Transport::Udp | Transport::Kcp => {
-            (Some(Duration::from_secs(5)), Some(Duration::from_secs(15)))
-        }
-        _ => (None, None),
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            codec: Codec::default(),
-            max_frame_len: MAX_FRAME_LEN,
-            inbound_queue: 128,
-            outbound_limit: 4 << 20,
-            write_timeout: Duration::from_secs(30),
-            call_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            panic_policy: PanicPolicy::default(),
-            max_sessions: 100_000,
-            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            heartbeat: None,
-            idle_timeout: None,
-            frame_timeout: Duration::from_secs(30),
-            transport: transport::TransportSettings::default(),
-            shutdown_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-type SessionHook = Arc<dyn Fn(&Session) + Send + Sync>;
-type CloseHook = Arc<dyn Fn(&Session, &CloseReason) + Send + Sync>;
-type ErrorHook = Arc<dyn Fn(&Session, &SessionError) + Send + Sync>;
-
-#[derive(Clone, Default)]
-pub(crate) struct Hooks {
-    pub(crate) on_connect: Option<SessionHook>,
-    pub(crate) on_close: Option<CloseHook>,
-    pub(crate) on_error: Option<ErrorHook>,
-}
-
-/// Everything the sessions of one server or client share.
-pub(crate) struct Shared {
-    pub(crate) settings: Settings,
-    pub(crate) router: Router,
-    pub(crate) hooks: Hooks,
-    pub(crate) pool: Option<SessionPool>,
-    /// Cancelled when a shutdown runs out of time: every session stops at once, even
-    /// inside a handler.
-    pub(crate) kill: crate::signal::Signal,
-}
+use crate::wire::frame::MAX_FRAME_LEN;
 
 /// Configures and starts servers ([`serve`](Self::serve)) and clients
 /// ([`dial`](Self::dial)). Both ends are peers: a client's router handles what the
@@ -148,6 +46,8 @@ pub(crate) struct Shared {
 #[derive(Clone, Default)]
 pub struct Builder {
     settings: Settings,
+    /// The options only some transports read.
+    transport: TransportSettings,
     router: Router,
     hooks: Hooks,
 }
@@ -156,6 +56,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("settings", &self.settings)
+            .field("transport", &self.transport)
             .field("router", &self.router)
             .finish_non_exhaustive()
     }
@@ -187,7 +88,7 @@ impl Builder {
     /// The largest frame length field accepted and sent (4 to 65535). A longer frame
     /// from the peer closes the session with a frame error.
     pub fn max_frame_len(mut self, len: usize) -> Self {
-        self.settings.max_frame_len = len.clamp(crate::frame::MIN_FRAME_LEN, MAX_FRAME_LEN);
+        self.settings.max_frame_len = len.clamp(crate::wire::frame::MIN_FRAME_LEN, MAX_FRAME_LEN);
         self
     }
 
@@ -331,8 +232,8 @@ impl Builder {
     /// warning); [`Server::certificate`] returns it so a client can trust it.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-    pub fn server_tls(mut self, tls: crate::tls::ServerTls) -> Self {
-        self.settings.transport.server_tls = Some(tls);
+    pub fn server_tls(mut self, tls: crate::transport::tls::ServerTls) -> Self {
+        self.transport.server_tls = Some(tls);
         self
     }
 
@@ -340,8 +241,8 @@ impl Builder {
     /// with [`TlsError::NoTrust`](crate::TlsError::NoTrust).
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-    pub fn client_tls(mut self, tls: crate::tls::ClientTls) -> Self {
-        self.settings.transport.client_tls = Some(tls);
+    pub fn client_tls(mut self, tls: crate::transport::tls::ClientTls) -> Self {
+        self.transport.client_tls = Some(tls);
         self
     }
 
@@ -356,7 +257,7 @@ impl Builder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.settings.transport.ws.origins = origins.into_iter().map(Into::into).collect();
+        self.transport.ws.origins = origins.into_iter().map(Into::into).collect();
         self
     }
 
@@ -371,7 +272,7 @@ impl Builder {
     #[cfg(feature = "quic")]
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub fn quic_max_channels(mut self, channels: u32) -> Self {
-        self.settings.transport.quic.max_channels = channels;
+        self.transport.quic.max_channels = channels;
         self
     }
 
@@ -385,7 +286,7 @@ impl Builder {
     #[cfg(feature = "quic")]
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub fn quic_receive_window(mut self, bytes: u32) -> Self {
-        self.settings.transport.quic.receive_window = bytes;
+        self.transport.quic.receive_window = bytes;
         self
     }
 
@@ -393,7 +294,7 @@ impl Builder {
     #[cfg(feature = "kcp")]
     #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
     pub fn kcp(mut self, settings: crate::transport::kcp::KcpSettings) -> Self {
-        self.settings.transport.kcp = settings;
+        self.transport.kcp = settings;
         self
     }
 
@@ -435,7 +336,7 @@ impl Builder {
             router: self.router.clone(),
             hooks: self.hooks.clone(),
             pool,
-            kill: crate::signal::Signal::default(),
+            kill: crate::session::signal::Signal::default(),
         })
     }
 
@@ -448,8 +349,15 @@ impl Builder {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let kill = shared.kill.clone();
-        let listener =
-            transport::listen(&parsed, url, shared, stop.clone(), tracker.clone()).await?;
+        let listener = transport::listen(
+            &parsed,
+            url,
+            shared,
+            &self.transport,
+            stop.clone(),
+            tracker.clone(),
+        )
+        .await?;
         Ok(Server {
             kill,
             shutdown_timeout: self.settings.shutdown_timeout,
@@ -469,12 +377,15 @@ impl Builder {
     pub async fn dial(&self, url: &str) -> Result<Session, DialError> {
         let parsed: Url = url.parse()?;
         let timeout = self.settings.connect_timeout;
-        tokio::time::timeout(timeout, transport::dial(&parsed, url, self.shared(None)))
-            .await
-            .map_err(|_| DialError::Timeout {
-                url: url.to_owned(),
-                after: timeout,
-            })?
+        tokio::time::timeout(
+            timeout,
+            transport::dial(&parsed, url, self.shared(None), &self.transport),
+        )
+        .await
+        .map_err(|_| DialError::Timeout {
+            url: url.to_owned(),
+            after: timeout,
+        })?
     }
 }
 
@@ -487,7 +398,7 @@ pub struct Server {
     finish: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     pool: SessionPool,
     stop: CancellationToken,
-    kill: crate::signal::Signal,
+    kill: crate::session::signal::Signal,
     shutdown_timeout: Duration,
     tracker: TaskTracker,
     accept: Option<JoinHandle<()>>,

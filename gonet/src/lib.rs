@@ -2,61 +2,48 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-mod body;
 mod builder;
-mod calls;
 mod codec;
-#[doc(hidden)]
-pub mod codegen;
 mod driver;
-mod error;
-pub mod frame;
 #[cfg(test)]
 mod fuzz;
-mod joint;
-mod link;
-mod message;
-mod outbound;
-mod pool;
-mod report;
-mod router;
+#[cfg(test)]
+mod layout;
+mod service;
 mod session;
+mod settings;
 #[cfg(feature = "signal")]
 mod shutdown;
-mod signal;
-mod status;
-mod throttle;
-#[cfg(feature = "tls")]
-mod tls;
 mod transport;
 mod url;
 mod wire;
 
-pub use body::Body;
-pub use builder::{Builder, PanicPolicy, Server};
-pub use codec::{Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
-pub use error::{CallError, DialError, SendError, ServeError, SessionError, SessionErrorKind};
-pub use frame::{FrameCodec, FrameError, Packet};
-pub use message::{Message, RESERVED_ID_START, is_user_id};
-pub use pool::{Broadcast, SessionPool};
-pub use router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
+pub use builder::{Builder, Server};
+pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
+#[doc(hidden)]
+pub use service::codegen;
+pub use service::router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
+pub use session::error::{CallError, SendError, SessionError, SessionErrorKind};
+pub use session::pool::{Broadcast, SessionPool};
 pub use session::{CloseReason, Session, SessionStats};
+pub use settings::PanicPolicy;
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub use shutdown::{SignalError, shutdown_signal};
-pub use status::{Code, Status};
+pub use transport::error::{DialError, ServeError};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
-pub use wire::ExtensionError;
+pub use wire::frame::{self, FrameCodec, FrameError, Packet};
+pub use wire::{Code, ExtensionError, Message, RESERVED_ID_START, Status, is_user_id};
 
-#[cfg(feature = "tls")]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-pub use tls::{ClientTls, ServerTls, TlsError};
 #[cfg(feature = "kcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
 pub use transport::kcp::KcpSettings;
 #[cfg(feature = "quic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub use transport::quic::{Channel, QuicError};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+pub use transport::tls::{ClientTls, ServerTls, TlsError};
 
 /// Includes the Rust code that `gonet-build` generated in `build.rs`: one module per
 /// proto package (`chat`, `game::lobby`, ...), with the messages, their ids and the

@@ -1,4 +1,5 @@
 //! The operating system's request to stop: SIGTERM or Ctrl-C, for a server's `main`.
+//! Beside the builder, outside the message path; uses no other module.
 
 use std::future::Future;
 use std::io;

@@ -1,4 +1,8 @@
 //! Endpoint URLs: `tcp://host:port`, `ws://host:port/path`, ...
+//!
+//! Outside `transport/` because more than the transports name a [`Transport`]: a
+//! session knows its own, and its defaults and errors depend on it. Uses no other
+//! module.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,13 +1,19 @@
-//! Body codecs: protobuf, JSON, XML and binary, each behind its own cargo feature.
+//! Body codecs: protobuf, JSON, XML and binary, each behind its own cargo feature, and
+//! the [`Body`] a decoder reads.
 //!
 //! A [`Codec`] is a value chosen per listener and per client, so one process can speak
 //! protobuf on one port and JSON on another with the same handlers.
+//!
+//! The bottom of the message path: this folder turns a message's fields into body bytes
+//! and back, and uses no other part of the crate. Frames, sessions and transports never
+//! look inside a body; they carry it.
 
 use std::fmt;
 use std::str::FromStr;
 
 #[cfg(feature = "binary")]
 pub(crate) mod binary;
+mod body;
 #[cfg(any(feature = "xml", feature = "binary"))]
 mod depth;
 #[cfg(feature = "json")]
@@ -24,6 +30,8 @@ pub(crate) mod xml;
     feature = "binary"
 )))]
 compile_error!("gonet needs at least one codec feature: protobuf, json, xml or binary");
+
+pub use body::Body;
 
 /// How deeply the XML and binary (MessagePack) codecs let containers nest in a body:
 /// sequences, maps, structs, enums and options each count one level. JSON has the same

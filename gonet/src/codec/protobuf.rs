@@ -12,7 +12,7 @@ pub(crate) fn encode<T: prost::Message>(
 }
 
 pub(crate) fn decode<T: prost::Message + Default>(
-    body: crate::Body<'_>,
+    body: super::Body<'_>,
     name: &'static str,
 ) -> Result<T, CodecError> {
     T::decode(body).map_err(|e| CodecError::new(Codec::Protobuf, CodecOp::Decode, name, e))

@@ -26,13 +26,13 @@ use tokio_util::task::TaskTracker;
 
 mod client;
 
-use super::Listening;
-use crate::builder::Shared;
+use super::{Listening, TransportSettings};
 use crate::driver;
-use crate::error::{DialError, ServeError};
-use crate::link::{FrameSink, StreamSink, StreamSource};
-use crate::outbound::{Batch, OutQueue};
+use crate::driver::link::{FrameSink, StreamSink, StreamSource};
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
+use crate::settings::Shared;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
 use crate::wire;
 
@@ -122,21 +122,22 @@ impl KcpSettings {
     }
 }
 
-fn config(shared: &Shared) -> KcpConfig {
-    let (_, idle) = crate::builder::default_heartbeat(Transport::Kcp);
+fn config(shared: &Shared, kcp: &KcpSettings) -> KcpConfig {
+    let (_, idle) = crate::settings::default_heartbeat(Transport::Kcp);
     let expire = shared
         .settings
         .idle_timeout
         .filter(|d| !d.is_zero())
         .or(idle)
         .unwrap_or(Duration::from_secs(90));
-    shared.settings.transport.kcp.to_config(expire)
+    kcp.to_config(expire)
 }
 
 pub(super) async fn listen(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Listening, ServeError> {
@@ -148,7 +149,7 @@ pub(super) async fn listen(
         .await
         .map_err(bind_err)?;
     let local_addr = socket.local_addr().map_err(bind_err)?;
-    let listener = KcpListener::from_socket(config(&shared), socket)
+    let listener = KcpListener::from_socket(config(&shared, &options.kcp), socket)
         .await
         .map_err(|e| bind_err(io::Error::from(e)))?;
     // Dropping a KcpListener closes every session it made at once, before a bye could
@@ -210,7 +211,12 @@ fn start(session: Session, stream: KcpStream, tracker: Option<&TaskTracker>) {
     driver::spawn(session, source, sink, tracker);
 }
 
-pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Session, DialError> {
+pub(super) async fn dial(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    options: &TransportSettings,
+) -> Result<Session, DialError> {
     let connect_err = |source| DialError::Connect {
         url: raw.to_owned(),
         source,
@@ -227,12 +233,8 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     socket.connect(target).await.map_err(connect_err)?;
     let local = socket.local_addr().map_err(connect_err)?;
     let session = Session::new(shared.clone(), target, local, Transport::Kcp);
-    let (source, sink) = client::connect(
-        socket,
-        shared.settings.transport.kcp,
-        session.max_frame_len(),
-    )
-    .map_err(connect_err)?;
+    let (source, sink) =
+        client::connect(socket, options.kcp, session.max_frame_len()).map_err(connect_err)?;
     // KCP has no handshake: a pong (which a reader ignores), sent first, makes the
     // server's session start now rather than at the first message.
     let _ = session.queue_frame(wire::encode_control(wire::ID_PONG));

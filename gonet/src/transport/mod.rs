@@ -8,6 +8,17 @@
 //! | `ws://`, `wss://` | one packet per binary message | `ws` |
 //! | `quic://` | byte stream per session (+ channels, datagrams) | `quic` |
 //! | `kcp://` | byte stream over KCP | `kcp` |
+//!
+//! Beside the transports: `tls` (certificates for `wss://` and `quic://`) and `error`
+//! (what starting a server or dialing one can fail with). The URL and the
+//! [`Transport`] names live in the crate's `url` module, since every session knows its
+//! transport.
+//!
+//! The top of the runtime: a transport uses `driver/` (to run each connection),
+//! `session/`, `wire/`, `codec/`, `url` and `settings`; nothing below imports it. Only
+//! the builder calls [`listen`] and [`dial`], with the transports' own options
+//! ([`TransportSettings`]). A session reaches what only its transport offers (QUIC
+//! datagrams and channels) through the `LinkExtras` the transport gives it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,44 +29,39 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::builder::Shared;
-use crate::error::{DialError, ServeError};
 use crate::session::Session;
+use crate::settings::Shared;
 use crate::url::{Transport, Url, UrlError, UrlErrorKind};
+use error::{DialError, ServeError};
 
+pub(crate) mod error;
 #[cfg(feature = "kcp")]
 pub(crate) mod kcp;
 #[cfg(feature = "quic")]
 pub(crate) mod quic;
 #[cfg(feature = "tcp")]
 mod tcp;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 #[cfg(feature = "udp")]
 pub(crate) mod udp;
 #[cfg(feature = "ws")]
 pub(crate) mod ws;
 
-/// Settings only some transports read. Each field exists when its feature does.
+/// Settings only some transports read, kept by the builder and handed to [`listen`]
+/// and [`dial`]. Each field exists when its feature does.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TransportSettings {
     #[cfg(feature = "ws")]
     pub(crate) ws: ws::WsSettings,
     #[cfg(feature = "tls")]
-    pub(crate) server_tls: Option<crate::tls::ServerTls>,
+    pub(crate) server_tls: Option<crate::transport::tls::ServerTls>,
     #[cfg(feature = "tls")]
-    pub(crate) client_tls: Option<crate::tls::ClientTls>,
+    pub(crate) client_tls: Option<crate::transport::tls::ClientTls>,
     #[cfg(feature = "kcp")]
     pub(crate) kcp: kcp::KcpSettings,
     #[cfg(feature = "quic")]
     pub(crate) quic: quic::QuicSettings,
-}
-
-/// What a session's transport offers beyond sending and receiving frames.
-#[derive(Debug)]
-#[non_exhaustive]
-pub(crate) enum LinkHandle {
-    /// The QUIC connection, for channels and datagrams.
-    #[cfg(feature = "quic")]
-    Quic(quic::QuicLink),
 }
 
 /// A bound listener's address and its accept task.
@@ -100,7 +106,7 @@ pub(crate) struct Handshakes(Arc<HandshakesInner>);
 struct HandshakesInner {
     pending: std::sync::atomic::AtomicUsize,
     limit: usize,
-    refused: crate::throttle::LogEvery,
+    refused: crate::session::throttle::LogEvery,
 }
 
 /// A handshake counted as pending until this is dropped.
@@ -182,23 +188,24 @@ pub(crate) async fn listen(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Listening, ServeError> {
-    let _ = (&shared, &stop, &tracker);
+    let _ = (&shared, options, &stop, &tracker);
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::listen(url, raw, shared, stop, tracker).await,
         #[cfg(feature = "udp")]
         Transport::Udp => udp::listen(url, raw, shared, stop, tracker).await,
         #[cfg(feature = "ws")]
-        Transport::Ws => ws::listen(url, raw, shared, stop, tracker, false).await,
+        Transport::Ws => ws::listen(url, raw, shared, options, stop, tracker, false).await,
         #[cfg(feature = "wss")]
-        Transport::Wss => ws::listen(url, raw, shared, stop, tracker, true).await,
+        Transport::Wss => ws::listen(url, raw, shared, options, stop, tracker, true).await,
         #[cfg(feature = "quic")]
-        Transport::Quic => quic::listen(url, raw, shared, stop, tracker).await,
+        Transport::Quic => quic::listen(url, raw, shared, options, stop, tracker).await,
         #[cfg(feature = "kcp")]
-        Transport::Kcp => kcp::listen(url, raw, shared, stop, tracker).await,
+        Transport::Kcp => kcp::listen(url, raw, shared, options, stop, tracker).await,
         #[allow(
             unreachable_patterns,
             reason = "reached when a transport feature is off"
@@ -207,21 +214,26 @@ pub(crate) async fn listen(
     }
 }
 
-pub(crate) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Session, DialError> {
-    let _ = &shared;
+pub(crate) async fn dial(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    options: &TransportSettings,
+) -> Result<Session, DialError> {
+    let _ = (&shared, options);
     match url.transport() {
         #[cfg(feature = "tcp")]
         Transport::Tcp => tcp::dial(url, raw, shared).await,
         #[cfg(feature = "udp")]
         Transport::Udp => udp::dial(url, raw, shared).await,
         #[cfg(feature = "ws")]
-        Transport::Ws => ws::dial(url, raw, shared, false).await,
+        Transport::Ws => ws::dial(url, raw, shared, options, false).await,
         #[cfg(feature = "wss")]
-        Transport::Wss => ws::dial(url, raw, shared, true).await,
+        Transport::Wss => ws::dial(url, raw, shared, options, true).await,
         #[cfg(feature = "quic")]
-        Transport::Quic => quic::dial(url, raw, shared).await,
+        Transport::Quic => quic::dial(url, raw, shared, options).await,
         #[cfg(feature = "kcp")]
-        Transport::Kcp => kcp::dial(url, raw, shared).await,
+        Transport::Kcp => kcp::dial(url, raw, shared, options).await,
         #[allow(
             unreachable_patterns,
             reason = "reached when a transport feature is off"

@@ -41,17 +41,18 @@ use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarIn
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{LinkHandle, Listening};
-use crate::builder::{Settings, Shared};
+use super::{Listening, TransportSettings};
 use crate::driver;
-use crate::error::{DialError, SendError, ServeError, SessionErrorKind};
-use crate::frame::{Packet, split_message};
-use crate::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
-use crate::message::Message;
-use crate::outbound::{Batch, OutQueue, PushError};
-use crate::session::{CloseReason, Session};
-use crate::tls::TlsError;
+use crate::driver::link::{FrameSink, PacketSource, ReadEnd, StreamSink, StreamSource};
+use crate::session::error::{SendError, SessionErrorKind};
+use crate::session::outbound::{Batch, OutQueue, PushError};
+use crate::session::{CloseReason, LinkExtras, Session};
+use crate::settings::{Settings, Shared};
+use crate::transport::error::{DialError, ServeError};
+use crate::transport::tls::TlsError;
 use crate::url::{Transport, Url};
+use crate::wire::Message;
+use crate::wire::frame::{Packet, split_message};
 use crate::wire::{self, Wrap};
 
 /// The ALPN protocol id of gonet over QUIC.
@@ -115,7 +116,10 @@ pub(crate) struct QuicLink {
     _endpoint: Option<Endpoint>,
 }
 
-fn transport_config(settings: &Settings) -> Result<quinn::TransportConfig, TlsError> {
+fn transport_config(
+    settings: &Settings,
+    quic: &QuicSettings,
+) -> Result<quinn::TransportConfig, TlsError> {
     let mut config = quinn::TransportConfig::default();
     let keep_alive = settings
         .heartbeat
@@ -130,7 +134,6 @@ fn transport_config(settings: &Settings) -> Result<quinn::TransportConfig, TlsEr
     // of it), its channels by the channel limit, and its session stream is its only
     // bidirectional one. Unread datagrams are bounded by quinn (1.25 MB, oldest
     // dropped first).
-    let quic = &settings.transport.quic;
     let window = quic.receive_window.max(MIN_RECEIVE_WINDOW);
     config.receive_window(VarInt::from_u32(window));
     config.stream_receive_window(VarInt::from_u32(
@@ -149,6 +152,7 @@ pub(super) async fn listen(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Listening, ServeError> {
@@ -160,15 +164,14 @@ pub(super) async fn listen(
         url: raw.to_owned(),
         source,
     };
-    let identity =
-        crate::tls::server_identity(shared.settings.transport.server_tls.as_ref(), url.host())
-            .map_err(tls_err)?;
+    let identity = crate::transport::tls::server_identity(options.server_tls.as_ref(), url.host())
+        .map_err(tls_err)?;
     let tls = identity.config(&[ALPN], true).map_err(tls_err)?;
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(
-        transport_config(&shared.settings).map_err(tls_err)?,
+        transport_config(&shared.settings, &options.quic).map_err(tls_err)?,
     ));
     let addr = tokio::net::lookup_host(url.authority())
         .await
@@ -273,7 +276,7 @@ fn start(
     recv: RecvStream,
     tracker: Option<&TaskTracker>,
 ) {
-    let _ = session.inner.link.set(LinkHandle::Quic(QuicLink {
+    let _ = session.inner.link.set(Box::new(QuicLink {
         conn: conn.clone(),
         _endpoint: endpoint,
     }));
@@ -288,7 +291,12 @@ fn start(
     driver::spawn(session, source, sink, tracker);
 }
 
-pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Session, DialError> {
+pub(super) async fn dial(
+    url: &Url,
+    raw: &str,
+    shared: Arc<Shared>,
+    options: &TransportSettings,
+) -> Result<Session, DialError> {
     let connect_err = |source| DialError::Connect {
         url: raw.to_owned(),
         source,
@@ -301,7 +309,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         url: raw.to_owned(),
         reason,
     };
-    let tls = crate::tls::client_identity(shared.settings.transport.client_tls.as_ref(), raw)
+    let tls = crate::transport::tls::client_identity(options.client_tls.as_ref(), raw)
         .map_err(tls_err)?;
     // Checked here so that a bad name is a TLS error, not a handshake failure.
     tls.name_for(url.host()).map_err(tls_err)?;
@@ -309,7 +317,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         .map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(
-        transport_config(&shared.settings).map_err(tls_err)?,
+        transport_config(&shared.settings, &options.quic).map_err(tls_err)?,
     ));
     let target = tokio::net::lookup_host(url.authority())
         .await
@@ -340,7 +348,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     Ok(session)
 }
 
-fn tls_name(tls: &crate::tls::ClientTls, host: &str) -> String {
+fn tls_name(tls: &crate::transport::tls::ClientTls, host: &str) -> String {
     match tls.name_for(host) {
         Ok(rustls::pki_types::ServerName::DnsName(name)) => name.as_ref().to_owned(),
         _ => host.to_owned(),
@@ -373,7 +381,7 @@ impl PacketSource for QuicSource {
     fn drain(
         &mut self,
         session: &Session,
-        take: &mut dyn FnMut(u32, crate::Body<'_>) -> bool,
+        take: &mut dyn FnMut(u32, crate::codec::Body<'_>) -> bool,
     ) -> Option<ReadEnd> {
         self.stream.drain(session, take)
     }
@@ -457,13 +465,15 @@ impl Drop for QuicSink {
 }
 
 fn link(session: &Session) -> Result<&QuicLink, QuicError> {
-    match session.inner.link.get() {
-        Some(LinkHandle::Quic(link)) => Ok(link),
-        _ => Err(QuicError::NotQuic {
+    session
+        .inner
+        .link
+        .get()
+        .and_then(|link| link.as_any().downcast_ref::<QuicLink>())
+        .ok_or_else(|| QuicError::NotQuic {
             session: session.id(),
             transport: session.transport(),
-        }),
-    }
+        })
 }
 
 /// A QUIC channel of a session: a stream of its own, so its messages never wait behind
@@ -561,23 +571,26 @@ impl Session {
 }
 
 /// [`Session::send_unreliable`] on QUIC: one packet in one datagram.
-pub(crate) fn send_unreliable<M: Message>(session: &Session, msg: &M) -> Result<(), SendError> {
-    let link = link(session).map_err(|_| SendError::Closed {
-        session: session.id(),
-    })?;
-    let frame = wire::encode_message(msg, session.codec(), Wrap::Plain, session.max_frame_len())?;
-    let too_large = |max| SendError::DatagramTooLarge {
-        id: M::ID,
-        name: M::NAME,
-        len: frame.len(),
-        max,
-    };
-    let max = link.conn.max_datagram_size().unwrap_or(0);
-    if frame.len() > max {
-        return Err(too_large(max));
+impl LinkExtras for QuicLink {
+    fn send_datagram(
+        &self,
+        session: &Session,
+        id: u32,
+        name: &'static str,
+        frame: Bytes,
+    ) -> Result<(), SendError> {
+        let len = frame.len();
+        let too_large = |max| SendError::DatagramTooLarge { id, name, len, max };
+        let max = self.conn.max_datagram_size().unwrap_or(0);
+        if len > max {
+            return Err(too_large(max));
+        }
+        send_datagram(session, &self.conn, frame, too_large(max))
     }
-    let err = too_large(max);
-    send_datagram(session, &link.conn, frame, err)
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 fn send_datagram(

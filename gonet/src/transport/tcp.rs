@@ -8,11 +8,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Listening;
-use crate::builder::Shared;
 use crate::driver;
-use crate::error::{DialError, ServeError};
-use crate::link::{StreamSink, StreamSource};
+use crate::driver::link::{StreamSink, StreamSource};
 use crate::session::Session;
+use crate::settings::Shared;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
 
 pub(super) async fn listen(

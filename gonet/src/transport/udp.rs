@@ -44,15 +44,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Listening;
-use crate::builder::Shared;
 use crate::driver;
-use crate::error::{DialError, ServeError, SessionErrorKind};
-use crate::frame::{Packet, split_message};
-use crate::link::{FrameSink, MessageBatch, PacketSource, ReadEnd};
-use crate::outbound::{Batch, OutQueue};
+use crate::driver::link::{FrameSink, MessageBatch, PacketSource, ReadEnd};
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
+use crate::settings::Shared;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
 use crate::wire;
+use crate::wire::frame::{Packet, split_message};
 
 /// Room for the largest UDP payload, so that no datagram is silently truncated.
 const RECV_BUF: usize = 64 * 1024;

@@ -36,15 +36,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::Listening;
-use crate::builder::Shared;
+use super::{Listening, TransportSettings};
 use crate::driver;
-use crate::error::{DialError, ServeError, SessionErrorKind};
-use crate::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
-use crate::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd, poll_due};
-use crate::outbound::{Batch, OutQueue};
+use crate::driver::link::{FrameSink, MAX_BATCH, MessageBatch, PacketSource, ReadEnd, poll_due};
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
+use crate::settings::Shared;
+use crate::transport::error::{DialError, ServeError};
 use crate::url::{Transport, Url};
+use crate::wire::frame::{FrameError, HEADER_LEN, LEN_FIELD, Packet, split_message};
 
 /// How long a closing session waits for the peer's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -71,6 +72,7 @@ pub(super) async fn listen(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     stop: CancellationToken,
     tracker: TaskTracker,
     secure: bool,
@@ -82,7 +84,7 @@ pub(super) async fn listen(
     #[cfg(feature = "wss")]
     let (acceptor, certificate) = if secure {
         let identity =
-            crate::tls::server_identity(shared.settings.transport.server_tls.as_ref(), url.host())
+            crate::transport::tls::server_identity(options.server_tls.as_ref(), url.host())
                 .and_then(|id| {
                     Ok((
                         id.config(&[b"http/1.1"], false)?,
@@ -111,6 +113,7 @@ pub(super) async fn listen(
     tracing::debug!(%local_addr, path = url.path(), "websocket path");
     let accept = Accept {
         path: url.path().to_owned(),
+        origins: options.ws.origins.clone().into(),
         transport,
         shared,
         tracker: tracker.clone(),
@@ -126,6 +129,8 @@ pub(super) async fn listen(
 #[derive(Clone)]
 struct Accept {
     path: String,
+    /// Accepted `Origin` values; empty accepts all.
+    origins: Arc<[String]>,
     transport: Transport,
     shared: Arc<Shared>,
     tracker: TaskTracker,
@@ -204,7 +209,7 @@ impl Accept {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let origins = &self.shared.settings.transport.ws.origins;
+        let origins = &self.origins;
         #[allow(
             clippy::result_large_err,
             reason = "the signature is tungstenite's Callback"
@@ -306,6 +311,7 @@ pub(super) async fn dial(
     url: &Url,
     raw: &str,
     shared: Arc<Shared>,
+    options: &TransportSettings,
     secure: bool,
 ) -> Result<Session, DialError> {
     let connect_err = |source| DialError::Connect {
@@ -339,6 +345,9 @@ pub(super) async fn dial(
     let config = ws_config(shared.settings.max_frame_len);
     let request = url.to_string();
     let session = Session::new(shared.clone(), peer, local, url.transport());
+    // Only `wss://` reads the options (whom to trust).
+    #[cfg(not(feature = "wss"))]
+    let _ = options;
     if secure {
         #[cfg(feature = "wss")]
         {
@@ -346,9 +355,8 @@ pub(super) async fn dial(
                 url: raw.to_owned(),
                 source,
             };
-            let tls =
-                crate::tls::client_identity(shared.settings.transport.client_tls.as_ref(), raw)
-                    .map_err(tls_err)?;
+            let tls = crate::transport::tls::client_identity(options.client_tls.as_ref(), raw)
+                .map_err(tls_err)?;
             let name = tls.name_for(url.host()).map_err(tls_err)?;
             let config_tls = tls.config(&[b"http/1.1"], false).map_err(tls_err)?;
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config_tls));

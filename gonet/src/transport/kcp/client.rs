@@ -23,12 +23,12 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::KcpSettings;
-use crate::error::SessionErrorKind;
-use crate::frame::{FrameCodec, Packet};
-use crate::link::{FrameSink, MAX_BATCH, PacketSource, ReadEnd};
-use crate::outbound::{Batch, OutQueue};
+use crate::driver::link::{FrameSink, MAX_BATCH, PacketSource, ReadEnd};
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::wire;
+use crate::wire::frame::{FrameCodec, Packet};
 
 /// How long a closing client waits for its bye to be acknowledged.
 const LINGER: Duration = Duration::from_secs(1);

@@ -7,11 +7,10 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::codec::Codec;
-use crate::error::SendError;
-use crate::message::Message;
-use crate::outbound::PushError;
 use crate::session::Session;
-use crate::wire::{self, Wrap};
+use crate::session::error::SendError;
+use crate::session::outbound::PushError;
+use crate::wire::{self, Message, Wrap};
 
 type Members = HashMap<u64, Session>;
 
@@ -21,7 +20,7 @@ struct Inner {
     groups: RwLock<HashMap<Arc<str>, Members>>,
     limit: usize,
     /// Connections refused at the limit, logged once per interval.
-    refused: crate::throttle::LogEvery,
+    refused: crate::session::throttle::LogEvery,
 }
 
 /// The registry of a server's live sessions.
@@ -299,7 +298,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::builder::{Settings, Shared};
+    use crate::settings::{Settings, Shared};
     use crate::url::Transport;
 
     #[derive(serde::Serialize, serde::Deserialize)]
@@ -314,7 +313,7 @@ mod tests {
                 codec,
                 ..Settings::default()
             },
-            router: crate::Router::new(),
+            router: crate::service::router::Router::new(),
             hooks: Default::default(),
             pool: Some(pool.clone()),
             kill: Default::default(),

@@ -11,13 +11,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio_util::sync::ReusableBoxFuture;
 
-use crate::Body;
-use crate::codec::{Codec, CodecError};
-use crate::frame::Packet;
-use crate::message::{Message, is_user_id};
+use crate::codec::{Body, Codec, CodecError};
 use crate::session::Session;
-use crate::status::Status;
-use crate::wire::{self, Wrap};
+use crate::wire::Status;
+use crate::wire::frame::Packet;
+use crate::wire::{self, Message, Wrap, is_user_id};
 
 /// Where a handler's reply goes: the codec of the session, and the call number when the
 /// sender awaits a reply.

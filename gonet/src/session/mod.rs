@@ -1,4 +1,22 @@
-//! [`Session`]: a handle on one connected peer.
+//! [`Session`]: a handle on one connected peer, and what a session owns: the pool and
+//! groups it belongs to (`pool`), its pending calls (`calls`), its outbound queue
+//! (`outbound`), the rate limits of its error logs (`report`, `throttle`), the cheap
+//! stop signals the driver polls (`signal`) and the errors of its operations
+//! (`error`).
+//!
+//! A session is the same whatever carries it. It uses `wire/` (to encode what it
+//! sends), `codec/`, and `settings` (what the sessions of a server share); it reaches
+//! a transport's extra capabilities (QUIC datagrams and channels) only through the
+//! [`LinkExtras`] its transport gives it. `service/`, `driver/` and `transport/` use
+//! this folder; it uses none of them.
+
+pub(crate) mod calls;
+pub(crate) mod error;
+pub(crate) mod outbound;
+pub(crate) mod pool;
+pub(crate) mod report;
+pub(crate) mod signal;
+pub(crate) mod throttle;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -11,17 +29,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::Body;
-use crate::builder::Shared;
-use crate::calls::{Calls, Outcome};
-use crate::codec::Codec;
-use crate::error::{CallError, SendError, SessionError, SessionErrorKind};
-use crate::message::Message;
-use crate::outbound::{OutQueue, PushError};
-use crate::pool::SessionPool;
-use crate::report::{ErrorLog, Verdict};
+use crate::codec::{Body, Codec};
+use crate::session::calls::{Calls, Outcome};
+use crate::session::error::{CallError, SendError, SessionError, SessionErrorKind};
+use crate::session::outbound::{OutQueue, PushError};
+use crate::session::pool::SessionPool;
+use crate::session::report::{ErrorLog, Verdict};
+use crate::settings::Shared;
 use crate::url::Transport;
-use crate::wire::{self, Wrap};
+use crate::wire::{self, Message, Wrap};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -137,9 +153,29 @@ pub(crate) struct Inner {
     extensions: Mutex<Extensions>,
     /// The log rate limit of the session's errors.
     errors: ErrorLog,
-    /// What only some transports offer (QUIC channels and datagrams).
-    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic sets it"))]
-    pub(crate) link: OnceLock<crate::transport::LinkHandle>,
+    /// What only some transports offer (QUIC channels and datagrams), set by the
+    /// transport when the session starts.
+    pub(crate) link: OnceLock<Box<dyn LinkExtras>>,
+}
+
+/// What a session's transport offers beyond sending and receiving frames, given to the
+/// session by the transport that runs it (QUIC: datagrams and channels). The session
+/// reaches these capabilities through this seam and never names a transport.
+pub(crate) trait LinkExtras: Send + Sync + fmt::Debug {
+    /// Sends one complete frame, the message `id` (`name`) encoded, as one unreliable
+    /// datagram.
+    fn send_datagram(
+        &self,
+        session: &Session,
+        id: u32,
+        name: &'static str,
+        frame: Bytes,
+    ) -> Result<(), SendError>;
+
+    /// The transport's own link, for the operations it adds to [`Session`] (QUIC's
+    /// `open_channel`).
+    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "only quic reads it"))]
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// One connected peer: a cheap, cloneable handle.
@@ -259,11 +295,14 @@ impl Session {
     /// datagram (about 1,200 bytes), and with [`SendError::Unsupported`] on transports
     /// without datagrams.
     pub fn send_unreliable<M: Message>(&self, msg: &M) -> Result<(), SendError> {
-        match self.transport() {
-            Transport::Udp => self.send(msg),
-            #[cfg(feature = "quic")]
-            Transport::Quic => crate::transport::quic::send_unreliable(self, msg),
-            other => Err(SendError::Unsupported {
+        match (self.transport(), self.inner.link.get()) {
+            (Transport::Udp, _) => self.send(msg),
+            (_, Some(link)) => {
+                let frame =
+                    wire::encode_message(msg, self.codec(), Wrap::Plain, self.max_frame_len())?;
+                link.send_datagram(self, M::ID, M::NAME, frame)
+            }
+            (other, None) => Err(SendError::Unsupported {
                 what: "unreliable sends",
                 transport: other,
             }),
@@ -272,7 +311,7 @@ impl Session {
 
     /// Queues a plain frame with an id and an already encoded body.
     pub fn send_raw(&self, id: u32, body: &[u8]) -> Result<(), SendError> {
-        if !crate::is_user_id(id) {
+        if !crate::wire::is_user_id(id) {
             return Err(SendError::ReservedId(id));
         }
         let frame = wire::encode_raw(id, body, self.max_frame_len())?;
@@ -346,7 +385,7 @@ impl Session {
             name: Req::NAME,
             session: self.id(),
         };
-        let send = |source| CallError::Send {
+        let send = |source: SendError| CallError::Send {
             name: Req::NAME,
             source,
         };
@@ -357,7 +396,7 @@ impl Session {
         };
         let frame =
             wire::encode_message(req, self.codec(), Wrap::Request(call), self.max_frame_len())
-                .map_err(send)?;
+                .map_err(|err| send(err.into()))?;
         self.send_frame(frame).map_err(send)?;
         let outcome = match tokio::time::timeout(timeout, rx).await {
             Err(_) => {
@@ -494,7 +533,7 @@ impl Session {
     /// The heartbeat interval and idle timeout in force on this session.
     pub(crate) fn heartbeat(&self) -> (Option<Duration>, Option<Duration>) {
         let s = &self.inner.shared.settings;
-        let (ping, idle) = crate::builder::default_heartbeat(self.inner.transport);
+        let (ping, idle) = crate::settings::default_heartbeat(self.inner.transport);
         // An explicit zero turns the default off.
         let pick = |set: Option<Duration>, default| set.or(default).filter(|d| !d.is_zero());
         (pick(s.heartbeat, ping), pick(s.idle_timeout, idle))

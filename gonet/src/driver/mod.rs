@@ -38,6 +38,14 @@
 //! Against frames queued from elsewhere (another session's handler, a spawned task)
 //! there is no order, as before; the replies of a batch are queued when the batch ends
 //! or a waiting handler finishes, microseconds after their handlers.
+//!
+//! This folder holds the driver, the `joint` that runs its parts as one task, and the
+//! `link` seam (packet source, frame sink) that every transport implements. It uses
+//! `session/` (whose stop signals it polls), `service/` (the router it runs), `wire/`,
+//! `codec/` and `settings`; only `transport/`, which starts it, uses it.
+
+mod joint;
+pub(crate) mod link;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -52,18 +60,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::Body;
-use crate::builder::PanicPolicy;
-use crate::calls::Outcome;
-use crate::error::SessionErrorKind;
-use crate::frame::Packet;
-use crate::joint;
-use crate::link::{FrameSink, PacketSource, ReadEnd};
-use crate::outbound::{Batch, PushError};
-use crate::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
+use crate::codec::Body;
+use crate::service::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
+use crate::session::calls::Outcome;
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, PushError};
 use crate::session::{CloseMode, CloseReason, Session};
-use crate::status::{Code, Status};
-use crate::wire::{self, Incoming, ReplyBlock};
+use crate::settings::PanicPolicy;
+use crate::wire::frame::Packet;
+use crate::wire::{self, Code, Incoming, ReplyBlock, Status};
+use link::{FrameSink, PacketSource, ReadEnd};
 
 /// Starts the tasks of a session over a packet source and a frame sink.
 pub(crate) fn spawn<S, K>(session: Session, source: S, sink: K, tracker: Option<&TaskTracker>)
@@ -250,7 +256,8 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
     };
     let ticking = timer.is_some();
-    let stopped = crate::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
+    let stopped =
+        crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
     tokio::pin!(stopped);
     let mut work = Work::new(session);
     let mut block = ReplyBlock::default();
@@ -634,7 +641,7 @@ impl<'s> Work<'s> {
                 self.handled += 1;
             }
             Err(payload) => {
-                let name = router.name(id).unwrap_or(crate::router::UNROUTED);
+                let name = router.name(id).unwrap_or(crate::service::router::UNROUTED);
                 let span = tracing::debug_span!("message", id, name);
                 self.finished(id, name, call, &span, Err(payload));
             }

@@ -4,12 +4,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::Body;
-use crate::codec::Codec;
-use crate::error::SendError;
-use crate::frame::{HEADER_LEN, MIN_FRAME_LEN};
-use crate::message::Message;
-use crate::status::{Code, Status};
+use super::frame::{HEADER_LEN, MIN_FRAME_LEN};
+use super::{Code, Message, Status};
+use crate::codec::{Body, Codec, CodecError};
 
 /// A correlated request: `call u32 LE | inner id u32 LE | inner body`.
 pub(crate) const ID_REQUEST: u32 = 0xFFFF_FF01;
@@ -85,9 +82,30 @@ pub enum ExtensionError {
     NestedReserved(u32),
 }
 
+/// A message that could not be made into a frame. A session reports it as the
+/// [`SendError`](crate::SendError) of the same name, with the same text.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EncodeError {
+    /// The body could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+    /// The encoded message does not fit in one frame.
+    #[error("message {id} ({name}) body of {len} bytes exceeds the frame limit of {max} bytes")]
+    TooLarge {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// The body length.
+        len: usize,
+        /// The largest body allowed.
+        max: usize,
+    },
+}
+
 /// Classifies a frame.
 pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, ExtensionError> {
-    if crate::is_user_id(id) || id == 0 {
+    if super::is_user_id(id) || id == 0 {
         return Ok(Incoming::Message {
             id,
             body,
@@ -110,7 +128,7 @@ pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, Exte
             need(ENVELOPE_LEN, &body)?;
             let call = body.get_u32_le();
             let inner = body.get_u32_le();
-            if !crate::is_user_id(inner) {
+            if !super::is_user_id(inner) {
                 return Err(ExtensionError::NestedReserved(inner));
             }
             Ok(if id == ID_REQUEST {
@@ -246,7 +264,7 @@ pub(crate) fn encode_reply<M: Message>(
     wrap: Wrap,
     max_frame_len: usize,
     session: u64,
-) -> Result<Option<Bytes>, SendError> {
+) -> Result<Option<Bytes>, EncodeError> {
     LENT.with(|slot| {
         // Busy only if encoding a body encodes a reply on the same thread.
         let Ok(mut slot) = slot.try_borrow_mut() else {
@@ -274,7 +292,7 @@ pub(crate) fn encode_message<M: Message>(
     codec: Codec,
     wrap: Wrap,
     max_frame_len: usize,
-) -> Result<Bytes, SendError> {
+) -> Result<Bytes, EncodeError> {
     let mut dst = BytesMut::with_capacity(64);
     encode_into(msg, codec, wrap, max_frame_len, &mut dst).map(|()| dst.freeze())
 }
@@ -287,7 +305,7 @@ fn encode_into<M: Message>(
     wrap: Wrap,
     max_frame_len: usize,
     dst: &mut BytesMut,
-) -> Result<(), SendError> {
+) -> Result<(), EncodeError> {
     /// Cuts off a partly encoded frame unless disarmed.
     struct Undo<'a> {
         dst: &'a mut BytesMut,
@@ -328,7 +346,7 @@ fn encode_into<M: Message>(
     let len = undo.dst.len() - start;
     let frame_len = len - 2;
     if frame_len > max_frame_len {
-        return Err(SendError::TooLarge {
+        return Err(EncodeError::TooLarge {
             id: M::ID,
             name: M::NAME,
             len: len - prefix,
@@ -341,16 +359,16 @@ fn encode_into<M: Message>(
 }
 
 /// Encodes a raw body with the given id as a plain frame.
-pub(crate) fn encode_raw(id: u32, body: &[u8], max_frame_len: usize) -> Result<Bytes, SendError> {
+pub(crate) fn encode_raw(id: u32, body: &[u8], max_frame_len: usize) -> Result<Bytes, EncodeError> {
     if MIN_FRAME_LEN + body.len() > max_frame_len {
-        return Err(SendError::TooLarge {
+        return Err(EncodeError::TooLarge {
             id,
             name: "raw",
             len: body.len(),
             max: max_frame_len - MIN_FRAME_LEN,
         });
     }
-    crate::frame::encode_frame(id, body).map_err(|_| SendError::TooLarge {
+    super::frame::encode_frame(id, body).map_err(|_| EncodeError::TooLarge {
         id,
         name: "raw",
         len: body.len(),
@@ -362,7 +380,7 @@ pub(crate) fn encode_raw(id: u32, body: &[u8], max_frame_len: usize) -> Result<B
 pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
     // Long messages are cut at a character boundary so the frame always fits.
     let mut message = status.message();
-    let room = crate::frame::MAX_BODY_LEN - 6;
+    let room = super::frame::MAX_BODY_LEN - 6;
     if message.len() > room {
         let mut end = room;
         while !message.is_char_boundary(end) {
@@ -371,7 +389,7 @@ pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
         message = &message[..end];
     }
     let mut dst = BytesMut::with_capacity(HEADER_LEN + 6 + message.len());
-    crate::frame::put_header(&mut dst, ID_ERROR, 6 + message.len());
+    super::frame::put_header(&mut dst, ID_ERROR, 6 + message.len());
     dst.put_u32_le(call);
     dst.put_u16_le(status.code().to_u16());
     dst.extend_from_slice(message.as_bytes());
@@ -381,7 +399,7 @@ pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
 /// A control frame with an empty body (ping, pong, bye).
 pub(crate) fn encode_control(id: u32) -> Bytes {
     let mut dst = BytesMut::with_capacity(HEADER_LEN);
-    crate::frame::put_header(&mut dst, id, 0);
+    crate::wire::frame::put_header(&mut dst, id, 0);
     dst.freeze()
 }
 
@@ -393,10 +411,12 @@ mod tests {
     fn error_round_trip() {
         let frame = encode_error(7, &Status::not_found("room"));
         let mut buf = BytesMut::from(&frame[..]);
-        let packet =
-            tokio_util::codec::Decoder::decode(&mut crate::frame::FrameCodec::default(), &mut buf)
-                .unwrap()
-                .unwrap();
+        let packet = tokio_util::codec::Decoder::decode(
+            &mut crate::wire::frame::FrameCodec::default(),
+            &mut buf,
+        )
+        .unwrap()
+        .unwrap();
         match classify(packet.id, Body::new(&packet.body)).unwrap() {
             Incoming::Error { call, status } => {
                 assert_eq!(call, 7);
@@ -471,7 +491,7 @@ mod tests {
             };
             assert!(encode_reply(&small, Codec::Json, Wrap::Plain, 64, 1).is_ok());
             let err = encode_reply(&big, Codec::Json, Wrap::Plain, 64, 1).unwrap_err();
-            assert!(matches!(err, SendError::TooLarge { id: 10, .. }), "{err}");
+            assert!(matches!(err, EncodeError::TooLarge { id: 10, .. }), "{err}");
         });
         let (frames, n) = block.take().expect("the small reply");
         assert_eq!(n, 1);
@@ -544,7 +564,7 @@ mod tests {
                 let result = classify(id, Body::new(&bytes));
                 match (id, result) {
                     (id, Ok(Incoming::Message { id: got, body: b, call: None }))
-                        if crate::is_user_id(id) || id == 0 =>
+                        if crate::wire::is_user_id(id) || id == 0 =>
                     {
                         prop_assert_eq!(got, id);
                         prop_assert_eq!(&b[..], &body[..]);
@@ -555,13 +575,13 @@ mod tests {
                     }
                     (ID_REQUEST | ID_RESPONSE, Err(ExtensionError::NestedReserved(inner))) => {
                         prop_assert_eq!(inner, le32(&body[4..]));
-                        prop_assert!(!crate::is_user_id(inner));
+                        prop_assert!(!crate::wire::is_user_id(inner));
                     }
                     (ID_REQUEST, Ok(Incoming::Message { id: inner, body: b, call: Some(call) }))
                     | (ID_RESPONSE, Ok(Incoming::Response { id: inner, body: b, call })) => {
                         prop_assert_eq!(call, le32(&body));
                         prop_assert_eq!(inner, le32(&body[4..]));
-                        prop_assert!(crate::is_user_id(inner));
+                        prop_assert!(crate::wire::is_user_id(inner));
                         prop_assert_eq!(&b[..], &body[ENVELOPE_LEN..]);
                     }
                     (ID_ERROR, Err(ExtensionError::Short { need: 6, len, .. })) => {

@@ -8,7 +8,7 @@
 //!   the stream takes them, else copied into one buffer and written with one
 //!   `write_all` ([`StreamSink`]).
 //! - **Messages** (a WebSocket binary message, a UDP or QUIC datagram): each message is
-//!   one packet, checked by [`split_message`](crate::frame::split_message) and sliced
+//!   one packet, checked by [`split_message`](crate::wire::frame::split_message) and sliced
 //!   without copying; frames out go one per message and the batch is flushed at its end.
 //!   These live in their transport modules.
 
@@ -29,11 +29,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 
-use crate::Body;
-use crate::error::SessionErrorKind;
-use crate::frame::{FrameCodec, HEADER_LEN, LEN_FIELD, Packet};
-use crate::outbound::{Batch, OutQueue};
+use crate::codec::Body;
+use crate::session::error::SessionErrorKind;
+use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
+use crate::wire::frame::{FrameCodec, HEADER_LEN, LEN_FIELD, Packet};
 
 /// The most bytes one batch carries.
 pub(crate) const MAX_BATCH: usize = 64 * 1024;
@@ -542,7 +542,7 @@ fn frame_len(buf: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{MAX_FRAME_LEN, encode_frame};
+    use crate::wire::frame::{MAX_FRAME_LEN, encode_frame};
 
     const SECOND: Duration = Duration::from_secs(1);
 

@@ -1,13 +1,13 @@
-//! Error types, one per operation.
+//! The errors of a session's operations: a send ([`SendError`]), a call
+//! ([`CallError`]), and what goes wrong while it runs ([`SessionError`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::CodecError;
-use crate::frame::FrameError;
-use crate::status::Status;
-use crate::url::UrlError;
-use crate::wire::ExtensionError;
+use crate::url::Transport;
+use crate::wire::frame::FrameError;
+use crate::wire::{EncodeError, ExtensionError, Status};
 
 /// Sending a message to a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +65,22 @@ pub enum SendError {
         /// What was asked.
         what: &'static str,
         /// The session's transport.
-        transport: crate::url::Transport,
+        transport: Transport,
     },
     /// A raw send used an id from the reserved range.
     #[error("message id {0:#x} is reserved for the framework (user ids are 1..=0xfffffeff)")]
     ReservedId(u32),
+}
+
+impl From<EncodeError> for SendError {
+    fn from(err: EncodeError) -> Self {
+        match err {
+            EncodeError::Encode(err) => SendError::Encode(err),
+            EncodeError::TooLarge { id, name, len, max } => {
+                SendError::TooLarge { id, name, len, max }
+            }
+        }
+    }
 }
 
 /// A request/response call failed.
@@ -264,75 +275,4 @@ pub enum SessionErrorKind {
     /// made no progress within the write timeout.
     #[error("peer is not reading: {0}")]
     SlowPeer(String),
-}
-
-/// Starting a server failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServeError {
-    /// The URL is not valid.
-    #[error(transparent)]
-    Url(#[from] UrlError),
-    /// Binding the listening socket failed.
-    #[error("cannot listen on {url}: {source}")]
-    Bind {
-        /// The URL.
-        url: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The server's certificate or key cannot be used.
-    #[cfg(feature = "tls")]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-    #[error("cannot listen on {url}: {source}")]
-    Tls {
-        /// The URL.
-        url: String,
-        /// The cause.
-        source: crate::tls::TlsError,
-    },
-}
-
-/// Connecting to a server failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DialError {
-    /// The URL is not valid.
-    #[error(transparent)]
-    Url(#[from] UrlError),
-    /// The connection failed.
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        /// The URL.
-        url: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Connecting took longer than the connect timeout.
-    #[error("cannot connect to {url}: no connection after {after:?}")]
-    Timeout {
-        /// The URL.
-        url: String,
-        /// The timeout that expired.
-        after: Duration,
-    },
-    /// The connection was made but the server refused the transport's handshake (a
-    /// WebSocket path it does not serve, a TLS certificate the client does not trust).
-    #[error("cannot connect to {url}: handshake failed: {reason}")]
-    Handshake {
-        /// The URL.
-        url: String,
-        /// What the server or the TLS layer said.
-        reason: String,
-    },
-    /// The client's TLS settings cannot be used.
-    #[cfg(feature = "tls")]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
-    #[error("cannot connect to {url}: {source}")]
-    Tls {
-        /// The URL.
-        url: String,
-        /// The cause.
-        source: crate::tls::TlsError,
-    },
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::status::Status;
+use crate::wire::Status;
 
 /// How a call ended on the wire.
 #[derive(Debug)]

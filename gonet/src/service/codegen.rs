@@ -10,18 +10,18 @@ pub use std::sync::Arc;
 pub use std::time::Duration;
 
 pub use crate::codec::{Codec, CodecError};
-pub use crate::error::{CallError, SendError};
-pub use crate::message::Message;
-pub use crate::router::{Router, Service};
+pub use crate::service::router::{Router, Service};
 pub use crate::session::Session;
-pub use crate::status::Status;
+pub use crate::session::error::{CallError, SendError};
+pub use crate::wire::Message;
+pub use crate::wire::Status;
 
 use std::cell::Cell;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Body;
+use crate::codec::Body;
 
 #[allow(unused_imports, reason = "each codec arm uses some of these")]
 use crate::codec::{CodecErrorKind, CodecOp};

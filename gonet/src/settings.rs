@@ -1,0 +1,125 @@
+//! What the sessions of one server or client share: the settings a [`Builder`](crate::Builder)
+//! collected ([`Settings`]), the router, the hooks and the pool ([`Shared`]), and the
+//! defaults that depend on the transport.
+//!
+//! The builder fills these in and hands them down; nothing here imports the builder.
+//! `session/`, `driver/` and `transport/` read [`Shared`] through the session they run.
+//! It names the router (`service/`) and the pool, hook arguments and kill signal
+//! (`session/`), because it is the one value that carries them to every session: a
+//! session holds its `Shared`, and the router's handlers take sessions, so these three
+//! know each other's types (the one loop left among the runtime's modules). The
+//! transports' own options (`TransportSettings`) stay with the builder, which hands
+//! them to the transport it starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::Codec;
+use crate::service::router::Router;
+use crate::session::error::SessionError;
+use crate::session::pool::SessionPool;
+use crate::session::signal::Signal;
+use crate::session::{CloseReason, Session};
+use crate::url::Transport;
+use crate::wire::frame::MAX_FRAME_LEN;
+
+/// What happens to a session whose handler panicked. The panic itself is always caught,
+/// logged with the session, peer and message, and reported to the error hook; other
+/// sessions never notice it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PanicPolicy {
+    /// Close the session with [`CloseReason::HandlerPanicked`] (the default): its state
+    /// may be inconsistent after a panic.
+    #[default]
+    CloseSession,
+    /// Skip the message and go on with the next one.
+    Continue,
+}
+
+/// The default of [`Builder::max_pending_handshakes`](crate::Builder::max_pending_handshakes).
+const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
+/// The default of [`Builder::handshake_timeout`](crate::Builder::handshake_timeout).
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) codec: Codec,
+    pub(crate) max_frame_len: usize,
+    pub(crate) inbound_queue: usize,
+    pub(crate) outbound_limit: usize,
+    pub(crate) write_timeout: Duration,
+    pub(crate) call_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) panic_policy: PanicPolicy,
+    pub(crate) max_sessions: usize,
+    pub(crate) max_pending_handshakes: usize,
+    pub(crate) handshake_timeout: Duration,
+    /// `None`: the transport's default; a zero duration: off.
+    pub(crate) heartbeat: Option<Duration>,
+    /// `None`: the transport's default; a zero duration: off.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Zero: off.
+    pub(crate) frame_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+/// The heartbeat interval and idle timeout of a transport when the builder sets none.
+///
+/// TCP, WebSocket and QUIC report a peer that closes or resets, and QUIC has its own
+/// keep-alive and idle timeout; their defaults are off, so a plain gonet v3 peer never
+/// receives a heartbeat it does not know. UDP and KCP have no connection to lose: a
+/// silent peer is the only sign that it is gone, so they ping after 5 s of silence and
+/// close after 15 s.
+pub(crate) fn default_heartbeat(t: Transport) -> (Option<Duration>, Option<Duration>) {
+    match t {
+        Transport::Udp | Transport::Kcp => {
+            (Some(Duration::from_secs(5)), Some(Duration::from_secs(15)))
+        }
+        _ => (None, None),
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            codec: Codec::default(),
+            max_frame_len: MAX_FRAME_LEN,
+            inbound_queue: 128,
+            outbound_limit: 4 << 20,
+            write_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            panic_policy: PanicPolicy::default(),
+            max_sessions: 100_000,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            heartbeat: None,
+            idle_timeout: None,
+            frame_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+type SessionHook = Arc<dyn Fn(&Session) + Send + Sync>;
+type CloseHook = Arc<dyn Fn(&Session, &CloseReason) + Send + Sync>;
+type ErrorHook = Arc<dyn Fn(&Session, &SessionError) + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) on_connect: Option<SessionHook>,
+    pub(crate) on_close: Option<CloseHook>,
+    pub(crate) on_error: Option<ErrorHook>,
+}
+
+/// Everything the sessions of one server or client share.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) router: Router,
+    pub(crate) hooks: Hooks,
+    pub(crate) pool: Option<SessionPool>,
+    /// Cancelled when a shutdown runs out of time: every session stops at once, even
+    /// inside a handler.
+    pub(crate) kill: Signal,
+}

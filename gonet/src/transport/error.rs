@@ -1,0 +1,78 @@
+//! The errors of starting a server ([`ServeError`]) and of dialing one ([`DialError`]).
+
+use std::time::Duration;
+
+#[cfg(feature = "tls")]
+use crate::transport::tls::TlsError;
+use crate::url::UrlError;
+
+/// Starting a server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The URL is not valid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {url}: {source}")]
+    Bind {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server's certificate or key cannot be used.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    #[error("cannot listen on {url}: {source}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: TlsError,
+    },
+}
+
+/// Connecting to a server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The URL is not valid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The connection failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Connecting took longer than the connect timeout.
+    #[error("cannot connect to {url}: no connection after {after:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The connection was made but the server refused the transport's handshake (a
+    /// WebSocket path it does not serve, a TLS certificate the client does not trust).
+    #[error("cannot connect to {url}: handshake failed: {reason}")]
+    Handshake {
+        /// The URL.
+        url: String,
+        /// What the server or the TLS layer said.
+        reason: String,
+    },
+    /// The client's TLS settings cannot be used.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]
+    #[error("cannot connect to {url}: {source}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: TlsError,
+    },
+}
