@@ -23,8 +23,9 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use clap::{Parser, Subcommand};
 use gonet::{Builder, Codec, Router, Session, Status};
-use gonet_examples::{TLS_USAGE, TlsArgs};
+use gonet_examples::{ClientTlsArgs, CodecName, ServerTlsArgs, explain_dial, url};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 gonet::include_protos!();
@@ -34,11 +35,56 @@ use chat::{
     Leave, Presence, Said, Say, SayAck,
 };
 
-const USAGE: &str = "usage:
-  chat server URL [--codec CODEC]
-  chat client URL NAME [--codec CODEC]
-URL is tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH,
-quic://HOST:PORT or kcp://HOST:PORT; CODEC is protobuf (default), json, xml or binary.";
+const EXAMPLES: &str = "\
+URL: tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH,
+     quic://HOST:PORT or kcp://HOST:PORT
+
+Examples:
+  chat server tcp://127.0.0.1:7100
+  chat client tcp://127.0.0.1:7100 ada
+  chat server quic://127.0.0.1:7100 --write-cert /tmp/chat.der
+  chat client quic://127.0.0.1:7100 ada --ca /tmp/chat.der
+
+In the client, type a line to say it, /join ROOM to change rooms, /leave to leave the
+room and /quit (or end of input) to quit.";
+
+/// A chat server and a terminal client: rooms, lines said in them, and who comes and goes.
+#[derive(Debug, Parser)]
+#[command(name = "chat", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve rooms until Ctrl-C or SIGTERM, then drain
+    #[command(after_help = EXAMPLES)]
+    Server {
+        /// Where to listen
+        #[arg(value_parser = url)]
+        url: String,
+        /// The body format (the clients' must be the same)
+        #[arg(long, value_enum, default_value_t = CodecName::Protobuf)]
+        codec: CodecName,
+        #[command(flatten)]
+        tls: ServerTlsArgs,
+    },
+    /// Join the lobby of a server as NAME, and chat from the terminal
+    #[command(after_help = EXAMPLES)]
+    Client {
+        /// The server to dial
+        #[arg(value_parser = url)]
+        url: String,
+        /// Who you are in the rooms
+        name: String,
+        /// The body format (the server's must be the same)
+        #[arg(long, value_enum, default_value_t = CodecName::Protobuf)]
+        codec: CodecName,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
+    },
+}
 
 /// Who a session is, once it has joined a room.
 #[derive(Clone, Debug)]
@@ -158,7 +204,7 @@ impl ChatEvents for Printer {
     }
 }
 
-async fn serve(url: &str, codec: Codec, tls: &TlsArgs) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<()> {
     let router = Router::new().service(ChatServiceServer::new(ChatServer::default()));
     let server = tls
         .server(Builder::new())?
@@ -175,18 +221,14 @@ async fn serve(url: &str, codec: Codec, tls: &TlsArgs) -> Result<(), Box<dyn std
     Ok(())
 }
 
-async fn client(
-    url: &str,
-    name: &str,
-    codec: Codec,
-    tls: &TlsArgs,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn client(url: &str, name: &str, codec: Codec, tls: &ClientTlsArgs) -> anyhow::Result<()> {
     let session = tls
         .client(Builder::new())?
         .codec(codec)
         .router(Router::new().service(ChatEventsServer::new(Printer)))
         .dial(url)
-        .await?;
+        .await
+        .map_err(explain_dial)?;
     let chat = ChatServiceClient::new(session.clone());
     let joined = chat
         .join(Join {
@@ -239,45 +281,10 @@ async fn client(
     Ok(())
 }
 
-/// The validated command line.
-enum Command {
-    Server { url: String },
-    Client { url: String, name: String },
-}
-
-fn parse(args: &[String]) -> Result<(Command, Codec, TlsArgs), String> {
-    let mut codec = Codec::Protobuf;
-    let mut tls = TlsArgs::default();
-    let mut words = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if tls.take(arg, &mut it.by_ref().cloned())? {
-            continue;
-        }
-        if arg == "--codec" {
-            let name = it.next().ok_or("--codec needs a value")?;
-            codec = name
-                .parse()
-                .map_err(|e: gonet::ParseCodecError| e.to_string())?;
-        } else {
-            words.push(arg.as_str());
-        }
-    }
-    let command = match words.as_slice() {
-        ["server", url] => Command::Server {
-            url: (*url).to_owned(),
-        },
-        ["client", url, name] => Command::Client {
-            url: (*url).to_owned(),
-            name: (*name).to_owned(),
-        },
-        _ => return Err("unexpected arguments".into()),
-    };
-    Ok((command, codec, tls))
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Help goes to stdout with status 0; a bad command line to stderr with status 2.
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -285,23 +292,117 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, codec, tls) = match parse(&args) {
-        Ok(parsed) => parsed,
-        Err(err) => {
-            eprintln!("{err}\n{USAGE}\n{TLS_USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match command {
-        Command::Server { url } => serve(&url, codec, &tls).await,
-        Command::Client { url, name } => client(&url, &name, codec, &tls).await,
+    let result = match cli.command {
+        Command::Server { url, codec, tls } => serve(&url, codec.into(), &tls).await,
+        Command::Client {
+            url,
+            name,
+            codec,
+            tls,
+        } => client(&url, &name, codec.into(), &tls).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("chat: {err}");
+            eprintln!("chat: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    /// The arguments of every `--example chat` command in the README and in this file's
+    /// docs, as a shell splits them.
+    fn documented() -> Vec<Vec<String>> {
+        let docs = [include_str!("../../README.md"), include_str!("main.rs")];
+        let commands: Vec<Vec<String>> = docs
+            .iter()
+            .flat_map(|doc| doc.lines())
+            .filter_map(|line| {
+                let line = line.trim_start_matches("//!").trim();
+                let rest = line.strip_prefix("cargo run -p gonet-examples --example chat --")?;
+                Some(
+                    std::iter::once("chat")
+                        .chain(rest.split_whitespace())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            })
+            .collect();
+        assert!(commands.len() >= 7, "{commands:?}");
+        commands
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_documented_command_parses() {
+        for args in documented() {
+            if let Err(err) = Cli::try_parse_from(&args) {
+                panic!("{args:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn help_goes_to_stdout_with_status_0() {
+        for args in [&["chat", "--help"][..], &["chat", "client", "--help"]] {
+            let err = Cli::try_parse_from(args).expect_err("help is not a command");
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
+            assert!(!err.use_stderr(), "{args:?}");
+            assert_eq!(err.exit_code(), 0, "{args:?}");
+            assert!(err.to_string().contains("Examples:\n  chat "), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_bad_argument_is_named() {
+        let cases: &[(&[&str], ErrorKind, &str)] = &[
+            (
+                &["chat", "client", "tcp://127.0.0.1:7100"],
+                ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  <NAME>",
+            ),
+            (
+                &["chat", "server"],
+                ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  <URL>",
+            ),
+            (
+                &["chat", "serve", "tcp://127.0.0.1:7100"],
+                ErrorKind::InvalidSubcommand,
+                "unrecognized subcommand 'serve'",
+            ),
+            (
+                &["chat", "client", "ada", "tcp://127.0.0.1:7100"],
+                ErrorKind::ValueValidation,
+                "invalid value 'ada' for '<URL>': bad url \"ada\": missing scheme",
+            ),
+            (
+                &["chat", "server", "tcp://127.0.0.1:7100", "--codec", "yaml"],
+                ErrorKind::InvalidValue,
+                "invalid value 'yaml' for '--codec <CODEC>'",
+            ),
+            (
+                &["chat", "server", "tcp://127.0.0.1:7100", "--ca", "a.der"],
+                ErrorKind::UnknownArgument,
+                "unexpected argument '--ca' found",
+            ),
+        ];
+        for (args, kind, message) in cases {
+            let err = Cli::try_parse_from(*args).expect_err("a bad command line");
+            assert_eq!(err.kind(), *kind, "{args:?}: {err}");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains(message), "{args:?}: {err}");
         }
     }
 }

@@ -33,24 +33,80 @@
 //! ```
 //!
 //! Both ends take `--codec protobuf|json|xml|binary` (the same on both; protobuf by
-//! default) and the client `--count N` (10 by default).
+//! default) and the client `--count N` (10 by default); `--help` lists every option.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use gonet::{Builder, Codec, Router, Session, Status};
-use gonet_examples::{TLS_USAGE, TlsArgs, trust_server};
+use gonet_examples::{ClientTlsArgs, CodecName, ServerTlsArgs, explain_dial, trust_server, url};
 
 gonet::include_protos!();
 
 use echo::{Echo, EchoClient, EchoServer, Ping, Pong};
 
-const USAGE: &str = "usage:
-  echo [URL]                 run a server and a client in one process (default tcp://127.0.0.1:0)
-  echo server URL            serve until Ctrl-C or SIGTERM, then drain
-  echo client URL            send --count pings and print the pongs
+const EXAMPLES: &str = "\
 URL: tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH,
-     quic://HOST:PORT or kcp://HOST:PORT
-options: --codec protobuf|json|xml|binary (default protobuf), --count N (default 10)";
+     quic://HOST:PORT or kcp://HOST:PORT (port 0 picks a free one)
+
+Examples:
+  echo                                         both ends over TCP, on a free port
+  echo quic://127.0.0.1:0                      both ends over QUIC
+  echo server tcp://127.0.0.1:7000             a server, until Ctrl-C or SIGTERM
+  echo client tcp://127.0.0.1:7000 --count 3   three pings to it
+  echo server quic://127.0.0.1:7000 --write-cert /tmp/echo.der
+  echo client quic://127.0.0.1:7000 --ca /tmp/echo.der";
+
+/// An echo server and client on the generated `echo.Echo` service, over any transport.
+#[derive(Debug, Parser)]
+#[command(name = "echo", after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Run a server and a client on URL in one process, then exit
+    #[arg(value_parser = url, default_value = "tcp://127.0.0.1:0")]
+    url: String,
+    /// The body format
+    #[arg(long, value_enum, default_value_t = CodecName::Protobuf)]
+    codec: CodecName,
+    /// How many pings the client sends
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    count: u64,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve until Ctrl-C or SIGTERM, then drain
+    #[command(after_help = EXAMPLES)]
+    Server {
+        /// Where to listen
+        #[arg(value_parser = url)]
+        url: String,
+        /// The body format (the client's must be the same)
+        #[arg(long, value_enum, default_value_t = CodecName::Protobuf)]
+        codec: CodecName,
+        #[command(flatten)]
+        tls: ServerTlsArgs,
+    },
+    /// Send --count pings to a server and print the pongs
+    #[command(after_help = EXAMPLES)]
+    Client {
+        /// The server to dial
+        #[arg(value_parser = url)]
+        url: String,
+        /// The body format (the server's must be the same)
+        #[arg(long, value_enum, default_value_t = CodecName::Protobuf)]
+        codec: CodecName,
+        /// How many pings to send
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        count: u64,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
+    },
+}
 
 struct EchoService;
 
@@ -64,63 +120,7 @@ impl Echo for EchoService {
     }
 }
 
-struct Args {
-    mode: Mode,
-    codec: Codec,
-    count: u64,
-    tls: TlsArgs,
-}
-
-enum Mode {
-    Both(String),
-    Server(String),
-    Client(String),
-}
-
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut positional = Vec::new();
-    let mut codec = Codec::Protobuf;
-    let mut count = 10;
-    let mut tls = TlsArgs::default();
-    while let Some(arg) = args.next() {
-        if tls.take(&arg, &mut args)? {
-            continue;
-        }
-        match arg.as_str() {
-            "--codec" => {
-                let value = args.next().ok_or("--codec needs a value")?;
-                codec = value.parse().map_err(|e| format!("{e}"))?;
-            }
-            "--count" => {
-                let value = args.next().ok_or("--count needs a value")?;
-                count = value
-                    .parse()
-                    .map_err(|_| format!("--count takes a number, not {value:?}"))?;
-            }
-            "-h" | "--help" => return Err(String::new()),
-            _ => positional.push(arg),
-        }
-    }
-    let mode = match positional.as_slice() {
-        [] => Mode::Both("tcp://127.0.0.1:0".to_owned()),
-        [url] if url.contains("://") => Mode::Both(url.clone()),
-        [mode, url] if mode == "server" => Mode::Server(url.clone()),
-        [mode, url] if mode == "client" => Mode::Client(url.clone()),
-        other => return Err(format!("unexpected arguments: {}", other.join(" "))),
-    };
-    Ok(Args {
-        mode,
-        codec,
-        count,
-        tls,
-    })
-}
-
-async fn serve(
-    url: &str,
-    codec: Codec,
-    tls: &TlsArgs,
-) -> Result<gonet::Server, Box<dyn std::error::Error>> {
+async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<gonet::Server> {
     let server = tls
         .server(Builder::new())?
         .codec(codec)
@@ -133,13 +133,8 @@ async fn serve(
     Ok(server)
 }
 
-async fn client(
-    builder: Builder,
-    url: &str,
-    codec: Codec,
-    count: u64,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let session = builder.codec(codec).dial(url).await?;
+async fn client(builder: Builder, url: &str, codec: Codec, count: u64) -> anyhow::Result<()> {
+    let session = builder.codec(codec).dial(url).await.map_err(explain_dial)?;
     let echo = EchoClient::new(session.clone());
     for seq in 0..count {
         let pong = echo
@@ -147,10 +142,9 @@ async fn client(
                 seq,
                 text: format!("hello #{seq}"),
             })
-            .await?;
-        if pong.seq != seq {
-            return Err(format!("pong {} answered ping {seq}", pong.seq).into());
-        }
+            .await
+            .with_context(|| format!("ping {seq}"))?;
+        anyhow::ensure!(pong.seq == seq, "pong {} answered ping {seq}", pong.seq);
         println!("pong {}: {}", pong.seq, pong.text);
     }
     session.close("done");
@@ -158,56 +152,239 @@ async fn client(
     Ok(())
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    match args.mode {
-        Mode::Both(url) => {
-            let server = serve(&url, args.codec, &args.tls).await?;
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => {
+            let codec = cli.codec.into();
+            let server = serve(&cli.url, codec, &cli.tls).await?;
             println!("echo server on {}", server.url());
             let builder = trust_server(Builder::new(), &server)?;
-            client(builder, &server.url(), args.codec, args.count).await?;
+            client(builder, &server.url(), codec, cli.count).await?;
             server.shutdown().await;
         }
-        Mode::Server(url) => {
-            let server = serve(&url, args.codec, &args.tls).await?;
+        Some(Command::Server { url, codec, tls }) => {
+            let codec = codec.into();
+            let server = serve(&url, codec, &tls).await?;
             let stop = gonet::shutdown_signal()?;
             println!(
-                "echo server on {} ({} codec); Ctrl-C or SIGTERM stops it",
+                "echo server on {} ({codec} codec); Ctrl-C or SIGTERM stops it",
                 server.url(),
-                args.codec
             );
             stop.await;
             server.shutdown().await;
         }
-        Mode::Client(url) => {
-            let builder = args.tls.client(Builder::new())?;
-            client(builder, &url, args.codec, args.count).await?
-        }
+        Some(Command::Client {
+            url,
+            codec,
+            count,
+            tls,
+        }) => client(tls.client(Builder::new())?, &url, codec.into(), count).await?,
     }
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Help goes to stdout with status 0; a bad command line to stderr with status 2.
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = match parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(err) => {
-            if !err.is_empty() {
-                eprintln!("error: {err}");
-            }
-            eprintln!("{USAGE}\n{TLS_USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    /// The arguments of every `--example echo` command in the README and in this file's
+    /// docs, as a shell splits them.
+    fn documented() -> Vec<Vec<String>> {
+        let docs = [include_str!("../../README.md"), include_str!("main.rs")];
+        let commands: Vec<Vec<String>> = docs
+            .iter()
+            .flat_map(|doc| doc.lines())
+            .filter_map(|line| {
+                let line = line.trim_start_matches("//!").trim();
+                let rest = line.strip_prefix("cargo run -p gonet-examples --example echo")?;
+                let args = rest.trim().strip_prefix("--").unwrap_or(rest);
+                Some(
+                    std::iter::once("echo")
+                        .chain(args.split_whitespace())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            })
+            .collect();
+        assert!(commands.len() >= 10, "{commands:?}");
+        commands
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_documented_command_parses() {
+        for args in documented() {
+            if let Err(err) = Cli::try_parse_from(&args) {
+                panic!("{args:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn help_goes_to_stdout_with_status_0() {
+        for args in [
+            &["echo", "--help"][..],
+            &["echo", "server", "--help"],
+            &["echo", "help", "client"],
+        ] {
+            let err = Cli::try_parse_from(args).expect_err("help is not a command");
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
+            assert!(!err.use_stderr(), "{args:?}");
+            assert_eq!(err.exit_code(), 0, "{args:?}");
+            assert!(err.to_string().contains("Examples:\n  echo "), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_bad_argument_is_named() {
+        let cases: &[(&[&str], ErrorKind, &str)] = &[
+            (
+                &["echo", "server"],
+                ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  <URL>",
+            ),
+            (
+                &["echo", "client", "tcp://127.0.0.1:7000", "--count", "ten"],
+                ErrorKind::ValueValidation,
+                "invalid value 'ten' for '--count <N>'",
+            ),
+            (
+                &["echo", "server", "127.0.0.1:7000"],
+                ErrorKind::ValueValidation,
+                "invalid value '127.0.0.1:7000' for '<URL>': bad url \"127.0.0.1:7000\": missing scheme",
+            ),
+            (
+                &["echo", "sctp://127.0.0.1:0"],
+                ErrorKind::ValueValidation,
+                "invalid value 'sctp://127.0.0.1:0' for '[URL]': bad url \"sctp://127.0.0.1:0\": unknown scheme \"sctp\"",
+            ),
+            (
+                &["echo", "--codec", "yaml"],
+                ErrorKind::InvalidValue,
+                "invalid value 'yaml' for '--codec <CODEC>'\n  [possible values: protobuf, json, xml, binary]",
+            ),
+            (
+                &["echo", "server", "quic://127.0.0.1:0", "--cert", "cert.pem"],
+                ErrorKind::MissingRequiredArgument,
+                "--key <FILE>",
+            ),
+            (
+                &[
+                    "echo",
+                    "client",
+                    "quic://127.0.0.1:0",
+                    "--ca",
+                    "a.der",
+                    "--insecure",
+                ],
+                ErrorKind::ArgumentConflict,
+                "the argument '--ca <FILE>' cannot be used with '--insecure'",
+            ),
+        ];
+        for (args, kind, message) in cases {
+            let err = Cli::try_parse_from(*args).expect_err("a bad command line");
+            assert_eq!(err.kind(), *kind, "{args:?}: {err}");
+            assert!(err.use_stderr(), "{args:?}");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains(message), "{args:?}: {err}");
+        }
+    }
+
+    /// What the documented commands that run both ends in one process do: a server on a
+    /// free port of each transport, and pings answered.
+    #[tokio::test]
+    async fn every_documented_one_process_command_runs() {
+        let mut ran = Vec::new();
+        for args in documented() {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            if cli.command.is_none() {
+                ran.push(cli.url.clone());
+                if let Err(err) = run(cli).await {
+                    panic!("{args:?}: {err:#}");
+                }
+            }
+        }
+        for scheme in ["tcp", "udp", "ws", "wss", "quic", "kcp"] {
+            assert!(
+                ran.iter()
+                    .any(|url| url.starts_with(&format!("{scheme}://"))),
+                "{ran:?}"
+            );
+        }
+    }
+
+    /// The documented server and client run apart over QUIC: the certificate the server
+    /// saves with `--write-cert` is what the client's `--ca` trusts. The port becomes 0
+    /// and the file a temporary one.
+    #[tokio::test]
+    async fn a_server_and_a_client_apart_share_the_certificate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let der = dir.path().join("echo.der").display().to_string();
+        let apart = |mode: &str| {
+            let args = documented()
+                .into_iter()
+                .find(|args| {
+                    args.get(1).is_some_and(|m| m == mode)
+                        && args.get(2).is_some_and(|url| url.starts_with("quic://"))
+                })
+                .unwrap_or_else(|| panic!("a documented quic {mode}"));
+            let args = args.into_iter().map(|arg| {
+                if arg == "/tmp/echo.der" {
+                    der.clone()
+                } else {
+                    arg.replace(":7000", ":0")
+                }
+            });
+            Cli::try_parse_from(args).expect("parses")
+        };
+        let Some(Command::Server { url, codec, tls }) = apart("server").command else {
+            panic!("a server command");
+        };
+        let server = serve(&url, codec.into(), &tls).await.expect("serves");
+        let Some(Command::Client {
+            codec, count, tls, ..
+        }) = apart("client").command
+        else {
+            panic!("a client command");
+        };
+        client(
+            tls.client(Builder::new()).expect("trust"),
+            &server.url(),
+            codec.into(),
+            count,
+        )
+        .await
+        .expect("the client trusts the saved certificate");
+
+        let err = client(Builder::new(), &server.url(), codec.into(), count)
+            .await
+            .expect_err("no trust");
+        assert!(err.to_string().contains("--ca FILE"), "{err}");
+        server.shutdown().await;
     }
 }

@@ -1,93 +1,190 @@
-//! Shared helpers for the examples.
+//! Shared helpers for the examples: the command-line options they have in common
+//! (clap) and what a client's user is told when a TLS dial fails.
 
-use gonet::{Builder, ClientTls, Server, ServerTls};
+use std::path::PathBuf;
 
-/// TLS options for `wss://` and `quic://`, shared by the examples' command lines:
-///
-/// - server: `--cert FILE --key FILE` (PEM) to present a real certificate, else a
-///   development certificate is generated; `--write-cert FILE` saves the certificate
-///   the server presents (DER) for a client to trust.
-/// - client: `--ca FILE` trusts a certificate or CA bundle (PEM or DER);
-///   `--insecure` skips verification (development only).
-#[derive(Debug, Default)]
-pub struct TlsArgs {
-    cert: Option<String>,
-    key: Option<String>,
-    write_cert: Option<String>,
-    ca: Option<String>,
-    insecure: bool,
+use gonet::{Builder, ClientTls, Codec, DialError, Server, ServerTls, TlsError};
+
+/// The body formats, as the `--codec` option names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CodecName {
+    /// Protocol Buffers
+    Protobuf,
+    /// JSON
+    Json,
+    /// XML
+    Xml,
+    /// MessagePack
+    Binary,
 }
 
-/// The usage lines of [`TlsArgs`].
-pub const TLS_USAGE: &str = "TLS (wss://, quic://): server --cert FILE --key FILE (PEM; default: a \
-development certificate), --write-cert FILE (save it, DER); client --ca FILE (PEM or DER) or \
---insecure (no verification, development only)";
-
-impl TlsArgs {
-    /// Takes a TLS option and its value from the arguments; `Ok(false)` if `arg` is not
-    /// one.
-    pub fn take(
-        &mut self,
-        arg: &str,
-        args: &mut impl Iterator<Item = String>,
-    ) -> Result<bool, String> {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match arg {
-            "--cert" => self.cert = Some(value()?),
-            "--key" => self.key = Some(value()?),
-            "--write-cert" => self.write_cert = Some(value()?),
-            "--ca" => self.ca = Some(value()?),
-            "--insecure" => self.insecure = true,
-            _ => return Ok(false),
+impl From<CodecName> for Codec {
+    fn from(name: CodecName) -> Self {
+        match name {
+            CodecName::Protobuf => Codec::Protobuf,
+            CodecName::Json => Codec::Json,
+            CodecName::Xml => Codec::Xml,
+            CodecName::Binary => Codec::Binary,
         }
-        Ok(true)
     }
+}
 
-    /// Applies the server options to `builder`.
-    pub fn server(&self, builder: Builder) -> Result<Builder, String> {
+/// A clap value parser for URLs: checks `text` as `gonet` will read it, so a bad URL is
+/// an error of the command line that names the argument.
+pub fn url(text: &str) -> Result<String, gonet::UrlError> {
+    text.parse::<gonet::Url>().map(|_| text.to_owned())
+}
+
+/// The server's TLS options, for `wss://` and `quic://`.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServerTlsArgs {
+    /// Present this certificate chain (PEM) instead of a development certificate
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Save the certificate the server presents (DER), for a client's --ca FILE
+    #[arg(long, value_name = "FILE")]
+    write_cert: Option<PathBuf>,
+}
+
+impl ServerTlsArgs {
+    /// Applies the options to `builder`.
+    pub fn server(&self, builder: Builder) -> anyhow::Result<Builder> {
         match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => Ok(builder
-                .server_tls(ServerTls::from_pem_files(cert, key).map_err(|e| e.to_string())?)),
-            (None, None) => Ok(builder),
-            _ => Err("--cert and --key go together".into()),
+            (Some(cert), Some(key)) => {
+                Ok(builder.server_tls(ServerTls::from_pem_files(cert, key)?))
+            }
+            _ => Ok(builder),
         }
     }
 
     /// Saves the certificate a TLS server presents, if asked to.
-    pub fn after_serve(&self, server: &Server) -> Result<(), String> {
-        if let (Some(path), Some(cert)) = (&self.write_cert, server.certificate()) {
-            std::fs::write(path, cert).map_err(|e| format!("cannot write {path}: {e}"))?;
-            println!("certificate written to {path} (DER); clients: --ca {path}");
-        }
+    pub fn after_serve(&self, server: &Server) -> anyhow::Result<()> {
+        let Some(path) = &self.write_cert else {
+            return Ok(());
+        };
+        let Some(cert) = server.certificate() else {
+            anyhow::bail!(
+                "--write-cert {}: a {} server presents no certificate (only wss:// and quic:// do)",
+                path.display(),
+                server.url().split("://").next().unwrap_or("plain"),
+            );
+        };
+        std::fs::write(path, cert)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        println!(
+            "certificate written to {} (DER); clients: --ca {}",
+            path.display(),
+            path.display()
+        );
         Ok(())
     }
+}
 
-    /// Applies the client options to `builder`.
-    pub fn client(&self, builder: Builder) -> Result<Builder, String> {
+/// The client's TLS options, for `wss://` and `quic://`.
+#[derive(Debug, Default, clap::Args)]
+pub struct ClientTlsArgs {
+    /// Trust this certificate or CA bundle (PEM or DER), such as the one the server
+    /// saved with --write-cert
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Trust any certificate: no verification at all (development only)
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
+}
+
+impl ClientTlsArgs {
+    /// Applies the options to `builder`.
+    pub fn client(&self, builder: Builder) -> anyhow::Result<Builder> {
         if self.insecure {
             return Ok(builder.client_tls(ClientTls::danger_skip_verification()));
         }
         let Some(path) = &self.ca else {
             return Ok(builder);
         };
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("--ca: cannot read {}: {e}", path.display()))?;
         let tls = if bytes.starts_with(b"-----BEGIN") {
             ClientTls::trust_pem(&bytes)
         } else {
             ClientTls::trust_der(&bytes)
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| anyhow::anyhow!("--ca {}: {e}", path.display()))?;
         Ok(builder.client_tls(tls))
+    }
+}
+
+/// `err` as the user of an example needs to hear it: a TLS dial without trust is
+/// answered with the example's own `--ca` and `--insecure` options, not with the
+/// `Builder` calls a program would make.
+pub fn explain_dial(err: DialError) -> anyhow::Error {
+    match &err {
+        DialError::Tls {
+            url,
+            source: TlsError::NoTrust(_),
+        } => anyhow::anyhow!(
+            "cannot connect to {url}: the client does not know which certificate to trust. \
+             Give it the server's certificate with --ca FILE (the server saves it with \
+             --write-cert FILE), or skip verification with --insecure (development only)"
+        ),
+        _ => err.into(),
     }
 }
 
 /// A client builder that trusts exactly the certificate of `server` (for examples that
 /// run both ends in one process).
-pub fn trust_server(builder: Builder, server: &Server) -> Result<Builder, String> {
+pub fn trust_server(builder: Builder, server: &Server) -> anyhow::Result<Builder> {
     match server.certificate() {
-        Some(cert) => {
-            Ok(builder.client_tls(ClientTls::trust_der(cert).map_err(|e| e.to_string())?))
-        }
+        Some(cert) => Ok(builder.client_tls(ClientTls::trust_der(cert)?)),
         None => Ok(builder),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tls_client_without_trust_hears_of_ca_and_insecure() {
+        for scheme in ["wss://127.0.0.1:0/echo", "quic://127.0.0.1:0"] {
+            let server = Builder::new().serve(scheme).await.expect("serves");
+            let builder = ClientTlsArgs::default()
+                .client(Builder::new())
+                .expect("no options");
+            let err = builder
+                .dial(&server.url())
+                .await
+                .map(drop)
+                .map_err(explain_dial)
+                .expect_err("no trust, no session");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot connect to {}: the client does not know which certificate to \
+                     trust. Give it the server's certificate with --ca FILE (the server saves \
+                     it with --write-cert FILE), or skip verification with --insecure \
+                     (development only)",
+                    server.url()
+                )
+            );
+            server.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn other_dial_errors_keep_their_own_message() {
+        let err = Builder::new()
+            .dial("pigeon://127.0.0.1:7000")
+            .await
+            .map(drop)
+            .map_err(explain_dial)
+            .expect_err("no such transport");
+        assert!(
+            err.to_string()
+                .starts_with("bad url \"pigeon://127.0.0.1:7000\": "),
+            "{err}"
+        );
     }
 }

@@ -10,6 +10,7 @@ const AFTER_HELP: &str = "\
 Examples:
   gonet-cli new mygame                      a TCP server and client with protobuf bodies
   gonet-cli new lobby --transport ws --codec json
+  gonet-cli new secure --transport wss      WebSocket over TLS, with a development certificate
   gonet-cli ids schemas                     the id table of every .proto under schemas/
 
 Exit status: 0 on success, 1 when a command fails (a schema problem, a file that cannot
@@ -109,7 +110,9 @@ pub(crate) enum TransportArg {
     Udp,
     /// WebSocket
     Ws,
-    /// QUIC (TLS with a development certificate)
+    /// WebSocket over TLS, with a development certificate the client trusts
+    Wss,
+    /// QUIC (TLS), with a development certificate the client trusts
     Quic,
     /// KCP over UDP
     Kcp,

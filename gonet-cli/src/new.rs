@@ -111,24 +111,20 @@ impl Plan {
                 ),
             ),
         };
-        let client_tls = if self.transport == TransportArg::Quic {
-            "\n        // QUIC is always encrypted, and the server makes itself a development\n        \
-             // certificate. Trusting any certificate suits development only: in production,\n        \
-             // give the server its certificate (`Builder::server_tls`) and trust that here\n        \
-             // (`gonet::ClientTls::trust_pem`).\n        \
-             .client_tls(gonet::ClientTls::danger_skip_verification())"
-        } else {
-            ""
-        };
         let transport_note = match self.transport {
             TransportArg::Udp => {
                 "\nUDP is lossy: a datagram may be dropped or arrive out of order, and a lost\n\
                  request is a call that times out. The session closes after 15 s of silence.\n"
             }
-            TransportArg::Quic => {
-                "\nThe server makes itself a development certificate at start-up, and the client\n\
-                 trusts any certificate: for production, give the server its certificate\n\
-                 (`Builder::server_tls`) and the client whom to trust (`Builder::client_tls`).\n"
+            TransportArg::Wss | TransportArg::Quic => {
+                "\nThe connection is encrypted (TLS). The server has no certificate of its own, so\n\
+                 it makes itself a development certificate at start-up and saves it to\n\
+                 `dev-cert.der` in this directory; the client trusts exactly that certificate,\n\
+                 read at each run (start the server first: each start makes a new one). The\n\
+                 test trusts the certificate of the server it starts. For production, give the\n\
+                 server its certificate (`Builder::server_tls` with\n\
+                 `gonet::ServerTls::from_pem_files`) and the client its issuer\n\
+                 (`Builder::client_tls` with `gonet::ClientTls::trust_pem`).\n"
             }
             _ => "",
         };
@@ -144,22 +140,34 @@ impl Plan {
             ("test_url", url(self.transport, 0)),
             ("gonet_dep", gonet_dep),
             ("gonet_build_dep", gonet_build_dep),
-            ("client_tls", client_tls.to_owned()),
             ("transport_note", transport_note.to_owned()),
             ("gonet_source", gonet_source),
         ]
     }
 
+    /// The sections of the templates this project keeps (see [`template::sections`]).
+    fn flags(&self) -> Vec<&'static str> {
+        match self.transport {
+            // The server presents a development certificate; the client trusts it.
+            TransportArg::Wss | TransportArg::Quic => vec!["tls"],
+            TransportArg::Tcp | TransportArg::Udp | TransportArg::Ws | TransportArg::Kcp => {
+                vec![]
+            }
+        }
+    }
+
     fn write(&self) -> anyhow::Result<()> {
         let values = self.values();
         let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let flags = self.flags();
         for file in FILES {
+            let text = template::render(&template::sections(file.text, &flags), &values);
             let path = self.dir.join(template::render(file.path, &values));
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            std::fs::write(&path, template::render(file.text, &values))
+            std::fs::write(&path, text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(())
@@ -249,6 +257,7 @@ fn transport_name(transport: TransportArg) -> &'static str {
         TransportArg::Tcp => "tcp",
         TransportArg::Udp => "udp",
         TransportArg::Ws => "ws",
+        TransportArg::Wss => "wss",
         TransportArg::Quic => "quic",
         TransportArg::Kcp => "kcp",
     }
@@ -274,10 +283,9 @@ fn codec_variant(codec: CodecArg) -> &'static str {
 
 /// The URL of `port` on loopback; WebSocket servers listen on a path.
 fn url(transport: TransportArg, port: u16) -> String {
-    let path = if transport == TransportArg::Ws {
-        "/ws"
-    } else {
-        ""
+    let path = match transport {
+        TransportArg::Ws | TransportArg::Wss => "/ws",
+        TransportArg::Tcp | TransportArg::Udp | TransportArg::Quic | TransportArg::Kcp => "",
     };
     format!("{}://127.0.0.1:{port}{path}", transport_name(transport))
 }
@@ -311,6 +319,7 @@ mod tests {
     fn urls_use_the_transport_as_scheme() {
         assert_eq!(url(TransportArg::Tcp, 7000), "tcp://127.0.0.1:7000");
         assert_eq!(url(TransportArg::Ws, 0), "ws://127.0.0.1:0/ws");
+        assert_eq!(url(TransportArg::Wss, 7000), "wss://127.0.0.1:7000/ws");
         assert_eq!(url(TransportArg::Kcp, 0), "kcp://127.0.0.1:0");
     }
 

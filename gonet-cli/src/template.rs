@@ -1,5 +1,5 @@
 //! The files of a new project: readable templates under `templates/`, with `{{key}}`
-//! placeholders filled by [`render`].
+//! placeholders filled by [`render`], and sections kept or dropped by [`sections`].
 
 /// A file of the project: where it goes, and its template.
 #[derive(Debug)]
@@ -62,9 +62,41 @@ pub(crate) fn render(text: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
+/// Keeps or drops the sections of `text`: the lines between a line `{{#flag}}` and a
+/// line `{{/flag}}` are kept when `flag` is on, the lines between `{{^flag}}` and
+/// `{{/flag}}` when it is off. The marker lines themselves go. A flag not listed is off;
+/// sections do not nest.
+pub(crate) fn sections(text: &str, on: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut keep = true;
+    for line in text.split_inclusive('\n') {
+        let marker = line.trim();
+        let open = marker
+            .strip_prefix("{{")
+            .and_then(|m| m.strip_suffix("}}"))
+            .filter(|m| m.starts_with(['#', '^', '/']));
+        match open.map(|m| m.split_at(1)) {
+            Some(("#", flag)) => keep = on.contains(&flag),
+            Some(("^", flag)) => keep = !on.contains(&flag),
+            Some(_) => keep = true,
+            None if keep => out.push_str(line),
+            None => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_are_kept_or_dropped_with_their_markers() {
+        let text = "a\n{{#tls}}\n  b\n{{/tls}}\n{{^tls}}\nc\n{{/tls}}\nd {{#tls}}\n";
+        assert_eq!(sections(text, &["tls"]), "a\n  b\nd {{#tls}}\n");
+        assert_eq!(sections(text, &[]), "a\nc\nd {{#tls}}\n");
+        assert_eq!(sections(text, &["other"]), "a\nc\nd {{#tls}}\n");
+    }
 
     #[test]
     fn placeholders_are_replaced_and_unknown_ones_kept() {
@@ -87,14 +119,15 @@ mod tests {
             "test_url",
             "gonet_dep",
             "gonet_build_dep",
-            "client_tls",
             "transport_note",
             "gonet_source",
         ];
         let values: Vec<(&str, &str)> = known.iter().map(|k| (*k, "")).collect();
-        for file in FILES {
-            let text = render(file.text, &values);
-            assert!(!text.contains("{{"), "{}: {text}", file.path);
+        for flags in [&[][..], &["tls"]] {
+            for file in FILES {
+                let text = render(&sections(file.text, flags), &values);
+                assert!(!text.contains("{{"), "{} {flags:?}: {text}", file.path);
+            }
         }
     }
 }

@@ -1,13 +1,16 @@
 //! `gonet-cli new`: every transport and codec, the options, the errors, and one
 //! project built and run as a user would.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::util::{Dir, target_dir, workspace};
 
-const TRANSPORTS: &[&str] = &["tcp", "udp", "ws", "quic", "kcp"];
+const TRANSPORTS: &[&str] = &["tcp", "udp", "ws", "wss", "quic", "kcp"];
+/// The transports over TLS: the server saves its development certificate, the client
+/// trusts it.
+const TLS: &[&str] = &["wss", "quic"];
 const CODECS: &[(&str, &str)] = &[
     ("protobuf", "Protobuf"),
     ("json", "Json"),
@@ -76,7 +79,12 @@ fn every_transport_and_codec_gives_its_features_url_and_codec() {
             );
             assert!(cargo.ends_with("\n[workspace]\n"), "{cargo}");
 
-            let path = if *transport == "ws" { "/ws" } else { "" };
+            let tls = TLS.contains(transport);
+            let path = if transport.starts_with("ws") {
+                "/ws"
+            } else {
+                ""
+            };
             let lib = file("src/lib.rs");
             assert!(
                 lib.contains(&format!(
@@ -98,16 +106,56 @@ fn every_transport_and_codec_gives_its_features_url_and_codec() {
                 "server::serve(\"{transport}://127.0.0.1:0{path}\")"
             )));
             let client = file("src/bin/client.rs");
+            let server = file("src/bin/server.rs");
+            let test = file("tests/round_trip.rs");
+            let uses = if tls {
+                format!("use {package}::{{CODEC, DEFAULT_URL, DEV_CERT}};")
+            } else {
+                format!("use {package}::{{CODEC, DEFAULT_URL}};")
+            };
+            assert!(client.contains(&uses), "{client}");
+            assert!(server.contains(&uses), "{server}");
+            assert!(!client.contains("danger"), "{client}");
             assert_eq!(
-                client.contains(".client_tls(gonet::ClientTls::danger_skip_verification())"),
-                *transport == "quic",
+                client.contains("let cert = std::fs::read(DEV_CERT)"),
+                tls,
                 "{client}"
             );
-            assert!(client.contains(&format!("use {package}::{{CODEC, DEFAULT_URL}};")));
-            assert!(
-                file("src/bin/server.rs")
-                    .contains(&format!("use {package}::{{CODEC, DEFAULT_URL}};"))
+            assert_eq!(
+                client.contains("Builder::new().client_tls(gonet::ClientTls::trust_der(&cert)?)"),
+                tls,
+                "{client}"
             );
+            assert_eq!(
+                server.contains("std::fs::write(DEV_CERT, cert)"),
+                tls,
+                "{server}"
+            );
+            assert_eq!(
+                test.contains(".client_tls(gonet::ClientTls::trust_der(cert)"),
+                tls,
+                "{test}"
+            );
+            assert_eq!(
+                lib.contains(
+                    "pub const DEV_CERT: &str = concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/dev-cert.der\");"
+                ),
+                tls,
+                "{lib}"
+            );
+            assert_eq!(
+                file(".gitignore"),
+                if tls {
+                    "/target\n/dev-cert.der\n"
+                } else {
+                    "/target\n"
+                }
+            );
+            assert!(
+                server.contains(".with_env_filter(EnvFilter::try_from_default_env()"),
+                "{server}"
+            );
+            assert!(cargo.contains("tracing-subscriber = "), "{cargo}");
             assert!(file("build.rs").contains(&format!(
                 "const SCHEMAS: &[&str] = &[\"schemas/{name}.proto\"];"
             )));
@@ -119,6 +167,12 @@ fn every_transport_and_codec_gives_its_features_url_and_codec() {
                 "{readme}"
             );
             assert!(readme.contains(&format!("workspace at `{}`", workspace().display())));
+            assert_eq!(
+                readme.contains("saves it to\n`dev-cert.der` in this directory"),
+                tls,
+                "{readme}"
+            );
+            assert!(readme.contains("`RUST_LOG`"), "{readme}");
 
             let proto = file(&format!("schemas/{name}.proto"));
             assert!(
@@ -243,7 +297,7 @@ fn bad_arguments_fail_with_a_message_and_status_2() {
         .fails(2);
     assert!(
         err.starts_with(
-            "error: invalid value 'carrier-pigeon' for '--transport <TRANSPORT>'\n  [possible values: tcp, udp, ws, quic, kcp]\n"
+            "error: invalid value 'carrier-pigeon' for '--transport <TRANSPORT>'\n  [possible values: tcp, udp, ws, wss, quic, kcp]\n"
         ),
         "{err}"
     );
@@ -283,8 +337,8 @@ fn every_command_has_help_with_examples() {
 }
 
 /// The one full build: `new` with the defaults, then what its README and its output
-/// say to run. The build shares this test's target directory, so compiled
-/// dependencies are reused.
+/// say to run, and clippy's pedantic lints. The build shares this test's target
+/// directory, so compiled dependencies are reused.
 #[test]
 fn a_new_project_builds_tests_and_runs() {
     let dir = Dir::new();
@@ -295,11 +349,28 @@ fn a_new_project_builds_tests_and_runs() {
     std::fs::copy(workspace().join("Cargo.lock"), project.join("Cargo.lock")).expect("lock");
     cargo(&project, &["build"]);
     cargo(&project, &["test"]);
+    // The templates and the generated code hold to clippy's pedantic lints, so a
+    // project's own stricter settings do not start with warnings it did not write.
+    // About 20 s of CPU: the dependencies are checked once more, in check mode.
+    cargo(
+        &project,
+        &[
+            "clippy",
+            "--all-targets",
+            "--",
+            "-W",
+            "clippy::pedantic",
+            "-D",
+            "warnings",
+        ],
+    );
 
     let bin = target_dir().join("debug");
     let mut server = Command::new(bin.join("server"))
         .arg("tcp://127.0.0.1:0")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("server starts");
     let mut line = String::new();
@@ -323,6 +394,13 @@ fn a_new_project_builds_tests_and_runs() {
         .expect("kill runs");
     assert!(kill.success(), "kill -TERM failed: {kill}");
     let exit = server.wait().expect("server exit");
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("server log");
     assert!(
         client.status.success(),
         "{}",
@@ -337,6 +415,18 @@ fn a_new_project_builds_tests_and_runs() {
         format!("mygame server on {url} (protobuf); Ctrl-C or SIGTERM stops it\n")
     );
     assert!(exit.success(), "the server ended with {exit} at SIGTERM");
+    // The log, at its default level: the client's session, from connect to close.
+    let logged = |what: &str| {
+        log.lines()
+            .any(|l| l.contains(" INFO ") && l.contains(what))
+    };
+    for what in [
+        "tcp listening",
+        "connected session=1 peer=127.0.0.1:",
+        "closed session=1 reason=",
+    ] {
+        assert!(logged(what), "no {what:?} in the server's log:\n{log}");
+    }
 }
 
 /// Runs `cargo ARGS` in `project` with this test's target directory.
