@@ -391,6 +391,34 @@ impl Builder {
 
 /// A running server. Dropping it stops accepting new connections; call
 /// [`shutdown`](Self::shutdown) to also finish and close the live sessions.
+///
+/// ```
+/// use gonet::{Builder, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|_: Session, ping: Ping| async move { Ping { n: ping.n + 1 } });
+/// // Port 0: the system picks a free port; `url()` says which.
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// assert_ne!(server.local_addr().port(), 0);
+///
+/// let client = Builder::new().dial(&server.url()).await?;
+/// let pong: Ping = client.call(&Ping { n: 1 }).await?;
+/// assert_eq!(pong.n, 2);
+/// assert_eq!(server.pool().len(), 1);
+///
+/// // Answers what was already read, then closes every session.
+/// server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Server {
     url: Url,
     local_addr: SocketAddr,

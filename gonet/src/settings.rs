@@ -26,6 +26,41 @@ use crate::wire::frame::MAX_FRAME_LEN;
 /// What happens to a session whose handler panicked. The panic itself is always caught,
 /// logged with the session, peer and message, and reported to the error hook; other
 /// sessions never notice it.
+///
+/// With [`Continue`](Self::Continue), a caller whose request panicked the handler gets
+/// an [`Internal`](crate::Code::Internal) status and the session goes on:
+///
+/// ```
+/// use gonet::{Builder, Code, PanicPolicy, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|_: Session, ping: Ping| async move {
+///     assert!(ping.n != 0, "n must not be 0");
+///     ping
+/// });
+/// let server = Builder::new()
+///     .panic_policy(PanicPolicy::Continue)
+///     .router(router)
+///     .serve("tcp://127.0.0.1:0")
+///     .await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+///
+/// let err = client.call::<_, Ping>(&Ping { n: 0 }).await.unwrap_err();
+/// assert_eq!(err.status().map(|s| s.code()), Some(Code::Internal));
+/// let pong: Ping = client.call(&Ping { n: 1 }).await?; // still served
+/// assert_eq!(pong.n, 1);
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PanicPolicy {

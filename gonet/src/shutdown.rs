@@ -5,6 +5,21 @@ use std::future::Future;
 use std::io;
 
 /// Listening for a stop signal could not start.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// match gonet::shutdown_signal() {
+///     Ok(stop) => {
+///         // Serve until `stop` resolves, then shut the server down.
+///         # let _ = stop;
+///     }
+///     Err(gonet::SignalError { signal, source }) => {
+///         eprintln!("cannot listen for {signal} ({source}): serving until killed");
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for {signal}: {source}")]
 pub struct SignalError {

@@ -8,6 +8,24 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The transport a URL names.
+///
+/// A session knows its own ([`Session::transport`](crate::Session::transport)), for
+/// code that must tell a lossy transport from a reliable one:
+///
+/// ```
+/// use gonet::{Transport, Url};
+///
+/// let url: Url = "kcp://127.0.0.1:7000".parse()?;
+/// assert_eq!(url.transport(), Transport::Kcp);
+/// assert_eq!(Transport::Kcp.feature(), "kcp"); // the cargo feature that compiles it in
+/// assert_eq!(Transport::Wss.to_string(), "wss");
+///
+/// fn may_lose_messages(transport: Transport) -> bool {
+///     matches!(transport, Transport::Udp)
+/// }
+/// assert!(!may_lose_messages(url.transport()));
+/// # Ok::<(), gonet::UrlError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Transport {
@@ -116,6 +134,20 @@ impl fmt::Display for Url {
 }
 
 /// A URL that cannot be used.
+///
+/// Its text quotes the URL and says what is wrong; [`kind`](Self::kind) is the part to
+/// match on.
+///
+/// ```
+/// use gonet::{Url, UrlErrorKind};
+///
+/// let err = "tcp://127.0.0.1".parse::<Url>().unwrap_err();
+/// assert!(matches!(err.kind(), UrlErrorKind::MissingPort));
+/// assert_eq!(
+///     err.to_string(),
+///     "bad url \"tcp://127.0.0.1\": missing port, expected host:port"
+/// );
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("bad url {url:?}: {kind}")]
 pub struct UrlError {
@@ -138,6 +170,19 @@ impl UrlError {
 }
 
 /// What is wrong with a URL.
+///
+/// ```
+/// use gonet::{Url, UrlErrorKind};
+///
+/// for (url, want) in [("tcp://127.0.0.1:99999", "99999"), ("tcp://127.0.0.1:http", "http")] {
+///     match url.parse::<Url>().map_err(|err| err.kind().to_string()) {
+///         Err(kind) => assert_eq!(kind, format!("invalid port {want:?}")),
+///         Ok(url) => panic!("{url} parsed"),
+///     }
+/// }
+/// let err = "ws2://127.0.0.1:80".parse::<Url>().unwrap_err();
+/// assert!(matches!(err.kind(), UrlErrorKind::UnknownScheme(scheme) if scheme == "ws2"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UrlErrorKind {

@@ -42,6 +42,23 @@ pub use body::Body;
 pub const MAX_NESTING: usize = 128;
 
 /// The format of message bodies on a listener or client.
+///
+/// Both ends of a session must use the same codec. A name from configuration parses
+/// into one:
+///
+/// ```
+/// use gonet::{Builder, Codec};
+///
+/// let codec: Codec = "protobuf".parse()?;
+/// assert_eq!(codec, Codec::Protobuf);
+/// assert_eq!(codec.to_string(), "protobuf");
+/// // The default is the first codec compiled in: protobuf, JSON, XML, binary.
+/// assert_eq!(Codec::default(), Codec::ALL[0]);
+///
+/// let builder = Builder::new().codec(codec);
+/// # let _ = builder;
+/// # Ok::<(), gonet::ParseCodecError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Codec {
@@ -120,6 +137,16 @@ impl fmt::Display for Codec {
 }
 
 /// A codec name that is unknown or not compiled in.
+///
+/// Its text lists the codecs this build supports, and names the feature to enable when
+/// the codec exists but is not compiled in.
+///
+/// ```
+/// use gonet::Codec;
+///
+/// let err = "yaml".parse::<Codec>().unwrap_err();
+/// assert!(err.to_string().starts_with("unknown codec \"yaml\": this build supports protobuf"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("unknown codec {name:?}: this build supports {supported}")]
 pub struct ParseCodecError {
@@ -161,6 +188,31 @@ impl FromStr for Codec {
 }
 
 /// Encoding or decoding a body failed.
+///
+/// It names the codec, the direction and the message type. A session reports it inside
+/// [`SendError::Encode`](crate::SendError::Encode),
+/// [`CallError::Decode`](crate::CallError::Decode) or
+/// [`SessionErrorKind::Decode`](crate::SessionErrorKind::Decode); a [`Message`]'s own
+/// methods return it directly:
+///
+/// ```
+/// use bytes::Bytes;
+/// use gonet::{Body, Codec, CodecOp, Message};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// let garbage = Bytes::from_static(&[0xff, 0xff]);
+/// let err = Ping::decode_body(Codec::Protobuf, Body::new(&garbage)).unwrap_err();
+/// assert_eq!((err.codec, err.op, err.message), (Codec::Protobuf, CodecOp::Decode, "Ping"));
+/// assert!(err.to_string().starts_with("protobuf codec cannot decode Ping: "));
+/// ```
+///
+/// [`Message`]: crate::Message
 #[derive(Debug, thiserror::Error)]
 #[error("{codec} codec cannot {op} {message}: {kind}")]
 pub struct CodecError {
@@ -175,6 +227,19 @@ pub struct CodecError {
 }
 
 /// The direction of a codec operation.
+///
+/// ```
+/// use gonet::{CodecError, CodecOp};
+///
+/// fn describe(err: &CodecError) -> &'static str {
+///     match err.op {
+///         CodecOp::Encode => "our message did not encode",
+///         CodecOp::Decode => "the peer's body did not decode",
+///     }
+/// }
+/// # let _ = describe;
+/// assert_eq!(CodecOp::Decode.to_string(), "decode");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodecOp {
     /// Turning a value into a body.
@@ -193,6 +258,29 @@ impl fmt::Display for CodecOp {
 }
 
 /// The cause of a [`CodecError`].
+///
+/// A type made with `message!(T = id, serde)` has no protobuf body; sending it on a
+/// protobuf session fails with [`Unsupported`](Self::Unsupported) rather than with
+/// bytes the peer cannot read:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use gonet::{Codec, CodecErrorKind, Message};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Chat {
+///     text: String,
+/// }
+/// gonet::message!(Chat = 1, serde);
+///
+/// let chat = Chat { text: "hi".into() };
+/// let err = chat.encode_body(Codec::Protobuf, &mut BytesMut::new()).unwrap_err();
+/// match err.kind {
+///     CodecErrorKind::Unsupported(codec) => assert_eq!(codec, "protobuf"),
+///     other => panic!("{other}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecErrorKind {

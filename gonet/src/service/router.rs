@@ -19,6 +19,48 @@ use crate::wire::{self, Message, Wrap, is_user_id};
 
 /// Where a handler's reply goes: the codec of the session, and the call number when the
 /// sender awaits a reply.
+///
+/// An [`IntoReply`] implementation receives it. Here, an acknowledgement that only a
+/// caller gets; a plain sender gets nothing back:
+///
+/// ```
+/// use gonet::{Builder, IntoReply, Reply, ReplyTo, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Save {
+///     #[prost(string, tag = "1")]
+///     text: String,
+/// }
+/// gonet::message!(Save = 1, prost);
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Saved {
+///     #[prost(uint32, tag = "1")]
+///     len: u32,
+/// }
+/// gonet::message!(Saved = 2, prost);
+///
+/// /// An acknowledgement sent only to callers.
+/// struct Ack(Saved);
+///
+/// impl IntoReply for Ack {
+///     fn into_reply(self, to: ReplyTo) -> Reply {
+///         if to.is_call() { to.encode(&self.0) } else { Reply::none() }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|_: Session, save: Save| async move {
+///     Ack(Saved { len: save.text.len() as u32 })
+/// });
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+/// let saved: Saved = client.call(&Save { text: "hello".into() }).await?;
+/// assert_eq!(saved.len, 5);
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct ReplyTo {
     pub(crate) session: u64,
@@ -60,6 +102,47 @@ impl ReplyTo {
 ///
 /// Build one with [`Reply::none`], [`Reply::frame`], [`Reply::error`] or
 /// [`ReplyTo::encode`], when implementing [`IntoReply`] by hand.
+///
+/// ```
+/// use gonet::{Builder, CallError, Code, IntoReply, Reply, ReplyTo, Router, Session, Status};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Kick {
+///     #[prost(string, tag = "1")]
+///     by: String,
+/// }
+/// gonet::message!(Kick = 1, prost);
+///
+/// /// Whether an admin command was allowed: no answer, or the reason it was not.
+/// enum Verdict {
+///     Done,
+///     Denied(&'static str),
+/// }
+///
+/// impl IntoReply for Verdict {
+///     fn into_reply(self, _: ReplyTo) -> Reply {
+///         match self {
+///             Verdict::Done => Reply::none(),
+///             Verdict::Denied(why) => Reply::error(Status::permission_denied(why)),
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|_: Session, kick: Kick| async move {
+///     if kick.by == "admin" { Verdict::Done } else { Verdict::Denied("admins only") }
+/// });
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+/// match client.call::<_, Kick>(&Kick { by: "guest".into() }).await {
+///     Err(CallError::Status { status, .. }) => assert_eq!(status.code(), Code::PermissionDenied),
+///     other => panic!("{other:?}"),
+/// }
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Reply(pub(crate) ReplyKind);
 
@@ -95,6 +178,58 @@ impl Reply {
 
 /// What a handler may return: nothing, a message (sent back as the reply), a [`Status`]
 /// or a `Result`/`Option` of these.
+///
+/// Implement it for a handler's own outcome type:
+///
+/// ```
+/// use gonet::{Builder, CallError, Code, IntoReply, Reply, ReplyTo, Router, Session, Status};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Get {
+///     #[prost(string, tag = "1")]
+///     key: String,
+/// }
+/// gonet::message!(Get = 1, prost);
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Value {
+///     #[prost(string, tag = "1")]
+///     value: String,
+/// }
+/// gonet::message!(Value = 2, prost);
+///
+/// enum Lookup {
+///     Found(String),
+///     Missing(String),
+/// }
+///
+/// impl IntoReply for Lookup {
+///     fn into_reply(self, to: ReplyTo) -> Reply {
+///         match self {
+///             Lookup::Found(value) => Value { value }.into_reply(to),
+///             Lookup::Missing(key) => Status::not_found(format!("no key {key}")).into_reply(to),
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|_: Session, get: Get| async move {
+///     match get.key.as_str() {
+///         "color" => Lookup::Found("blue".into()),
+///         _ => Lookup::Missing(get.key),
+///     }
+/// });
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+///
+/// let found: Value = client.call(&Get { key: "color".into() }).await?;
+/// assert_eq!(found.value, "blue");
+/// let missing = client.call::<_, Value>(&Get { key: "size".into() }).await.unwrap_err();
+/// assert!(matches!(missing, CallError::Status { ref status, .. } if status.code() == Code::NotFound));
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub trait IntoReply: Send {
     /// Turns the value into a reply for `to`.
     fn into_reply(self, to: ReplyTo) -> Reply;

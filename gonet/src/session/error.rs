@@ -10,6 +10,31 @@ use crate::wire::frame::FrameError;
 use crate::wire::{EncodeError, ExtensionError, Status};
 
 /// Sending a message to a session failed.
+///
+/// ```
+/// use gonet::{Builder, SendError};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Builder::new().serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+/// client.close("done");
+/// client.closed().await;
+/// match client.send(&Ping { n: 1 }) {
+///     Err(SendError::Closed { session }) => assert_eq!(session, client.id()),
+///     other => panic!("{other:?}"),
+/// }
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -84,6 +109,38 @@ impl From<EncodeError> for SendError {
 }
 
 /// A request/response call failed.
+///
+/// Match on the variant: here a peer that does not answer in time gives
+/// [`Timeout`](Self::Timeout). A handler's error comes back as [`Status`](Self::Status)
+/// (see [`status`](Self::status)).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use gonet::{Builder, CallError, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A handler that never finishes.
+/// let router = Router::new().route(|_: Session, _: Ping| std::future::pending::<Ping>());
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+///
+/// let wait = Duration::from_millis(100);
+/// match client.call_timeout::<_, Ping>(&Ping { n: 1 }, wait).await {
+///     Err(CallError::Timeout { name, after, .. }) => assert_eq!((name, after), ("Ping", wait)),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
@@ -155,6 +212,36 @@ impl CallError {
 
 /// Something went wrong on one session. Handed to the error hook and logged; it names
 /// the session and peer, and the message where there is one.
+///
+/// ```
+/// use gonet::{Builder, SessionError, SessionErrorKind};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let server = Builder::new()
+///     .on_error(move |_, err: &SessionError| {
+///         let unknown = matches!(err.kind, SessionErrorKind::UnknownMessage { id: 1 });
+///         let _ = tx.send((err.peer, unknown));
+///     })
+///     .serve("tcp://127.0.0.1:0")
+///     .await?;
+///
+/// // No route handles Ping on this server.
+/// let client = Builder::new().dial(&server.url()).await?;
+/// assert!(client.call::<_, Ping>(&Ping { n: 1 }).await.is_err());
+/// assert_eq!(rx.recv().await, Some((client.local_addr(), true)));
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("session {session} ({peer}): {kind}")]
 pub struct SessionError {
@@ -167,6 +254,33 @@ pub struct SessionError {
 }
 
 /// What went wrong on a session.
+///
+/// A peer that writes a frame whose length field is 2 (too short to hold a message id)
+/// ends its session with a [`Frame`](Self::Frame) error:
+///
+/// ```
+/// use gonet::{Builder, FrameError, SessionError, SessionErrorKind};
+/// use tokio::io::AsyncWriteExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let server = Builder::new()
+///     .on_error(move |_, err: &SessionError| {
+///         if let SessionErrorKind::Frame(FrameError::LengthTooSmall { len }) = err.kind {
+///             let _ = tx.send(len);
+///         }
+///     })
+///     .serve("tcp://127.0.0.1:0")
+///     .await?;
+///
+/// let mut peer = tokio::net::TcpStream::connect(server.local_addr()).await?;
+/// peer.write_all(&[2, 0, 0, 0]).await?;
+/// assert_eq!(rx.recv().await, Some(2));
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionErrorKind {

@@ -42,6 +42,32 @@ use crate::wire::{self, Message, Wrap};
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Why a session closed.
+///
+/// The close hook ([`Builder::on_close`](crate::Builder::on_close)) receives it, and
+/// [`Session::closed`] returns it:
+///
+/// ```
+/// use gonet::{Builder, CloseReason};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let server = Builder::new()
+///     .on_close(move |_, reason| {
+///         let _ = tx.send(reason.clone());
+///     })
+///     .serve("tcp://127.0.0.1:0")
+///     .await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+///
+/// client.close("done");
+/// assert!(matches!(client.closed().await, CloseReason::Local(why) if &*why == "done"));
+/// // The server saw its peer close.
+/// assert!(matches!(rx.recv().await, Some(CloseReason::PeerClosed)));
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum CloseReason {
@@ -92,6 +118,32 @@ pub(crate) enum CloseMode {
 /// The inbound counts are added up once per batch of messages (what one read brought),
 /// so while a batch runs they may trail it: a handler does not see its own message
 /// counted yet.
+///
+/// ```
+/// use gonet::{Builder, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|_: Session, ping: Ping| async move { ping });
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+/// for n in 0..3 {
+///     let _: Ping = client.call(&Ping { n }).await?;
+/// }
+/// let stats = client.stats();
+/// assert_eq!(stats.sent, 3);
+/// assert_eq!(stats.dropped, 0);
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionStats {
@@ -184,6 +236,38 @@ pub(crate) trait LinkExtras: Send + Sync + fmt::Debug {
 /// [`Builder::dial`](crate::Builder::dial), and found in the [`SessionPool`]. Sending
 /// through it never waits: frames go to a bounded outbound queue that a writer task
 /// drains.
+///
+/// ```
+/// use gonet::{Builder, Codec, Router, Session, Transport};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|session: Session, ping: Ping| async move {
+///     // The server's side of the session: who sent it, and over what.
+///     assert_eq!(session.transport(), Transport::Tcp);
+///     Ping { n: ping.n + 1 }
+/// });
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+///
+/// let client: Session = Builder::new().dial(&server.url()).await?;
+/// assert_eq!(client.peer_addr(), server.local_addr());
+/// assert_eq!(client.codec(), Codec::Protobuf);
+/// let pong: Ping = client.call(&Ping { n: 1 }).await?;
+/// assert_eq!(pong.n, 2);
+///
+/// client.close("done");
+/// client.closed().await;
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Session {
     pub(crate) inner: Arc<Inner>,

@@ -27,6 +27,36 @@ struct Inner {
 ///
 /// Sessions enter when they connect and leave when they close. Broadcasts encode the
 /// message once per codec in use and queue the same buffer on every recipient.
+///
+/// ```
+/// use gonet::{Builder, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Join {
+///     #[prost(string, tag = "1")]
+///     room: String,
+/// }
+/// gonet::message!(Join = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|session: Session, join: Join| async move {
+///     session.join(&join.room);
+///     join
+/// });
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+/// let _: Join = client.call(&Join { room: "lobby".into() }).await?;
+///
+/// let pool = server.pool();
+/// assert_eq!(pool.len(), 1);
+/// let member = &pool.group("lobby")[0];
+/// assert_eq!(member.peer_addr(), client.local_addr());
+/// assert!(pool.get(member.id()).is_some());
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct SessionPool {
     inner: Arc<Inner>,
@@ -42,6 +72,43 @@ impl fmt::Debug for SessionPool {
 }
 
 /// The outcome of a broadcast.
+///
+/// ```
+/// use gonet::{Broadcast, Builder, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Notice {
+///     #[prost(string, tag = "1")]
+///     text: String,
+/// }
+/// gonet::message!(Notice = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Builder::new()
+///     .router(Router::new().route(|_: Session, notice: Notice| async move { notice }))
+///     .serve("tcp://127.0.0.1:0")
+///     .await?;
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let client = Builder::new()
+///     .router(Router::new().route(move |_: Session, notice: Notice| {
+///         let tx = tx.clone();
+///         async move {
+///             let _ = tx.send(notice.text);
+///         }
+///     }))
+///     .dial(&server.url())
+///     .await?;
+/// // Once a call is answered, the server holds the session.
+/// let _: Notice = client.call(&Notice { text: "hello".into() }).await?;
+///
+/// let outcome: Broadcast = server.pool().broadcast(&Notice { text: "restart at noon".into() })?;
+/// assert_eq!((outcome.delivered, outcome.failed), (1, 0));
+/// assert_eq!(rx.recv().await.as_deref(), Some("restart at noon"));
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Broadcast {

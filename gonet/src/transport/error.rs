@@ -7,6 +7,29 @@ use crate::transport::tls::TlsError;
 use crate::url::UrlError;
 
 /// Starting a server failed.
+///
+/// ```
+/// use gonet::{Builder, ServeError, UrlErrorKind};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let first = Builder::new().serve("tcp://127.0.0.1:0").await?;
+/// // The same address again: the port is in use.
+/// match Builder::new().serve(&first.url()).await {
+///     Err(ServeError::Bind { url, source }) => {
+///         assert_eq!(url, first.url());
+///         assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// match Builder::new().serve("tcp://127.0.0.1").await {
+///     Err(ServeError::Url(err)) => assert!(matches!(err.kind(), UrlErrorKind::MissingPort)),
+///     other => panic!("{other:?}"),
+/// }
+/// # first.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
@@ -34,6 +57,20 @@ pub enum ServeError {
 }
 
 /// Connecting to a server failed.
+///
+/// ```
+/// use gonet::{Builder, DialError, UrlErrorKind};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// match Builder::new().dial("http://127.0.0.1:80").await {
+///     Err(DialError::Url(err)) => {
+///         assert!(matches!(err.kind(), UrlErrorKind::UnknownScheme(s) if s == "http"));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DialError {

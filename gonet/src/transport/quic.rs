@@ -92,6 +92,22 @@ impl Default for QuicSettings {
 }
 
 /// A QUIC-only operation failed.
+///
+/// ```
+/// use gonet::{Builder, QuicError, Transport};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Builder::new().serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+/// match client.open_channel().await {
+///     Err(QuicError::NotQuic { transport, .. }) => assert_eq!(transport, Transport::Tcp),
+///     other => panic!("{other:?}"),
+/// }
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuicError {
@@ -479,6 +495,42 @@ fn link(session: &Session) -> Result<&QuicLink, QuicError> {
 /// A QUIC channel of a session: a stream of its own, so its messages never wait behind
 /// the session's other messages. Open one with [`Session::open_channel`]. Dropping the
 /// last clone finishes the channel after what is queued has been sent.
+///
+/// ```
+/// use gonet::{Builder, ClientTls, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let router = Router::new().route(move |_: Session, ping: Ping| {
+///     let tx = tx.clone();
+///     async move {
+///         let _ = tx.send(ping.n);
+///     }
+/// });
+/// // A development certificate, trusted by the client below.
+/// let server = Builder::new().router(router).serve("quic://127.0.0.1:0").await?;
+/// let trust = ClientTls::trust_der(server.certificate().expect("a quic server has one"))?;
+/// let client = Builder::new().client_tls(trust).dial(&server.url()).await?;
+///
+/// let positions = client.open_channel().await?;
+/// for n in 1..=3 {
+///     positions.send(&Ping { n })?;
+/// }
+/// for n in 1..=3 {
+///     assert_eq!(rx.recv().await, Some(n)); // in order within the channel
+/// }
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Channel {
     handle: Arc<Handle>,

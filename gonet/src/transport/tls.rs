@@ -16,6 +16,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// A certificate or key that cannot be used.
+///
+/// ```
+/// use gonet::{ClientTls, TlsError};
+///
+/// match ClientTls::trust_pem(b"not a certificate") {
+///     Err(TlsError::Pem { what, reason }) => {
+///         assert_eq!(what, "certificate");
+///         assert_eq!(reason, "no CERTIFICATE block found");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
@@ -166,6 +178,35 @@ enum Trust {
 }
 
 /// Whom a `wss://` or `quic://` client trusts.
+///
+/// A client trusting a development server's own certificate:
+///
+/// ```
+/// use gonet::{Builder, ClientTls, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Ping {
+///     #[prost(uint32, tag = "1")]
+///     n: u32,
+/// }
+/// gonet::message!(Ping = 1, prost);
+///
+/// # #[cfg(feature = "quic")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().route(|_: Session, ping: Ping| async move { ping });
+/// let server = Builder::new().router(router).serve("quic://127.0.0.1:0").await?;
+///
+/// let trust = ClientTls::trust_der(server.certificate().expect("a quic server has one"))?;
+/// let client = Builder::new().client_tls(trust).dial(&server.url()).await?;
+/// let pong: Ping = client.call(&Ping { n: 7 }).await?;
+/// assert_eq!(pong.n, 7);
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "quic"))]
+/// # fn main() {}
+/// ```
 #[derive(Clone, Debug)]
 pub struct ClientTls {
     trust: Trust,

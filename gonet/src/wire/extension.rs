@@ -59,6 +59,34 @@ pub(crate) enum Incoming<'a> {
 }
 
 /// A frame in the reserved range that is not well formed.
+///
+/// Such a frame is skipped and reported to the error hook; the session goes on. Here a
+/// peer writes a frame with id `0xffffff77`, reserved but unused:
+///
+/// ```
+/// use gonet::{Builder, ExtensionError, SessionError, SessionErrorKind};
+/// use tokio::io::AsyncWriteExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let server = Builder::new()
+///     .on_error(move |_, err: &SessionError| {
+///         if let SessionErrorKind::Extension(ExtensionError::UnknownId(id)) = err.kind {
+///             let _ = tx.send(id);
+///         }
+///     })
+///     .serve("tcp://127.0.0.1:0")
+///     .await?;
+///
+/// let mut peer = tokio::net::TcpStream::connect(server.local_addr()).await?;
+/// let frame = gonet::frame::encode_frame(0xffff_ff77, b"")?;
+/// peer.write_all(&frame).await?;
+/// assert_eq!(rx.recv().await, Some(0xffff_ff77));
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExtensionError {

@@ -28,6 +28,34 @@ pub const MAX_BODY_LEN: usize = MAX_FRAME_LEN - MIN_FRAME_LEN;
 /// One decoded frame: a message id and its still-encoded body.
 ///
 /// The body is a zero-copy slice of the buffer the frame was read into.
+///
+/// A router's fallback receives the packets no route claims, still encoded:
+///
+/// ```
+/// use gonet::{Builder, Packet, Router, Session};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Unknown {
+///     #[prost(uint32, tag = "1")]
+///     id: u32,
+/// }
+/// gonet::message!(Unknown = 1, prost);
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Later {}
+/// gonet::message!(Later = 2, prost);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new()
+///     .fallback(|_: Session, packet: Packet| async move { Unknown { id: packet.id } });
+/// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+/// let client = Builder::new().dial(&server.url()).await?;
+/// let answer: Unknown = client.call(&Later {}).await?;
+/// assert_eq!(answer.id, 2);
+/// # server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet {
     /// The message id from the header.
@@ -50,6 +78,19 @@ impl Packet {
 ///
 /// Every variant ends the stream: after a bad length the position of the next frame is
 /// unknown, so a session that sees one is closed (the frames before it are kept).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use gonet::{FrameCodec, FrameError};
+/// use tokio_util::codec::Decoder;
+///
+/// // A length field of 2: too short to hold the 4-byte message id.
+/// let mut buf = BytesMut::from(&[2u8, 0, 0, 0][..]);
+/// match FrameCodec::default().decode(&mut buf) {
+///     Err(FrameError::LengthTooSmall { len }) => assert_eq!(len, 2),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
@@ -105,6 +146,24 @@ pub enum FrameError {
 }
 
 /// Decoder and encoder of gonet v3 frames.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use gonet::{FrameCodec, Packet};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut codec = FrameCodec::default();
+/// let mut buf = BytesMut::new();
+/// codec.encode(Packet::new(101, &b"hi"[..]), &mut buf)?;
+/// assert_eq!(&buf[..], b"\x06\x00\x65\x00\x00\x00hi"); // length 4 + 2, id 101, body
+///
+/// // Bytes arrive in pieces: `None` until the frame is whole.
+/// let rest = buf.split_off(3);
+/// assert_eq!(codec.decode(&mut buf)?, None);
+/// buf.extend_from_slice(&rest);
+/// assert_eq!(codec.decode(&mut buf)?, Some(Packet::new(101, &b"hi"[..])));
+/// # Ok::<(), gonet::FrameError>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct FrameCodec {
     max_frame_len: usize,

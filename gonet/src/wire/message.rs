@@ -26,6 +26,27 @@ pub const fn is_user_id(id: u32) -> bool {
 ///
 /// Implement it with the [`message!`](crate::message!) macro for hand-written types, or let
 /// `gonet-build` generate it from `.proto` files. The id must satisfy [`is_user_id`].
+///
+/// ```
+/// use bytes::BytesMut;
+/// use gonet::{Body, Codec, Message};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Say {
+///     #[prost(string, tag = "1")]
+///     content: String,
+/// }
+/// gonet::message!(Say = 101, prost, name = "chat.Say");
+///
+/// assert_eq!((Say::ID, Say::NAME), (101, "chat.Say"));
+///
+/// let mut body = BytesMut::new();
+/// Say { content: "hi".into() }.encode_body(Codec::Protobuf, &mut body)?;
+/// let body = body.freeze();
+/// let back = Say::decode_body(Codec::Protobuf, Body::new(&body))?;
+/// assert_eq!(back.content, "hi");
+/// # Ok::<(), gonet::CodecError>(())
+/// ```
 pub trait Message: Sized + Send + Sync + 'static {
     /// The id written in the frame header.
     const ID: u32;

@@ -3,6 +3,23 @@
 use std::fmt;
 
 /// What kind of failure a [`Status`] reports. Sent on the wire as a u16.
+///
+/// ```
+/// use gonet::{CallError, Code};
+///
+/// /// Whether a failed call is worth another try.
+/// fn retry(err: &CallError) -> bool {
+///     match err.status().map(|status| status.code()) {
+///         Some(Code::Unavailable | Code::ResourceExhausted) => true,
+///         Some(_) => false, // the peer answered: trying again changes nothing
+///         None => matches!(err, CallError::Timeout { .. }),
+///     }
+/// }
+/// # let _ = retry;
+///
+/// assert_eq!(Code::from_u16(Code::NotFound.to_u16()), Code::NotFound);
+/// assert_eq!(Code::from_u16(900), Code::Other(900)); // a code from a newer peer
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Code {
