@@ -321,20 +321,7 @@ mod tests {
     /// docs, as a shell splits them.
     fn documented() -> Vec<Vec<String>> {
         let docs = [include_str!("../../README.md"), include_str!("main.rs")];
-        let commands: Vec<Vec<String>> = docs
-            .iter()
-            .flat_map(|doc| doc.lines())
-            .filter_map(|line| {
-                let line = line.trim_start_matches("//!").trim();
-                let rest = line.strip_prefix("cargo run -p gonet-examples --example chat --")?;
-                Some(
-                    std::iter::once("chat")
-                        .chain(rest.split_whitespace())
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            })
-            .collect();
+        let commands = gonet_examples::documented_commands("chat", &docs);
         assert!(commands.len() >= 7, "{commands:?}");
         commands
     }

@@ -212,21 +212,7 @@ mod tests {
     /// docs, as a shell splits them.
     fn documented() -> Vec<Vec<String>> {
         let docs = [include_str!("../../README.md"), include_str!("main.rs")];
-        let commands: Vec<Vec<String>> = docs
-            .iter()
-            .flat_map(|doc| doc.lines())
-            .filter_map(|line| {
-                let line = line.trim_start_matches("//!").trim();
-                let rest = line.strip_prefix("cargo run -p gonet-examples --example echo")?;
-                let args = rest.trim().strip_prefix("--").unwrap_or(rest);
-                Some(
-                    std::iter::once("echo")
-                        .chain(args.split_whitespace())
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            })
-            .collect();
+        let commands = gonet_examples::documented_commands("echo", &docs);
         assert!(commands.len() >= 10, "{commands:?}");
         commands
     }

@@ -142,6 +142,32 @@ pub fn trust_server(builder: Builder, server: &Server) -> anyhow::Result<Builder
     }
 }
 
+/// The arguments of every `cargo run -p gonet-examples --example NAME` command in `docs`
+/// (the README, an example's own `//!` docs), as a shell splits them, led by the
+/// example's name: what the examples' tests parse, so that no documented command goes
+/// stale.
+pub fn documented_commands(example: &str, docs: &[&str]) -> Vec<Vec<String>> {
+    let prefix = format!("cargo run -p gonet-examples --example {example}");
+    docs.iter()
+        .flat_map(|doc| doc.lines())
+        .filter_map(|line| {
+            let line = line.trim_start_matches("//!").trim();
+            let rest = line.strip_prefix(&prefix)?;
+            // `--example echo` and `--example echo_x` are not the same example.
+            if !(rest.is_empty() || rest.starts_with(' ')) {
+                return None;
+            }
+            let args = rest.trim().strip_prefix("--").unwrap_or(rest);
+            Some(
+                std::iter::once(example)
+                    .chain(args.split_whitespace())
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
