@@ -18,11 +18,12 @@ use crate::codec::Codec;
 use crate::service::router::Router;
 use crate::session::error::SessionError;
 use crate::session::pool::SessionPool;
+use crate::session::outbox::Outbox;
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::{Hooks, PanicPolicy, Settings, Shared};
 use crate::transport::error::{DialError, ServeError};
 use crate::transport::{self, TransportSettings};
-use crate::url::Url;
+use crate::url::{Transport, Url};
 use crate::wire::frame::MAX_FRAME_LEN;
 
 /// Configures and starts servers ([`serve`](Self::serve)) and clients
@@ -307,27 +308,100 @@ impl Builder {
     }
 
     /// Called when a session connects, before its first message is handled.
+    ///
+    /// Hooks add up: every hook given is called, in the order given (a cluster node
+    /// adds its own beside the application's).
     pub fn on_connect(mut self, hook: impl Fn(&Session) + Send + Sync + 'static) -> Self {
-        self.hooks.on_connect = Some(Arc::new(hook));
+        self.hooks.on_connect = Some(match self.hooks.on_connect.take() {
+            None => Arc::new(hook),
+            Some(first) => Arc::new(move |s: &Session| {
+                first(s);
+                hook(s);
+            }),
+        });
         self
     }
 
-    /// Called once a session has closed, with the reason.
+    /// Called once a session has closed, with the reason. Hooks add up, like
+    /// [`on_connect`](Self::on_connect)'s.
     pub fn on_close(
         mut self,
         hook: impl Fn(&Session, &CloseReason) + Send + Sync + 'static,
     ) -> Self {
-        self.hooks.on_close = Some(Arc::new(hook));
+        self.hooks.on_close = Some(match self.hooks.on_close.take() {
+            None => Arc::new(hook),
+            Some(first) => Arc::new(move |s: &Session, r: &CloseReason| {
+                first(s, r);
+                hook(s, r);
+            }),
+        });
         self
     }
 
-    /// Called for every error of a session (also logged through `tracing`).
+    /// Called for every error of a session (also logged through `tracing`). Hooks add
+    /// up, like [`on_connect`](Self::on_connect)'s.
     pub fn on_error(
         mut self,
         hook: impl Fn(&Session, &SessionError) + Send + Sync + 'static,
     ) -> Self {
-        self.hooks.on_error = Some(Arc::new(hook));
+        self.hooks.on_error = Some(match self.hooks.on_error.take() {
+            None => Arc::new(hook),
+            Some(first) => Arc::new(move |s: &Session, e: &SessionError| {
+                first(s, e);
+                hook(s, e);
+            }),
+        });
         self
+    }
+
+    /// Called when a session is bound to a user id ([`Session::bind`]), after an older
+    /// session of the same user in the pool was closed. Hooks add up, like
+    /// [`on_connect`](Self::on_connect)'s.
+    ///
+    /// ```
+    /// let builder = gonet::Builder::new().on_bind(|session, uid| {
+    ///     tracing::info!(session = session.id(), uid, "logged in");
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn on_bind(mut self, hook: impl Fn(&Session, &str) + Send + Sync + 'static) -> Self {
+        self.hooks.on_bind = Some(match self.hooks.on_bind.take() {
+            None => Arc::new(hook),
+            Some(first) => Arc::new(move |s: &Session, uid: &str| {
+                first(s, uid);
+                hook(s, uid);
+            }),
+        });
+        self
+    }
+
+    /// A session with no connection of its own: what it sends collects in the
+    /// returned [`Outbox`], for its owner to carry to the peer some other way. A
+    /// cluster node gives handlers such a session for a client connected to another
+    /// node, and [`Router::dispatch`](crate::Router::dispatch) runs them.
+    ///
+    /// Calls made through a detached session are never answered (nothing delivers the
+    /// replies): they end with [`CallError::Timeout`](crate::CallError::Timeout).
+    ///
+    /// ```
+    /// use gonet::{Builder, Transport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (session, mut outbox) = Builder::new().detached("127.0.0.1:9".parse()?, Transport::Tcp);
+    /// session.send_raw(7, b"hello")?;
+    /// let mut frames = Vec::new();
+    /// assert!(outbox.next(&mut frames).await);
+    /// assert_eq!(&frames[0][6..], b"hello");
+    ///
+    /// session.close("done");
+    /// assert!(!outbox.next(&mut frames).await);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn detached(&self, peer: SocketAddr, transport: Transport) -> (Session, Outbox) {
+        let session = Session::new(self.shared(None), peer, peer, transport);
+        (session.clone(), Outbox::new(session))
     }
 
     fn shared(&self, pool: Option<SessionPool>) -> Arc<Shared> {

@@ -22,8 +22,11 @@ pub use builder::{Builder, Server};
 pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
 #[doc(hidden)]
 pub use service::codegen;
-pub use service::router::{IntoReply, Reply, ReplyTo, Router, Service, UNROUTED};
+pub use service::router::{
+    Dispatched, IntoReply, Replied, Reply, ReplyTo, Router, Service, UNROUTED,
+};
 pub use session::error::{CallError, SendError, SessionError, SessionErrorKind};
+pub use session::outbox::Outbox;
 pub use session::pool::{Broadcast, SessionPool};
 pub use session::{CloseReason, Session, SessionStats};
 pub use settings::PanicPolicy;

@@ -140,12 +140,14 @@ impl Default for Settings {
 type SessionHook = Arc<dyn Fn(&Session) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&Session, &CloseReason) + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Session, &SessionError) + Send + Sync>;
+type BindHook = Arc<dyn Fn(&Session, &str) + Send + Sync>;
 
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
     pub(crate) on_connect: Option<SessionHook>,
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) on_error: Option<ErrorHook>,
+    pub(crate) on_bind: Option<BindHook>,
 }
 
 /// Everything the sessions of one server or client share.

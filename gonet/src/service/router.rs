@@ -70,6 +70,35 @@ pub struct ReplyTo {
 }
 
 impl ReplyTo {
+    /// Where the reply to a message handled outside a session's own connection goes
+    /// (see [`Router::dispatch`]): encoded with `codec`, as the reply to call `call`
+    /// when the sender awaits one, in frames of at most `max_frame_len` bytes.
+    ///
+    /// ```
+    /// use gonet::{Codec, ReplyTo, frame::MAX_FRAME_LEN};
+    ///
+    /// let to = ReplyTo::new(Codec::Protobuf, Some(7), MAX_FRAME_LEN);
+    /// assert!(to.is_call());
+    /// ```
+    pub fn new(codec: Codec, call: Option<u32>, max_frame_len: usize) -> Self {
+        Self {
+            session: 0,
+            codec,
+            call,
+            max_frame_len,
+        }
+    }
+
+    /// The call number when the sender awaits a reply.
+    pub fn call(&self) -> Option<u32> {
+        self.call
+    }
+
+    /// The largest frame the reply may be.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
     /// The codec the reply is encoded with.
     pub fn codec(&self) -> Codec {
         self.codec
@@ -174,6 +203,61 @@ impl Reply {
     pub fn error(status: Status) -> Self {
         Reply(ReplyKind::Error(Box::new(status)))
     }
+
+    /// What the reply holds: nothing, a complete frame, or an error status.
+    ///
+    /// ```
+    /// use gonet::{Reply, Replied, Status};
+    ///
+    /// assert!(matches!(Reply::none().into_replied(), Replied::None));
+    /// let err = Reply::error(Status::not_found("no such room")).into_replied();
+    /// assert!(matches!(err, Replied::Error(s) if s.message() == "no such room"));
+    /// ```
+    pub fn into_replied(self) -> Replied {
+        match self.0 {
+            // Only a handler run by its session's driver encodes into the session's
+            // reply block; a reply taken apart here was made outside it.
+            ReplyKind::None | ReplyKind::Queued => Replied::None,
+            ReplyKind::Frame(frame) => Replied::Frame(*frame),
+            ReplyKind::Error(status) => Replied::Error(*status),
+        }
+    }
+}
+
+/// A [`Reply`] taken apart (see [`Reply::into_replied`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Replied {
+    /// No reply.
+    None,
+    /// One complete frame, wrapped for the caller when the message was a call.
+    Frame(Bytes),
+    /// An error status for the caller.
+    Error(Status),
+}
+
+/// How [`Router::dispatch`] ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Dispatched {
+    /// The handler ran; what it replied.
+    Replied(Replied),
+    /// No route claims the id and the router has no fallback.
+    Unrouted,
+    /// The body did not decode as the routed message.
+    Decode {
+        /// The routed message's name.
+        name: &'static str,
+        /// Why it did not decode.
+        source: CodecError,
+    },
+    /// The handler panicked; the panic's text.
+    Panicked {
+        /// The routed message's name.
+        name: &'static str,
+        /// What the panic said.
+        panic: String,
+    },
 }
 
 /// What a handler may return: nothing, a message (sent back as the reply), a [`Status`]
@@ -357,6 +441,24 @@ where
             fut: (self.0)(session, packet),
             to,
         });
+    }
+}
+
+struct FnRelay<F>(F);
+
+impl<F, Fut> ErasedFallback for FnRelay<F>
+where
+    F: Fn(Session, Packet, ReplyTo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    fn start(&self, session: Session, packet: Packet, to: ReplyTo, slot: &mut HandlerSlot) {
+        slot.set((self.0)(session, packet, to));
+    }
+}
+
+impl IntoReply for Reply {
+    fn into_reply(self, _: ReplyTo) -> Reply {
+        self
     }
 }
 
@@ -552,6 +654,92 @@ impl Router {
     {
         self.fallback = Some(Arc::new(FnFallback(handler)));
         self
+    }
+
+    /// Handles every id that no route claims, like [`fallback`](Self::fallback), and
+    /// also tells the handler where the reply goes: whether the sender awaits one, its
+    /// call number and codec. Made for relays that hand a message to another process
+    /// and bring back its reply.
+    ///
+    /// ```
+    /// use gonet::{Builder, Packet, Reply, ReplyTo, Router, Session, Status};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let router = Router::new().relay(|_: Session, packet: Packet, to: ReplyTo| async move {
+    ///     if to.is_call() {
+    ///         Reply::error(Status::unavailable(format!("nothing serves {}", packet.id)))
+    ///     } else {
+    ///         Reply::none()
+    ///     }
+    /// });
+    /// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn relay<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Session, Packet, ReplyTo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        self.fallback = Some(Arc::new(FnRelay(handler)));
+        self
+    }
+
+    /// Runs the handler of one message for `session` and returns its reply instead of
+    /// queueing it: for a message that reached this process some other way than the
+    /// session's own connection (a cluster node handling a message its gate relayed).
+    /// A panic in the handler is caught and returned.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gonet::{Builder, Codec, Dispatched, Replied, ReplyTo, Router, Session, Transport};
+    ///
+    /// #[derive(Clone, PartialEq, prost::Message)]
+    /// struct Ping {
+    ///     #[prost(uint32, tag = "1")]
+    ///     n: u32,
+    /// }
+    /// gonet::message!(Ping = 1, prost);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let router = Router::new().route(|_: Session, ping: Ping| async move { Ping { n: ping.n + 1 } });
+    /// let (session, _outbox) = Builder::new().detached("127.0.0.1:9".parse().unwrap(), Transport::Tcp);
+    /// let to = ReplyTo::new(Codec::Protobuf, None, gonet::frame::MAX_FRAME_LEN);
+    /// let body = Bytes::from_static(&[0x08, 0x01]); // Ping { n: 1 }
+    /// match router.dispatch(session, 1, body, to).await {
+    ///     Dispatched::Replied(Replied::Frame(frame)) => assert_eq!(&frame[6..], [0x08, 0x02]),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn dispatch(&self, session: Session, id: u32, body: Bytes, to: ReplyTo) -> Dispatched {
+        use futures_util::FutureExt;
+        let mut slot = HandlerSlot::default();
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.start(session, id, Body::new(&body), to, &mut slot)
+        }));
+        let name = match started {
+            Err(payload) => {
+                return Dispatched::Panicked {
+                    name: self.name(id).unwrap_or(UNROUTED),
+                    panic: crate::codec::panic_text(&*payload),
+                };
+            }
+            Ok(None) => return Dispatched::Unrouted,
+            Ok(Some((name, Err(source)))) => return Dispatched::Decode { name, source },
+            Ok(Some((name, Ok(())))) => name,
+        };
+        let run = std::future::poll_fn(|cx| slot.poll(cx));
+        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(reply) => Dispatched::Replied(reply.into_replied()),
+            Err(payload) => Dispatched::Panicked {
+                name,
+                panic: crate::codec::panic_text(&*payload),
+            },
+        }
     }
 
     /// Adds every route of `other` (and its fallback, if this router has none).

@@ -13,6 +13,7 @@
 pub(crate) mod calls;
 pub(crate) mod error;
 pub(crate) mod outbound;
+pub(crate) mod outbox;
 pub(crate) mod pool;
 pub(crate) mod report;
 pub(crate) mod signal;
@@ -86,6 +87,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// An error ended the session: malformed frames or an i/o error.
     Error(Arc<SessionError>),
+    /// The session's user logged in again: a newer session bound the same user id
+    /// (see [`Session::bind`]).
+    Replaced,
 }
 
 impl fmt::Display for CloseReason {
@@ -98,6 +102,7 @@ impl fmt::Display for CloseReason {
             CloseReason::HandlerPanicked => f.write_str("handler panicked"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::Error(err) => write!(f, "error: {err}"),
+            CloseReason::Replaced => f.write_str("replaced by a newer login of the same user"),
         }
     }
 }
@@ -208,6 +213,8 @@ pub(crate) struct Inner {
     /// What only some transports offer (QUIC channels and datagrams), set by the
     /// transport when the session starts.
     pub(crate) link: OnceLock<Box<dyn LinkExtras>>,
+    /// The user id bound with [`Session::bind`].
+    uid: Mutex<Option<Arc<str>>>,
 }
 
 /// What a session's transport offers beyond sending and receiving frames, given to the
@@ -328,6 +335,7 @@ impl Session {
                 extensions: Mutex::new(Extensions::default()),
                 errors: ErrorLog::default(),
                 link: OnceLock::new(),
+                uid: Mutex::new(None),
             }),
         }
     }
@@ -402,8 +410,30 @@ impl Session {
         self.send_frame(frame)
     }
 
-    /// Queues one complete frame; shared by every send path.
-    pub(crate) fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+    /// Queues one complete frame, as it is: a frame encoded once and sent to many
+    /// sessions, or relayed from another process. The frame must be a whole gonet frame
+    /// (header and body) in this session's codec; it is not checked.
+    ///
+    /// ```
+    /// use gonet::{Builder, Router, Session};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let router = Router::new().fallback(move |_: Session, packet: gonet::Packet| {
+    ///     let _ = tx.send(packet);
+    ///     async {}
+    /// });
+    /// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+    /// let client = Builder::new().dial(&server.url()).await?;
+    /// client.send_frame(gonet::frame::encode_frame(42, b"hi")?)?;
+    /// let got = rx.recv().await.unwrap();
+    /// assert_eq!((got.id, &got.body[..]), (42, &b"hi"[..]));
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
         match self.queue_frame(frame) {
             Ok(()) => Ok(()),
             Err(PushError::Closed) => Err(SendError::Closed { session: self.id() }),
@@ -510,6 +540,129 @@ impl Session {
                     source,
                 }),
         }
+    }
+
+    /// Sends a request with an id and an already encoded body and waits for the reply,
+    /// as a [`Packet`](crate::Packet) (the reply's id and body, in this session's codec).
+    ///
+    /// ```
+    /// use gonet::{Builder, Router, Session};
+    ///
+    /// #[derive(Clone, PartialEq, prost::Message)]
+    /// struct Ping {
+    ///     #[prost(uint32, tag = "1")]
+    ///     n: u32,
+    /// }
+    /// gonet::message!(Ping = 1, prost);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let router = Router::new().route(|_: Session, ping: Ping| async move { Ping { n: ping.n + 1 } });
+    /// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+    /// let client = Builder::new().dial(&server.url()).await?;
+    /// let reply = client.call_raw(1, &[0x08, 0x01], std::time::Duration::from_secs(5)).await?;
+    /// assert_eq!((reply.id, &reply.body[..]), (1, &[0x08, 0x02][..]));
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call_raw(
+        &self,
+        id: u32,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<crate::Packet, CallError> {
+        const NAME: &str = "raw";
+        let closed = || CallError::Closed {
+            name: NAME,
+            session: self.id(),
+        };
+        let send = |source: SendError| CallError::Send { name: NAME, source };
+        if !crate::wire::is_user_id(id) {
+            return Err(send(SendError::ReservedId(id)));
+        }
+        let (call, rx) = self.inner.calls.start().ok_or_else(closed)?;
+        let _pending = PendingCall {
+            calls: &self.inner.calls,
+            call,
+        };
+        let frame = wire::encode_raw_request(id, call, body, self.max_frame_len())
+            .map_err(|err| send(err.into()))?;
+        self.send_frame(frame).map_err(send)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(CallError::Timeout {
+                name: NAME,
+                session: self.id(),
+                after: timeout,
+            }),
+            Ok(Err(_)) => Err(closed()),
+            Ok(Ok(Outcome::Error(status))) => Err(CallError::Status { name: NAME, status }),
+            Ok(Ok(Outcome::Reply { id, body })) => Ok(crate::Packet { id, body }),
+        }
+    }
+
+    /// Binds the session to a user id, for unique login: a session of the same pool
+    /// already bound to `uid` is closed with [`CloseReason::Replaced`], never this one,
+    /// however close in time the two logins are. [`SessionPool::user`] finds the
+    /// session of a user; the bind hook ([`Builder::on_bind`](crate::Builder::on_bind))
+    /// sees every bind.
+    ///
+    /// ```
+    /// use gonet::{Builder, CloseReason, Router, Session};
+    ///
+    /// #[derive(Clone, PartialEq, prost::Message)]
+    /// struct Login {
+    ///     #[prost(string, tag = "1")]
+    ///     user: String,
+    /// }
+    /// gonet::message!(Login = 1, prost);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let router = Router::new().route(|session: Session, login: Login| async move {
+    ///     session.bind(login.user.as_str());
+    ///     login
+    /// });
+    /// let server = Builder::new().router(router).serve("tcp://127.0.0.1:0").await?;
+    /// let first = Builder::new().dial(&server.url()).await?;
+    /// let _: Login = first.call(&Login { user: "ada".into() }).await?;
+    /// let second = Builder::new().dial(&server.url()).await?;
+    /// let _: Login = second.call(&Login { user: "ada".into() }).await?;
+    ///
+    /// // The older login is closed; the pool finds the newer one.
+    /// first.closed().await;
+    /// let bound = server.pool().user("ada").unwrap();
+    /// assert_eq!(bound.uid().as_deref(), Some("ada"));
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn bind(&self, uid: impl Into<Arc<str>>) {
+        let uid: Arc<str> = uid.into();
+        let previous = lock(&self.inner.uid).replace(uid.clone());
+        if let Some(pool) = self.pool() {
+            if let Some(old) = previous.filter(|old| *old != uid) {
+                pool.unbind(&old, self);
+            }
+            if let Some(older) = pool.bind(uid.clone(), self) {
+                older.close_replaced();
+            }
+        }
+        if let Some(hook) = &self.inner.shared.hooks.on_bind {
+            hook(self, &uid);
+        }
+    }
+
+    /// The user id bound with [`bind`](Self::bind).
+    pub fn uid(&self) -> Option<Arc<str>> {
+        lock(&self.inner.uid).clone()
+    }
+
+    /// Closes the session with [`CloseReason::Replaced`]: its user logged in again
+    /// elsewhere. Used by unique login across processes; [`bind`](Self::bind) does it
+    /// within one pool.
+    pub fn close_replaced(&self) {
+        self.close_with(CloseReason::Replaced, CloseMode::Discard);
     }
 
     /// Closes the session: reading stops, messages not yet handled are skipped, what is

@@ -142,6 +142,32 @@ impl OutQueue {
         self.take(max, 0, |frame| frames.push(frame)).await
     }
 
+    /// Moves every queued frame into `frames` without waiting; false once the queue is
+    /// aborted.
+    pub(crate) fn try_take(&self, frames: &mut Vec<Bytes>) -> bool {
+        let mut state = self.lock();
+        if state.aborted {
+            return false;
+        }
+        state.bytes = 0;
+        frames.extend(state.frames.drain(..));
+        true
+    }
+
+    /// Waits until a frame is queued, or the queue is finished or aborted, without
+    /// taking anything. For queues with one consumer (a detached session's owner).
+    pub(crate) async fn ready(&self) {
+        loop {
+            {
+                let state = self.lock();
+                if state.aborted || state.finished || !state.frames.is_empty() {
+                    return;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
     async fn take(&self, max: usize, already: usize, mut put: impl FnMut(Bytes)) -> Batch {
         loop {
             {

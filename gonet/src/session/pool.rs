@@ -17,6 +17,8 @@ type Members = HashMap<u64, Session>;
 #[derive(Default)]
 struct Inner {
     sessions: RwLock<Members>,
+    /// User id -> the session bound to it (see `Session::bind`).
+    users: RwLock<HashMap<Arc<str>, Session>>,
     groups: RwLock<HashMap<Arc<str>, Members>>,
     limit: usize,
     /// Connections refused at the limit, logged once per interval.
@@ -191,6 +193,25 @@ impl SessionPool {
         true
     }
 
+    /// Binds `uid` to `session`; returns the session bound to it before, if another.
+    pub(crate) fn bind(&self, uid: Arc<str>, session: &Session) -> Option<Session> {
+        let old = write(&self.inner.users).insert(uid, session.clone());
+        old.filter(|old| old.id() != session.id())
+    }
+
+    /// Forgets that `uid` is bound to `session` (and only to it).
+    pub(crate) fn unbind(&self, uid: &str, session: &Session) {
+        let mut users = write(&self.inner.users);
+        if users.get(uid).is_some_and(|s| s.id() == session.id()) {
+            users.remove(uid);
+        }
+    }
+
+    /// The live session bound to user `uid` (see [`Session::bind`]).
+    pub fn user(&self, uid: &str) -> Option<Session> {
+        read(&self.inner.users).get(uid).cloned()
+    }
+
     /// Logs a connection (or a UDP peer's first datagram) refused because the pool is
     /// full: the first at once, then one line per interval with the count.
     pub(crate) fn refused(&self, peer: std::net::SocketAddr) {
@@ -209,6 +230,9 @@ impl SessionPool {
     /// Removes a closed session from the pool and its groups.
     pub(crate) fn remove(&self, session: &Session) {
         write(&self.inner.sessions).remove(&session.id());
+        if let Some(uid) = session.uid() {
+            self.unbind(&uid, session);
+        }
         let joined = std::mem::take(
             &mut *session
                 .inner

@@ -404,6 +404,32 @@ pub(crate) fn encode_raw(id: u32, body: &[u8], max_frame_len: usize) -> Result<B
     })
 }
 
+/// Encodes a raw body with the given id as a request of call `call`.
+pub(crate) fn encode_raw_request(
+    id: u32,
+    call: u32,
+    body: &[u8],
+    max_frame_len: usize,
+) -> Result<Bytes, EncodeError> {
+    let frame_len = MIN_FRAME_LEN + ENVELOPE_LEN + body.len();
+    if frame_len > max_frame_len || frame_len > usize::from(u16::MAX) {
+        return Err(EncodeError::TooLarge {
+            id,
+            name: "raw",
+            len: body.len(),
+            max: max_frame_len
+                .min(usize::from(u16::MAX))
+                .saturating_sub(MIN_FRAME_LEN + ENVELOPE_LEN),
+        });
+    }
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + ENVELOPE_LEN + body.len());
+    super::frame::put_header(&mut dst, ID_REQUEST, ENVELOPE_LEN + body.len());
+    dst.put_u32_le(call);
+    dst.put_u32_le(id);
+    dst.extend_from_slice(body);
+    Ok(dst.freeze())
+}
+
 /// An error reply to call `call`.
 pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
     // Long messages are cut at a character boundary so the frame always fits.
