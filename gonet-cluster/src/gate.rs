@@ -431,17 +431,11 @@ impl Node {
             (None, Some(status)) => Reply::error(status_of(status)),
             (None, None) => Reply::none(),
         };
-        match out.close {
-            None => reply,
-            Some(reason) => {
-                // The reply goes out before the session closes.
-                if let gonet::Replied::Frame(frame) = reply.into_replied() {
-                    let _ = session.send_frame(frame);
-                }
-                session.close(reason);
-                Reply::none()
-            }
+        if let Some(reason) = out.close {
+            // A closing session still sends the reply of the message being handled.
+            session.close(reason);
         }
+        reply
     }
 
     fn node_lost_if_garbled(&self, target: &str) {
