@@ -3,7 +3,10 @@
 
 mod fixture;
 mod nats;
+mod failure;
+mod groups;
 mod relay;
+mod sessions;
 
 /// The runtime every test runs on: multi-threaded, so NATS, nodes and clients run as
 /// they would in a server.
