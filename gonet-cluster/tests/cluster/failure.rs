@@ -17,7 +17,8 @@ const NATS: &str = "GONET_CLUSTER_TEST_NATS";
 const READY: &str = "NODE READY ";
 
 /// Runs this test binary again as a node (`role` "room" or "gate") of the cluster on
-/// `nats`, and returns once it has joined: the child prints a line with what it serves.
+/// `nats`, and returns once it has joined (a gate: once it knows a room node): the child
+/// prints a line with what it serves.
 async fn child_node(nats: &NatsServer, role: &str, id: &str) -> (Child, String) {
     let mut child = Command::new(std::env::current_exe().expect("the test binary"))
         .args(["--exact", "failure::node_process", "--ignored", "--nocapture"])
@@ -69,6 +70,12 @@ async fn node_process() {
         }
         _ => {
             let node = cluster(id, "gate").join(&nats_url).await.expect("join");
+            // The tests start a room node first: serve once it is known.
+            let mut members = node.watch_members();
+            members
+                .wait_for(|m| m.iter().any(|m| &*m.kind == "room"))
+                .await
+                .expect("node runs");
             let server = node
                 .gate(gonet::Builder::new(), gonet::Router::new())
                 .serve("tcp://127.0.0.1:0")

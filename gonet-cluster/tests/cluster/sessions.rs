@@ -103,11 +103,13 @@ cluster_test! {
             );
             // A login can lose before its reply is written; then it sees the close.
             let _ = (r1, r2);
-            let (loser, winner) = tokio::select! {
-                _ = one.session.closed() => (&one, &two),
-                _ = two.session.closed() => (&two, &one),
-                () = tokio::time::sleep(std::time::Duration::from_secs(30)) => panic!("no login was closed"),
-            };
+            let (loser, winner) = within("one login to be closed", async {
+                tokio::select! {
+                    _ = one.session.closed() => (&one, &two),
+                    _ = two.session.closed() => (&two, &one),
+                }
+            })
+            .await;
             assert!(loser.session.is_closed());
             let dumped: Dumped = within("the winner", winner.session.call(&Dump {})).await.unwrap();
             assert_eq!(dumped.uid.as_deref(), Some(user.as_str()));
