@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 
 use crate::envelope::{Bound, Closed, Control, Forward, Forwarded, Kick, Op, UserMsg, UserOp};
 use crate::node::{Node, lock, status_of};
-use crate::{LeftReason, Member, Route, SessionData};
+use crate::{Member, Route, SessionData};
 
 /// Which session holds a user, and since when.
 #[derive(Debug)]
@@ -88,10 +88,12 @@ impl Node {
         let close = self.clone();
         let bind = self.clone();
         builder
-            .router(router.relay(move |session: Session, packet: Packet, to: ReplyTo| {
-                let node = relay.clone();
-                async move { node.relay(session, packet, to).await }
-            }))
+            .router(
+                router.relay(move |session: Session, packet: Packet, to: ReplyTo| {
+                    let node = relay.clone();
+                    async move { node.relay(session, packet, to).await }
+                }),
+            )
             .on_connect(move |s| connect.local_connect(s))
             .on_close(move |s, r| close.local_close(s, r))
             .on_bind(move |s, uid| bind.local_bind(s, uid))
@@ -172,7 +174,7 @@ impl Node {
     }
 
     /// The user's subscription is in place: keep it with the binding, and read it.
-    pub(crate) fn user_subscribed(&self, uid: &str, session: u64, sub: Subscriber) {
+    pub(crate) fn user_subscribed(&self, uid: &str, sub: Subscriber) {
         let node = self.clone();
         let uid_owned: Arc<str> = uid.into();
         let mut local = lock(&self.inner.local);
@@ -180,7 +182,6 @@ impl Node {
             // Unbound meanwhile, or another bind subscribed first: this one is not needed.
             return;
         };
-        let _ = session;
         let task = tokio::spawn(async move { node.user_in(uid_owned, sub).await });
         binding.sub = Some(task.abort_handle());
     }
@@ -234,7 +235,10 @@ impl Node {
                 }
                 // Dropping the binding ends this task's subscription: after the
                 // current message.
-                let _ = local.users.remove(uid).map(|mut binding| binding.sub.take());
+                let _ = local
+                    .users
+                    .remove(uid)
+                    .map(|mut binding| binding.sub.take());
                 None
             } else {
                 Some(ours.stamp)
@@ -409,7 +413,7 @@ impl Node {
         let out = match Forwarded::decode(payload) {
             Ok(out) => out,
             Err(err) => {
-                self.node_lost_if_garbled(target);
+                tracing::warn!(node = target, error = %err, "undecodable answer to a relayed message");
                 return Reply::error(Status::internal(format!(
                     "undecodable answer from node {target}: {err}"
                 )));
@@ -436,10 +440,5 @@ impl Node {
             session.close(reason);
         }
         reply
-    }
-
-    fn node_lost_if_garbled(&self, target: &str) {
-        tracing::warn!(node = target, "node answered with an undecodable message");
-        let _ = LeftReason::NoResponders;
     }
 }

@@ -96,6 +96,9 @@ pub enum LeftReason {
     NoResponders,
 }
 
+/// A key of a session's message for [`Route::Hash`].
+pub type Key = dyn Fn(&Session, u32) -> u64 + Send + Sync;
+
 /// A user's routing function: picks one of `candidates` (live nodes of one type that
 /// serve message `id`) for a message of `session`; `None` picks at random.
 pub type Pick = dyn Fn(&Session, u32, &[Member]) -> Option<usize> + Send + Sync;
@@ -112,7 +115,7 @@ pub enum Route {
     Random,
     /// The node a key of the session picks by rendezvous hashing: every gate picks the
     /// same node for the same key, and only the keys of a node that leaves move.
-    Hash(Arc<dyn Fn(&Session, u32) -> u64 + Send + Sync>),
+    Hash(Arc<Key>),
     /// User code.
     Custom(Arc<Pick>),
 }

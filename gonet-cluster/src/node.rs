@@ -33,10 +33,18 @@ use crate::{
     SessionData,
 };
 
+/// A client session of another node: its gate and its id there.
+type RemoteKey = (Arc<str>, u64);
+/// Sessions of other nodes heard of, by node: their bound user.
+type Known = HashMap<Arc<str>, HashMap<u64, Option<Arc<str>>>>;
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No user code runs under these locks.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// How long a node keeps the handle of a client of another node that sent it nothing.
+const REMOTE_IDLE: Duration = Duration::from_secs(600);
 
 /// A client session of another node that this node runs handlers for.
 pub(crate) struct RemoteEntry {
@@ -47,6 +55,8 @@ pub(crate) struct RemoteEntry {
     turn: tokio::sync::Mutex<()>,
     /// The client's gate reported it closed (or was lost): nothing to tell it.
     gate_gone: AtomicBool,
+    /// Heartbeat ticks since a relayed message of it was last handled.
+    idle_ticks: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -66,10 +76,10 @@ pub(crate) struct Inner {
     members_tx: watch::Sender<Vec<Member>>,
     events: broadcast::Sender<ClusterEvent>,
     pub(crate) local: Mutex<Local>,
-    remotes: Mutex<HashMap<(Arc<str>, u64), Arc<RemoteEntry>>>,
+    remotes: Mutex<HashMap<RemoteKey, Arc<RemoteEntry>>>,
     /// Sessions of other nodes this node heard of (bind events): reported closed when
     /// their node is lost.
-    known: Mutex<HashMap<Arc<str>, HashMap<u64, Option<Arc<str>>>>>,
+    known: Mutex<Known>,
     draining: AtomicBool,
     inflight: AtomicUsize,
     idle: Notify,
@@ -296,7 +306,12 @@ impl Node {
     }
 
     pub(crate) async fn publish(&self, subject: String, payload: Vec<u8>) {
-        if let Err(err) = self.inner.client.publish(subject.clone(), payload.into()).await {
+        if let Err(err) = self
+            .inner
+            .client
+            .publish(subject.clone(), payload.into())
+            .await
+        {
             tracing::warn!(%subject, error = %err, "cluster publish failed");
         }
     }
@@ -360,6 +375,7 @@ impl Node {
             for node in gone {
                 self.lost(&node, LeftReason::Silent);
             }
+            self.forget_idle_remotes();
         }
     }
 
@@ -426,6 +442,27 @@ impl Node {
         }
     }
 
+    /// Lets go of the handles of remote clients that sent nothing for the remote idle
+    /// time: normally their gate reports them closed, but a report lost in a NATS outage
+    /// must not keep them forever. A later message of such a client starts afresh (its
+    /// [`SessionData`] lives at its gate and comes with the message).
+    fn forget_idle_remotes(&self) {
+        let limit = (REMOTE_IDLE.as_millis() / self.inner.heartbeat.as_millis().max(1)) as u64;
+        let idle: Vec<Arc<RemoteEntry>> = {
+            let mut remotes = lock(&self.inner.remotes);
+            let keys: Vec<RemoteKey> = remotes
+                .iter()
+                .filter(|(_, e)| e.idle_ticks.fetch_add(1, Ordering::Relaxed) + 1 >= limit.max(1))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| remotes.remove(k)).collect()
+        };
+        for entry in idle {
+            entry.gate_gone.store(true, Ordering::Release);
+            entry.session.close("idle on this node");
+        }
+    }
+
     async fn events_in(self, mut sub: Subscriber) {
         while let Some(msg) = sub.next().await {
             if msg.subject.ends_with(".bind") {
@@ -488,7 +525,7 @@ impl Node {
     }
 
     fn remote_entry(&self, fwd: &Forward) -> Arc<RemoteEntry> {
-        let key: (Arc<str>, u64) = (fwd.gate.as_str().into(), fwd.session);
+        let key: RemoteKey = (fwd.gate.as_str().into(), fwd.session);
         let mut remotes = lock(&self.inner.remotes);
         if let Some(entry) = remotes.get(&key) {
             return entry.clone();
@@ -512,6 +549,7 @@ impl Node {
             outbox,
             turn: tokio::sync::Mutex::new(()),
             gate_gone: AtomicBool::new(false),
+            idle_ticks: AtomicU64::new(0),
         });
         remotes.insert(key.clone(), entry.clone());
         drop(remotes);
@@ -521,7 +559,7 @@ impl Node {
 
     /// Carries what a remote session sends outside a relayed message's handling (from
     /// a task of the application, a timer, ...) to the client's gate, and its close.
-    async fn remote_out(self, key: (Arc<str>, u64), entry: Arc<RemoteEntry>) {
+    async fn remote_out(self, key: RemoteKey, entry: Arc<RemoteEntry>) {
         let control = self.inner.subjects.control(&key.0);
         loop {
             let open = entry.outbox.ready().await;
@@ -567,6 +605,7 @@ impl Node {
     async fn handle_forward(&self, fwd: Forward) -> Forwarded {
         let entry = self.remote_entry(&fwd);
         let _turn = entry.turn.lock().await;
+        entry.idle_ticks.store(0, Ordering::Relaxed);
         let session = entry.session.clone();
         let data = SessionData::of(&session);
         data.reset(fwd.data);
@@ -578,7 +617,11 @@ impl Node {
         let uid_before = session.uid();
         let to = ReplyTo::new(session.codec(), fwd.call, fwd.max_frame_len as usize);
         let id = fwd.id;
-        let outcome = self.inner.router.dispatch(session.clone(), id, fwd.body, to).await;
+        let outcome = self
+            .inner
+            .router
+            .dispatch(session.clone(), id, fwd.body, to)
+            .await;
         let mut out = Forwarded::default();
         entry.outbox.try_take(&mut out.frames);
         match outcome {
@@ -657,7 +700,9 @@ impl Node {
             )));
         };
         match ctl.op {
-            None => fail(Status::invalid_argument("control message without an operation")),
+            None => fail(Status::invalid_argument(
+                "control message without an operation",
+            )),
             Some(Op::Push(bodies)) => match self.push_local(&session, &bodies) {
                 Ok(()) => ControlReply::default(),
                 Err(status) => fail(status),
@@ -867,14 +912,14 @@ impl Node {
     pub async fn push<M: Message>(&self, addr: &SessionAddr, msg: &M) -> Result<(), ClusterError> {
         if addr.node == self.inner.id {
             let session = self.local_session(addr)?;
-            return session
-                .send(msg)
-                .map_err(|e| ClusterError::Status {
-                    status: Status::unavailable(e.to_string()),
-                });
+            return session.send(msg).map_err(|e| ClusterError::Status {
+                status: Status::unavailable(e.to_string()),
+            });
         }
         let bodies = self.encode_bodies(msg)?;
-        self.control(addr, Op::Push(bodies), M::NAME).await.map(drop)
+        self.control(addr, Op::Push(bodies), M::NAME)
+            .await
+            .map(drop)
     }
 
     /// Calls the client of the session at `addr` and waits for its typed reply.
@@ -965,7 +1010,10 @@ impl Node {
         };
         self.inner
             .client
-            .publish(self.inner.subjects.group(group), cast.encode_to_vec().into())
+            .publish(
+                self.inner.subjects.group(group),
+                cast.encode_to_vec().into(),
+            )
             .await
             .map_err(|e| ClusterError::Link(e.to_string()))
     }
@@ -1027,8 +1075,13 @@ impl Node {
         self.spawn(async move {
             let uid = bound.uid.clone();
             if need_sub {
-                match node.inner.client.subscribe(node.inner.subjects.user(&uid)).await {
-                    Ok(sub) => node.user_subscribed(&uid, bound.session, sub),
+                match node
+                    .inner
+                    .client
+                    .subscribe(node.inner.subjects.user(&uid))
+                    .await
+                {
+                    Ok(sub) => node.user_subscribed(&uid, sub),
                     Err(err) => tracing::warn!(uid, error = %err, "user subscription failed"),
                 }
             }

@@ -21,7 +21,12 @@ const READY: &str = "NODE READY ";
 /// prints a line with what it serves.
 async fn child_node(nats: &NatsServer, role: &str, id: &str) -> (Child, String) {
     let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", "failure::node_process", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "failure::node_process",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(ROLE, format!("{role}:{id}"))
         .env(NATS, nats.url())
         .stdout(Stdio::piped())

@@ -1,10 +1,10 @@
 //! The cluster against a real `nats-server`: nodes in this process (and one as a child
 //! process, killed), real gonet clients over TCP and WebSocket.
 
-mod fixture;
-mod nats;
 mod failure;
+mod fixture;
 mod groups;
+mod nats;
 mod relay;
 mod sessions;
 

@@ -61,10 +61,6 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    pub(crate) fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Kills the server (SIGKILL): its connections drop at once. Returns once it has exited.
     pub(crate) async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -715,7 +715,13 @@ impl Router {
     /// }
     /// # }
     /// ```
-    pub async fn dispatch(&self, session: Session, id: u32, body: Bytes, to: ReplyTo) -> Dispatched {
+    pub async fn dispatch(
+        &self,
+        session: Session,
+        id: u32,
+        body: Bytes,
+        to: ReplyTo,
+    ) -> Dispatched {
         use futures_util::FutureExt;
         let mut slot = HandlerSlot::default();
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
