@@ -155,3 +155,91 @@ async fn connections_over_the_limit_are_refused_cleanly() {
     );
     server.shutdown().await;
 }
+
+/// Binds the session to the user named by `Say`'s content.
+fn login() -> Router {
+    Router::new().route(|session: Session, say: Say| async move {
+        session.bind(say.content.as_str());
+        SayAck {
+            content: say.content,
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_logins_of_one_user_leave_exactly_the_newest() {
+    let binds = Arc::new(Mutex::new(Vec::new()));
+    let seen = binds.clone();
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .router(login())
+        .on_bind(move |s, uid| seen.lock().unwrap().push((s.id(), uid.to_owned())))
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
+    for round in 0..50 {
+        let user = format!("user-{round}");
+        let one = json_client(&server).await;
+        let two = json_client(&server).await;
+        let say = Say {
+            content: user.clone(),
+        };
+        // Both logins at once, on two server threads.
+        let (a, b) = tokio::join!(
+            one.call::<_, SayAck>(&say),
+            two.call::<_, SayAck>(&say)
+        );
+        let _ = (a, b);
+        let closed = within("one login to be closed", async {
+            tokio::select! {
+                _ = one.closed() => 1,
+                _ = two.closed() => 2,
+            }
+        })
+        .await;
+        // The pool finds the survivor as the user's session; both logins were bound.
+        let survivor = if closed == 1 { &two } else { &one };
+        let bound = server.pool().user(&user).expect("the user is bound");
+        assert_eq!(bound.peer_addr(), survivor.local_addr());
+        assert!(!survivor.is_closed());
+        let logins = binds.lock().unwrap().iter().filter(|(_, uid)| *uid == user).count();
+        assert_eq!(logins, 2);
+        let ack: SayAck = survivor.call(&say).await.unwrap();
+        assert_eq!(ack.content, user);
+        assert_eq!(server.pool().user(&user).unwrap().id(), bound.id());
+    }
+}
+
+#[tokio::test]
+async fn a_replaced_login_closes_with_its_own_reason_and_hooks_add_up() {
+    let reasons = Arc::new(Mutex::new(Vec::new()));
+    let (first, second) = (reasons.clone(), reasons.clone());
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .router(login())
+        .on_close(move |_, r| first.lock().unwrap().push(format!("first: {r}")))
+        .on_close(move |_, r| second.lock().unwrap().push(format!("second: {r}")))
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
+    let older = json_client(&server).await;
+    let newer = json_client(&server).await;
+    let say = Say {
+        content: "ada".into(),
+    };
+    let _: SayAck = older.call(&say).await.unwrap();
+    let _: SayAck = newer.call(&say).await.unwrap();
+    within("the older login to close", older.closed()).await;
+    until("the close hooks", || reasons.lock().unwrap().len() == 2).await;
+    assert_eq!(
+        *reasons.lock().unwrap(),
+        [
+            "first: replaced by a newer login of the same user",
+            "second: replaced by a newer login of the same user"
+        ]
+    );
+    // A closed session's user is no longer found through it.
+    newer.close("bye");
+    within("the newer login to close", newer.closed()).await;
+    until("the user unbound", || server.pool().user("ada").is_none()).await;
+}
