@@ -192,7 +192,12 @@ impl Node {
                 continue;
             };
             match op {
-                UserOp::Bound(b) => self.other_login(&uid, b).await,
+                UserOp::Bound(b) => {
+                    if !self.other_login(&uid, b).await {
+                        // The user is no longer here: stop reading its subject.
+                        return;
+                    }
+                }
                 UserOp::Push(bodies) => {
                     let session = self.user_session(&uid);
                     if let Some(session) = session
@@ -217,15 +222,16 @@ impl Node {
     }
 
     /// Another node bound a session to a user this node has a session of: the older
-    /// login goes, whichever node learns of the other first.
-    async fn other_login(&self, uid: &Arc<str>, b: Bound) {
+    /// login goes, whichever node learns of the other first. False once this node no
+    /// longer holds the user.
+    async fn other_login(&self, uid: &Arc<str>, b: Bound) -> bool {
         if *b.node == *self.inner.id {
-            return;
+            return true;
         }
-        let kick_theirs = {
+        let our_stamp = {
             let mut local = lock(&self.inner.local);
             let Some(ours) = local.users.get(uid) else {
-                return;
+                return false;
             };
             let mine = (ours.stamp, &*self.inner.id, ours.session);
             let theirs = (b.stamp, b.node.as_str(), b.session);
@@ -233,28 +239,25 @@ impl Node {
                 if let Some(session) = local.sessions.get(&ours.session) {
                     session.close_replaced();
                 }
-                // Dropping the binding ends this task's subscription: after the
-                // current message.
-                let _ = local
-                    .users
-                    .remove(uid)
-                    .map(|mut binding| binding.sub.take());
-                None
-            } else {
-                Some(ours.stamp)
+                // This task ends itself, and the subscription with it, on return
+                // rather than being aborted by the binding's drop.
+                if let Some(mut binding) = local.users.remove(uid) {
+                    binding.sub.take();
+                }
+                return false;
             }
+            ours.stamp
         };
-        if let Some(stamp) = kick_theirs {
-            let msg = Control {
-                session: b.session,
-                op: Some(Op::Kick(Kick {
-                    reason: "replaced".into(),
-                    replaced_by: Some(stamp),
-                })),
-            };
-            self.publish(self.inner.subjects.control(&b.node), msg.encode_to_vec())
-                .await;
-        }
+        let msg = Control {
+            session: b.session,
+            op: Some(Op::Kick(Kick {
+                reason: "replaced".into(),
+                replaced_by: Some(our_stamp),
+            })),
+        };
+        self.publish(self.inner.subjects.control(&b.node), msg.encode_to_vec())
+            .await;
+        true
     }
 
     /// A newer login (bound with `stamp`) replaced the user of `session`.
