@@ -44,6 +44,9 @@ async fn child_node(nats: &NatsServer, role: &str, id: &str) -> (Child, String) 
         panic!("the child node ended before joining");
     })
     .await;
+    // Keep reading what it prints (the test harness's own lines) so it never writes to
+    // a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, ready)
 }
 
@@ -64,6 +67,17 @@ async fn node_process() {
     let nats_url = url;
     let (role, id) = role.split_once(':').expect("role:id");
     match role {
+        "room-term" => {
+            // A room node that drains on SIGTERM, as a deployed one would.
+            let node = cluster(id, "room")
+                .serve(rooms(id, &RoomCtl::default()))
+                .join(&nats_url)
+                .await
+                .expect("join");
+            println!("{READY}{id}");
+            gonet::shutdown_signal().expect("signal listener").await;
+            node.drain().await;
+        }
         "room" => {
             let _node = cluster(id, "room")
                 .serve(rooms(id, &RoomCtl::default()))
@@ -107,21 +121,69 @@ cluster_test! {
         sees(&gate.node, &["room-2"]).await;
         let (again, _) = enter(&c, "lobby").await;
         assert_eq!(again.node, "room-doomed");
+        c.session.send(&Seq { n: 7 }).unwrap();
 
         kill(child).await;
-        // The next message finds nobody at the dead node ("no responders"), which
-        // counts it gone at once, and goes to a live node: the client never sees it.
-        let (moved, _) = enter(&c, "lobby").await;
-        assert_eq!(moved.node, "room-2");
+        // Its heartbeats stop: the gate counts it lost.
         let why = event(&mut events, |e| match e {
             ClusterEvent::NodeLeft { node, why } if &**node == "room-doomed" => Some(*why),
             _ => None,
         })
         .await;
+        assert_eq!(why, LeftReason::Silent);
+        // The session's room moves to a live node; the data it had there comes along.
+        let (moved, _) = enter(&c, "lobby").await;
+        assert_eq!(moved.node, "room-2");
+        let dumped: Dumped = c.session.call(&Dump {}).await.unwrap();
+        assert_eq!((dumped.node.as_str(), dumped.seq.as_str()), ("room-2", "7"));
+    }
+}
+
+/// A node's heartbeat as `PROTOCOL.md` describes it, for announcing a node that does
+/// not exist.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Heartbeat {
+    #[prost(string, tag = "1")]
+    node: String,
+    #[prost(string, tag = "2")]
+    kind: String,
+    #[prost(uint32, repeated, tag = "3")]
+    ids: Vec<u32>,
+}
+
+cluster_test! {
+    async fn a_node_nobody_answers_for_is_dropped_at_once_and_the_message_goes_elsewhere() {
+        let nats = NatsServer::start().await;
+        // The gate prefers the ghost whenever it is there.
+        let prefer_ghost = gonet_cluster::Route::Custom(std::sync::Arc::new(
+            |_: &gonet::Session, _, members: &[gonet_cluster::Member]| {
+                members.iter().position(|m| &*m.id == "room-ghost")
+            },
+        ));
+        let node = cluster("gate-1", "gate").route("room", prefer_ghost).join(&nats.url()).await.unwrap();
+        let server = node
+            .gate(gonet::Builder::new(), gonet::Router::new())
+            .serve("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let _r2 = room(&nats, "room-2", &RoomCtl::default()).await;
+        let mut events = node.events();
+        // A heartbeat of a node with nothing behind it: NATS will find no responders.
+        let raw = async_nats::connect(nats.url()).await.unwrap();
+        let ghost = Heartbeat { node: "room-ghost".into(), kind: "room".into(), ids: vec![10] };
+        raw.publish("gonet.test.hb", prost::Message::encode_to_vec(&ghost).into()).await.unwrap();
+        raw.flush().await.unwrap();
+        sees(&node, &["room-ghost", "room-2"]).await;
+
+        let c = client(&server.url()).await;
+        let (entered, _) = enter(&c, "lobby").await;
+        assert_eq!(entered.node, "room-2");
+        let why = event(&mut events, |e| match e {
+            ClusterEvent::NodeLeft { node, why } if &**node == "room-ghost" => Some(*why),
+            _ => None,
+        })
+        .await;
         assert_eq!(why, LeftReason::NoResponders);
-        // And it stays there.
-        let (stays, _) = enter(&c, "lobby").await;
-        assert_eq!(stays.node, "room-2");
     }
 }
 
@@ -157,6 +219,34 @@ cluster_test! {
         assert!(matches!(err, ClusterError::NodeGone { .. }), "{err}");
         let err = r1.kick(&SessionAddr::new("gate-doomed", 1), "x").await.unwrap_err();
         assert!(matches!(err, ClusterError::NodeGone { .. }), "{err}");
+    }
+}
+
+cluster_test! {
+    async fn a_node_drains_and_leaves_on_sigterm() {
+        let nats = NatsServer::start().await;
+        let gate = gate(&nats, "gate-1").await;
+        let mut events = gate.node.events();
+        let (mut child, _) = child_node(&nats, "room-term", "room-term").await;
+        sees(&gate.node, &["room-term"]).await;
+        let c = client(&gate.tcp.url()).await;
+        let (entered, _) = enter(&c, "lobby").await;
+        assert_eq!(entered.node, "room-term");
+
+        let pid = child.id().expect("the child runs").to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(status.success());
+        let exit = within("the node to exit", child.wait()).await.unwrap();
+        assert!(exit.success(), "{exit}");
+        // It said goodbye: left, not lost.
+        let why = event(&mut events, |e| match e {
+            ClusterEvent::NodeLeft { node, why } if &**node == "room-term" => Some(*why),
+            _ => None,
+        })
+        .await;
+        assert_eq!(why, LeftReason::Left);
+        let err = c.session.call::<_, Entered>(&Enter { room: "lobby".into() }).await.unwrap_err();
+        assert_eq!(err.status().map(|s| s.code()), Some(Code::Unavailable), "{err}");
     }
 }
 

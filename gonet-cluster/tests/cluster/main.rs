@@ -6,6 +6,7 @@ mod fixture;
 mod groups;
 mod nats;
 mod relay;
+mod routing;
 mod sessions;
 
 /// The runtime every test runs on: multi-threaded, so NATS, nodes and clients run as
