@@ -122,6 +122,8 @@ cluster_test! {
         let (again, _) = enter(&c, "lobby").await;
         assert_eq!(again.node, "room-doomed");
         c.session.send(&Seq { n: 7 }).unwrap();
+        let dumped: Dumped = c.session.call(&Dump {}).await.unwrap();
+        assert_eq!((dumped.node.as_str(), dumped.seq.as_str()), ("room-doomed", "7"));
 
         kill(child).await;
         // Its heartbeats stop: the gate counts it lost.
