@@ -1,5 +1,7 @@
 //! Generated services, clients and messages over real sockets, for every codec.
 
+mod cluster;
+
 use std::time::Duration;
 
 use bytes::BytesMut;
