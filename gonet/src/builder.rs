@@ -169,9 +169,10 @@ impl Builder {
     }
 
     /// How long a server waits for a connection's handshake (the same ones as
-    /// [`max_pending_handshakes`](Self::max_pending_handshakes)) before it closes the
-    /// connection (default 10 s). Ignored by [`dial`](Self::dial), which has
-    /// [`connect_timeout`](Self::connect_timeout).
+    /// [`max_pending_handshakes`](Self::max_pending_handshakes)), and for a client's
+    /// own handshake when it asks for one ([`on_handshake`](Self::on_handshake)), before
+    /// it closes the connection (default 10 s). A client that sends a handshake
+    /// ([`hello`](Self::hello)) waits as long for the answer.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.settings.handshake_timeout = timeout;
         self
@@ -375,6 +376,114 @@ impl Builder {
         self
     }
 
+    /// Asks every client of the servers this builder starts for a handshake before
+    /// anything else: the client's version, platform and a payload of type `T` (a token)
+    /// reach `hook`, which accepts the session (`Ok`, after binding a user or storing
+    /// data on it if it likes) or refuses it with a [`Status`](crate::Status) that the
+    /// client receives as [`DialError::Refused`]. Until the hook accepts, no message of
+    /// the session is handled, nothing is broadcast to it and the connect hook has not
+    /// run; a client that sends no handshake within
+    /// [`handshake_timeout`](Self::handshake_timeout) is refused. Plain gonet v3
+    /// clients cannot connect to such a server; serve them on another listener.
+    ///
+    /// ```
+    /// use gonet::{Builder, Code, DialError, Handshake, Session, Status};
+    ///
+    /// #[derive(Clone, PartialEq, prost::Message)]
+    /// struct Token {
+    ///     #[prost(string, tag = "1")]
+    ///     secret: String,
+    /// }
+    /// gonet::message!(Token = 1, prost);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Builder::new()
+    ///     .on_handshake(|session: Session, hello: Handshake<Token>| async move {
+    ///         if hello.payload.secret != "open sesame" {
+    ///             return Err(Status::unauthenticated("bad token"));
+    ///         }
+    ///         session.bind("ada");
+    ///         Ok(())
+    ///     })
+    ///     .serve("tcp://127.0.0.1:0")
+    ///     .await?;
+    ///
+    /// let good = Token { secret: "open sesame".into() };
+    /// let client = Builder::new().hello("1.0.0", "cli", &good).dial(&server.url()).await?;
+    /// assert!(server.pool().user("ada").is_some());
+    ///
+    /// let bad = Token { secret: "guess".into() };
+    /// match Builder::new().hello("1.0.0", "cli", &bad).dial(&server.url()).await {
+    ///     Err(DialError::Refused { status, .. }) => assert_eq!(status.code(), Code::Unauthenticated),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # drop(client);
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_handshake<T, F, Fut>(mut self, hook: F) -> Self
+    where
+        T: crate::Message,
+        F: Fn(Session, crate::settings::Handshake<T>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), crate::Status>> + Send + 'static,
+    {
+        let hook = Arc::new(hook);
+        self.hooks.on_handshake = Some(Arc::new(
+            move |session: Session, parts: crate::settings::HelloParts| {
+                let hook = hook.clone();
+                Box::pin(async move {
+                    if parts.payload_id != T::ID {
+                        return Err(crate::Status::invalid_argument(format!(
+                            "the handshake carries message {}, not {} ({})",
+                            parts.payload_id,
+                            T::ID,
+                            T::NAME
+                        )));
+                    }
+                    let payload = T::decode_body(
+                        session.codec(),
+                        crate::codec::Body::new(&parts.payload),
+                    )
+                    .map_err(|e| {
+                        crate::Status::invalid_argument(format!("handshake payload: {e}"))
+                    })?;
+                    let hello = crate::settings::Handshake {
+                        client_version: parts.client_version,
+                        platform: parts.platform,
+                        payload,
+                    };
+                    hook(session, hello).await
+                }) as crate::settings::HandshakeFuture
+            },
+        ));
+        self
+    }
+
+    /// Makes every client this builder dials start with a handshake: its version, its
+    /// platform (each up to 255 bytes) and `payload` (a token), for a server that asks
+    /// for one ([`on_handshake`](Self::on_handshake)). [`dial`](Self::dial) returns
+    /// once the server accepted, or [`DialError::Refused`] with its status.
+    pub fn hello<T: crate::Message + Clone>(
+        mut self,
+        client_version: impl Into<String>,
+        platform: impl Into<String>,
+        payload: &T,
+    ) -> Self {
+        let payload = payload.clone();
+        self.settings.hello = Some(crate::settings::ClientHello {
+            client_version: client_version.into(),
+            platform: platform.into(),
+            payload: Arc::new(move |codec| {
+                let mut body = bytes::BytesMut::new();
+                payload.encode_body(codec, &mut body)?;
+                Ok((T::ID, body.freeze()))
+            }),
+        });
+        self
+    }
+
     /// A session with no connection of its own: what it sends collects in the
     /// returned [`Outbox`], for its owner to carry to the peer some other way. A
     /// cluster node gives handlers such a session for a client connected to another
@@ -451,7 +560,7 @@ impl Builder {
     pub async fn dial(&self, url: &str) -> Result<Session, DialError> {
         let parsed: Url = url.parse()?;
         let timeout = self.settings.connect_timeout;
-        tokio::time::timeout(
+        let session = tokio::time::timeout(
             timeout,
             transport::dial(&parsed, url, self.shared(None), &self.transport),
         )
@@ -459,7 +568,60 @@ impl Builder {
         .map_err(|_| DialError::Timeout {
             url: url.to_owned(),
             after: timeout,
-        })?
+        })??;
+        match &self.settings.hello {
+            None => Ok(session),
+            Some(hello) => self.handshake(session, hello, url).await,
+        }
+    }
+
+    /// Sends the client's handshake and waits for the server's answer.
+    async fn handshake(
+        &self,
+        session: Session,
+        hello: &crate::settings::ClientHello,
+        url: &str,
+    ) -> Result<Session, DialError> {
+        use crate::session::Welcome;
+        let failed = |reason: String| {
+            session.close("handshake failed");
+            DialError::Handshake {
+                url: url.to_owned(),
+                reason,
+            }
+        };
+        let (id, payload) = (hello.payload)(session.codec())
+            .map_err(|e| failed(format!("the handshake payload does not encode: {e}")))?;
+        let frame =
+            crate::wire::encode_hello(&hello.client_version, &hello.platform, id, &payload)
+                .ok_or_else(|| {
+                    failed("the handshake does not fit (version or platform over 255 bytes, or payload over the frame limit)".into())
+                })?;
+        let answer = session.expect_welcome();
+        session
+            .send_frame(frame)
+            .map_err(|e| failed(format!("the handshake was not sent: {e}")))?;
+        let timeout = self.settings.handshake_timeout;
+        match tokio::time::timeout(timeout, answer).await {
+            Err(_) => Err(failed(format!(
+                "no answer to the handshake within {timeout:?} (does the server ask for one?)"
+            ))),
+            Ok(Err(_)) => Err(failed("the connection closed during the handshake".into())),
+            Ok(Ok(Welcome::Refused(status))) => {
+                session.close("handshake refused");
+                Err(DialError::Refused {
+                    url: url.to_owned(),
+                    status,
+                })
+            }
+            Ok(Ok(Welcome::Accepted { version })) if version != crate::wire::PROTOCOL_VERSION => {
+                Err(failed(format!(
+                    "the server speaks handshake version {version}, this client {}",
+                    crate::wire::PROTOCOL_VERSION
+                )))
+            }
+            Ok(Ok(Welcome::Accepted { .. })) => Ok(session),
+        }
     }
 }
 

@@ -29,7 +29,7 @@ pub use session::error::{CallError, SendError, SessionError, SessionErrorKind};
 pub use session::outbox::Outbox;
 pub use session::pool::{Broadcast, SessionPool};
 pub use session::{CloseReason, Session, SessionStats};
-pub use settings::PanicPolicy;
+pub use settings::{Handshake, PanicPolicy};
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub use shutdown::{SignalError, shutdown_signal};

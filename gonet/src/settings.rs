@@ -21,6 +21,7 @@ use crate::session::pool::SessionPool;
 use crate::session::signal::Signal;
 use crate::session::{CloseReason, Session};
 use crate::url::Transport;
+use crate::wire::Status;
 use crate::wire::frame::MAX_FRAME_LEN;
 
 /// What happens to a session whose handler panicked. The panic itself is always caught,
@@ -97,6 +98,8 @@ pub(crate) struct Settings {
     /// Zero: off.
     pub(crate) frame_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
+    /// Set on a client: it starts every session with this handshake.
+    pub(crate) hello: Option<ClientHello>,
 }
 
 /// The heartbeat interval and idle timeout of a transport when the builder sets none.
@@ -133,6 +136,7 @@ impl Default for Settings {
             idle_timeout: None,
             frame_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            hello: None,
         }
     }
 }
@@ -141,6 +145,54 @@ type SessionHook = Arc<dyn Fn(&Session) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&Session, &CloseReason) + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Session, &SessionError) + Send + Sync>;
 type BindHook = Arc<dyn Fn(&Session, &str) + Send + Sync>;
+pub(crate) type HandshakeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Status>> + Send>>;
+pub(crate) type HandshakeHook = Arc<dyn Fn(Session, HelloParts) -> HandshakeFuture + Send + Sync>;
+
+/// A client's handshake as the server's hook receives it (see
+/// [`Builder::on_handshake`](crate::Builder::on_handshake)): what the client said about
+/// itself, and its application payload (a token, typed by the application).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Handshake<T> {
+    /// The client's version, as its application gave it.
+    pub client_version: String,
+    /// The client's platform (`ios`, `web`, ...), as its application gave it.
+    pub platform: String,
+    /// The application's payload.
+    pub payload: T,
+}
+
+/// A handshake before its payload is decoded.
+#[derive(Debug)]
+pub(crate) struct HelloParts {
+    pub(crate) version: u16,
+    pub(crate) client_version: String,
+    pub(crate) platform: String,
+    pub(crate) payload_id: u32,
+    pub(crate) payload: bytes::Bytes,
+}
+
+/// Encodes a client's handshake payload in the codec of the session.
+pub(crate) type PayloadEncoder =
+    Arc<dyn Fn(Codec) -> Result<(u32, bytes::Bytes), crate::codec::CodecError> + Send + Sync>;
+
+/// What a client sends in its handshake (see [`Builder::hello`](crate::Builder::hello)).
+#[derive(Clone)]
+pub(crate) struct ClientHello {
+    pub(crate) client_version: String,
+    pub(crate) platform: String,
+    pub(crate) payload: PayloadEncoder,
+}
+
+impl std::fmt::Debug for ClientHello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHello")
+            .field("client_version", &self.client_version)
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
 
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
@@ -148,6 +200,8 @@ pub(crate) struct Hooks {
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) on_error: Option<ErrorHook>,
     pub(crate) on_bind: Option<BindHook>,
+    /// Set on a server: every session starts with the client's handshake.
+    pub(crate) on_handshake: Option<HandshakeHook>,
 }
 
 /// Everything the sessions of one server or client share.

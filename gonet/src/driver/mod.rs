@@ -44,6 +44,7 @@
 //! `session/` (whose stop signals it polls), `service/` (the router it runs), `wire/`,
 //! `codec/` and `settings`; only `transport/`, which starts it, uses it.
 
+mod handshake;
 mod joint;
 pub(crate) mod link;
 
@@ -121,10 +122,15 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
     );
 }
 
-async fn run<S: PacketSource, K: FrameSink>(session: Session, source: S, sink: K) {
+async fn run<S: PacketSource, K: FrameSink>(session: Session, mut source: S, sink: K) {
     tracing::debug!("session open");
     let shared = session.inner.shared.clone();
-    if let Some(hook) = &shared.hooks.on_connect {
+    let welcome = match (&shared.hooks.on_handshake, &shared.pool) {
+        // A server with a handshake: nothing else before it.
+        (Some(hook), Some(_)) => handshake::serve(&session, &mut source, hook).await,
+        _ => true,
+    };
+    if welcome && let Some(hook) = &shared.hooks.on_connect {
         hook(&session);
     }
     let inbound = async {
@@ -553,6 +559,27 @@ impl<'s> Work<'s> {
                 let _ = session.send_frame(wire::encode_control(wire::ID_PONG));
             }
             Ok(Incoming::Pong) => {}
+            Ok(Incoming::Hello(_)) => {
+                if session.inner.shared.hooks.on_handshake.is_some() {
+                    session.report(SessionErrorKind::Extension(
+                        wire::ExtensionError::Malformed {
+                            id: wire::ID_HELLO,
+                            what: "a second handshake",
+                        },
+                    ));
+                } else {
+                    // No handshake asked of clients: a client that sends one anyway is
+                    // welcome.
+                    let _ = session.send_frame(wire::encode_welcome(session.id()));
+                }
+            }
+            Ok(Incoming::Welcome { version, session: id }) => {
+                tracing::debug!(version, server_session = id, "handshake accepted");
+                session.welcome(crate::session::Welcome::Accepted { version });
+            }
+            Ok(Incoming::Refused(status)) => {
+                session.welcome(crate::session::Welcome::Refused(status));
+            }
             Ok(Incoming::Bye) => {
                 session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
                 return false;

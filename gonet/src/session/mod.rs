@@ -90,6 +90,9 @@ pub enum CloseReason {
     /// The session's user logged in again: a newer session bound the same user id
     /// (see [`Session::bind`]).
     Replaced,
+    /// The handshake was refused, with this status (see
+    /// [`Builder::on_handshake`](crate::Builder::on_handshake)).
+    Refused(crate::wire::Status),
 }
 
 impl fmt::Display for CloseReason {
@@ -103,6 +106,7 @@ impl fmt::Display for CloseReason {
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::Error(err) => write!(f, "error: {err}"),
             CloseReason::Replaced => f.write_str("replaced by a newer login of the same user"),
+            CloseReason::Refused(status) => write!(f, "handshake refused: {status}"),
         }
     }
 }
@@ -215,6 +219,17 @@ pub(crate) struct Inner {
     pub(crate) link: OnceLock<Box<dyn LinkExtras>>,
     /// The user id bound with [`Session::bind`].
     uid: Mutex<Option<Arc<str>>>,
+    /// Set while the server waits for the client's handshake: nothing is broadcast to it.
+    pub(crate) unwelcome: AtomicBool,
+    /// Where a client's handshake answer goes.
+    pub(crate) welcome: Mutex<Option<tokio::sync::oneshot::Sender<Welcome>>>,
+}
+
+/// The server's answer to a client's handshake.
+#[derive(Debug)]
+pub(crate) enum Welcome {
+    Accepted { version: u16 },
+    Refused(crate::wire::Status),
 }
 
 /// What a session's transport offers beyond sending and receiving frames, given to the
@@ -315,6 +330,7 @@ impl Session {
         transport: Transport,
     ) -> Self {
         let out = OutQueue::new(shared.settings.outbound_limit);
+        let unwelcome = shared.hooks.on_handshake.is_some() && shared.pool.is_some();
         Session {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -336,6 +352,8 @@ impl Session {
                 errors: ErrorLog::default(),
                 link: OnceLock::new(),
                 uid: Mutex::new(None),
+                unwelcome: AtomicBool::new(unwelcome),
+                welcome: Mutex::new(None),
             }),
         }
     }
@@ -656,6 +674,30 @@ impl Session {
     /// The user id bound with [`bind`](Self::bind).
     pub fn uid(&self) -> Option<Arc<str>> {
         lock(&self.inner.uid).clone()
+    }
+
+    /// Waits for the server's answer to this client's handshake from now on.
+    pub(crate) fn expect_welcome(&self) -> tokio::sync::oneshot::Receiver<Welcome> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *lock(&self.inner.welcome) = Some(tx);
+        rx
+    }
+
+    /// The server answered this client's handshake.
+    pub(crate) fn welcome(&self, answer: Welcome) {
+        match lock(&self.inner.welcome).take() {
+            Some(tx) => {
+                let _ = tx.send(answer);
+            }
+            None => {
+                self.report(SessionErrorKind::Extension(
+                    crate::wire::ExtensionError::Malformed {
+                        id: crate::wire::ID_WELCOME,
+                        what: "a handshake answer nobody asked for",
+                    },
+                ));
+            }
+        }
     }
 
     /// Closes the session with [`CloseReason::Replaced`]: its user logged in again

@@ -364,6 +364,10 @@ impl<'a, M: Message> BroadcastRun<'a, M> {
     }
 
     fn queue(&mut self, session: &Session) -> Result<(), SendError> {
+        if session.inner.unwelcome.load(std::sync::atomic::Ordering::Relaxed) {
+            // Still in its handshake: not connected yet.
+            return Ok(());
+        }
         let frame = self.encoded.frame(session)?;
         match session.queue_frame(frame) {
             Ok(()) => self.report.delivered += 1,

@@ -102,6 +102,15 @@ pub enum DialError {
         /// What the server or the TLS layer said.
         reason: String,
     },
+    /// The server refused the client's handshake (see
+    /// [`Builder::hello`](crate::Builder::hello)), with this status.
+    #[error("{url} refused the handshake: {status}")]
+    Refused {
+        /// The URL.
+        url: String,
+        /// Why, as the server's hook said.
+        status: crate::Status,
+    },
     /// The client's TLS settings cannot be used.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "wss", feature = "quic"))))]

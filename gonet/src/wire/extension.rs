@@ -23,6 +23,18 @@ pub(crate) const ID_PONG: u32 = 0xFFFF_FF11;
 /// idle timeout.
 pub(crate) const ID_BYE: u32 = 0xFFFF_FF12;
 
+/// The client's handshake (opt-in per listener): `version u16 LE | client version
+/// (u8 length, UTF-8) | platform (u8 length, UTF-8) | payload id u32 LE | payload body`.
+pub(crate) const ID_HELLO: u32 = 0xFFFF_FF20;
+/// The server accepted the handshake: `version u16 LE | session id u64 LE`.
+pub(crate) const ID_WELCOME: u32 = 0xFFFF_FF21;
+/// The server refused the handshake: `code u16 LE | UTF-8 message`; it closes the
+/// connection after it.
+pub(crate) const ID_REFUSED: u32 = 0xFFFF_FF22;
+
+/// The version of the handshake and of the extension it announces.
+pub(crate) const PROTOCOL_VERSION: u16 = 1;
+
 /// Bytes the request and response envelopes add in front of the inner body.
 pub(crate) const ENVELOPE_LEN: usize = 8;
 
@@ -56,6 +68,22 @@ pub(crate) enum Incoming<'a> {
     Pong,
     /// The peer closed the session.
     Bye,
+    /// A client's handshake.
+    Hello(Hello<'a>),
+    /// The server accepted our handshake.
+    Welcome { version: u16, session: u64 },
+    /// The server refused our handshake.
+    Refused(Status),
+}
+
+/// A client's handshake, its strings and payload borrowed from the frame.
+#[derive(Debug)]
+pub(crate) struct Hello<'a> {
+    pub(crate) version: u16,
+    pub(crate) client_version: String,
+    pub(crate) platform: String,
+    pub(crate) payload_id: u32,
+    pub(crate) payload: Body<'a>,
 }
 
 /// A frame in the reserved range that is not well formed.
@@ -108,6 +136,14 @@ pub enum ExtensionError {
     /// An envelope wraps an id outside the user range.
     #[error("framework message wraps reserved id {0:#010x}")]
     NestedReserved(u32),
+    /// A handshake frame whose fields do not add up.
+    #[error("malformed handshake frame {id:#010x}: {what}")]
+    Malformed {
+        /// The frame id.
+        id: u32,
+        /// What is wrong.
+        what: &'static str,
+    },
 }
 
 /// A message that could not be made into a frame. A session reports it as the
@@ -186,6 +222,48 @@ pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, Exte
         ID_PING => Ok(Incoming::Ping),
         ID_PONG => Ok(Incoming::Pong),
         ID_BYE => Ok(Incoming::Bye),
+        ID_HELLO => {
+            let malformed = |what| ExtensionError::Malformed { id, what };
+            need(2, &body)?;
+            let version = body.get_u16_le();
+            let mut text = |what| -> Result<String, ExtensionError> {
+                if body.is_empty() {
+                    return Err(malformed(what));
+                }
+                let len = usize::from(body.get_u8());
+                if body.len() < len {
+                    return Err(malformed(what));
+                }
+                let bytes = body.copy_to_bytes(len);
+                String::from_utf8(bytes.to_vec()).map_err(|_| malformed("a field is not UTF-8"))
+            };
+            let client_version = text("client version cut short")?;
+            let platform = text("platform cut short")?;
+            if body.len() < 4 {
+                return Err(malformed("payload id cut short"));
+            }
+            let payload_id = body.get_u32_le();
+            Ok(Incoming::Hello(Hello {
+                version,
+                client_version,
+                platform,
+                payload_id,
+                payload: body,
+            }))
+        }
+        ID_WELCOME => {
+            need(10, &body)?;
+            Ok(Incoming::Welcome {
+                version: body.get_u16_le(),
+                session: body.get_u64_le(),
+            })
+        }
+        ID_REFUSED => {
+            need(2, &body)?;
+            let code = Code::from_u16(body.get_u16_le());
+            let message = String::from_utf8_lossy(&body).into_owned();
+            Ok(Incoming::Refused(Status::new(code, message)))
+        }
         other => Err(ExtensionError::UnknownId(other)),
     }
 }
@@ -445,6 +523,59 @@ pub(crate) fn encode_error(call: u32, status: &Status) -> Bytes {
     let mut dst = BytesMut::with_capacity(HEADER_LEN + 6 + message.len());
     super::frame::put_header(&mut dst, ID_ERROR, 6 + message.len());
     dst.put_u32_le(call);
+    dst.put_u16_le(status.code().to_u16());
+    dst.extend_from_slice(message.as_bytes());
+    dst.freeze()
+}
+
+/// A client's handshake frame; `None` when a field does not fit its length byte or the
+/// frame limit.
+pub(crate) fn encode_hello(
+    client_version: &str,
+    platform: &str,
+    payload_id: u32,
+    payload: &[u8],
+) -> Option<Bytes> {
+    let cv = u8::try_from(client_version.len()).ok()?;
+    let pf = u8::try_from(platform.len()).ok()?;
+    let len = 2 + 1 + client_version.len() + 1 + platform.len() + 4 + payload.len();
+    if MIN_FRAME_LEN + len > super::frame::MAX_FRAME_LEN {
+        return None;
+    }
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + len);
+    super::frame::put_header(&mut dst, ID_HELLO, len);
+    dst.put_u16_le(PROTOCOL_VERSION);
+    dst.put_u8(cv);
+    dst.extend_from_slice(client_version.as_bytes());
+    dst.put_u8(pf);
+    dst.extend_from_slice(platform.as_bytes());
+    dst.put_u32_le(payload_id);
+    dst.extend_from_slice(payload);
+    Some(dst.freeze())
+}
+
+/// The server's acceptance of a handshake.
+pub(crate) fn encode_welcome(session: u64) -> Bytes {
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + 10);
+    super::frame::put_header(&mut dst, ID_WELCOME, 10);
+    dst.put_u16_le(PROTOCOL_VERSION);
+    dst.put_u64_le(session);
+    dst.freeze()
+}
+
+/// The server's refusal of a handshake.
+pub(crate) fn encode_refused(status: &Status) -> Bytes {
+    let mut message = status.message();
+    let room = super::frame::MAX_BODY_LEN - 2;
+    if message.len() > room {
+        let mut end = room;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message = &message[..end];
+    }
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + 2 + message.len());
+    super::frame::put_header(&mut dst, ID_REFUSED, 2 + message.len());
     dst.put_u16_le(status.code().to_u16());
     dst.extend_from_slice(message.as_bytes());
     dst.freeze()

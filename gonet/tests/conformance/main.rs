@@ -495,6 +495,73 @@ struct Garbage {
 mod raw;
 mod specific;
 
+/// A server that asks for a handshake accepts the right token (binding its user) and
+/// refuses a wrong one with a status the client receives; only the accepted session
+/// counts as connected.
+async fn handshake(url: &str) {
+    let (connects_tx, mut connects) = mpsc::unbounded_channel();
+    let (builder, mut closes, errors) = server_builder();
+    let builder = builder
+        .on_connect(move |s| {
+            let _ = connects_tx.send(s.id());
+        })
+        .on_handshake(|session: Session, hello: gonet::Handshake<Echo>| async move {
+            assert_eq!((hello.client_version.as_str(), hello.platform.as_str()), ("2.1.0", "test"));
+            match hello.payload.text.strip_prefix("token:") {
+                Some(user) => {
+                    session.bind(user);
+                    Ok(())
+                }
+                None => Err(Status::unauthenticated(format!("bad token {}", hello.payload.text))),
+            }
+        });
+    let fx = serve_with(url, builder, closes_placeholder(), errors).await;
+    let token = |text: &str| Echo { text: text.into() };
+
+    let (tx, _pushed) = mpsc::unbounded_channel();
+    let good = client_builder(&fx.server)
+        .router(client_router(tx))
+        .hello("2.1.0", "test", &token("token:ada"))
+        .dial(&fx.server.url())
+        .await
+        .expect("the right token is accepted");
+    let connected = within("the connect hook", connects.recv()).await.unwrap();
+    assert_eq!(fx.server.pool().user("ada").map(|s| s.id()), Some(connected));
+    let echo: Echo = within("a call after the handshake", good.call(&token("hi"))).await.unwrap();
+    assert_eq!(echo.text, "hi");
+
+    let refused = client_builder(&fx.server)
+        .hello("2.1.0", "test", &token("guess"))
+        .dial(&fx.server.url())
+        .await
+        .expect_err("a wrong token is refused");
+    match refused {
+        gonet::DialError::Refused { status, .. } => {
+            assert_eq!(status.code(), gonet::Code::Unauthenticated);
+            assert_eq!(status.message(), "bad token guess");
+        }
+        other => panic!("{other}"),
+    }
+    let reason = within("the refused session's close", async {
+        loop {
+            let (_, reason) = closes.recv().await.expect("close hook alive");
+            if let CloseReason::Refused(status) = reason {
+                return status;
+            }
+        }
+    })
+    .await;
+    assert_eq!(reason.message(), "bad token guess");
+    // The refused session never counted as connected.
+    assert!(connects.try_recv().is_err());
+    drop(fx);
+}
+
+/// The close hook's channel, as `serve_with` wants one, when the test reads another.
+fn closes_placeholder() -> Closes {
+    mpsc::unbounded_channel().1
+}
+
 macro_rules! conformance {
     ($($name:ident: $feature:literal => $url:literal, window $window:literal;)*) => {$(
         #[cfg(feature = $feature)]
@@ -521,6 +588,8 @@ macro_rules! conformance {
             async fn vanished_peer() { super::vanished_peer(URL).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn malformed_packet() { super::malformed_packet(URL).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn handshake() { super::handshake(URL).await }
         }
     )*};
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod codecs;
+mod handshake;
 mod lifecycle;
 mod messages;
 mod pool;
