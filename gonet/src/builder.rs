@@ -703,6 +703,68 @@ impl Server {
         &self.pool
     }
 
+    /// Drains the server before it stops, losing no request it accepted: it stops
+    /// accepting, tells every client that made a handshake
+    /// ([`Builder::hello`](crate::Builder::hello)) to go elsewhere (to `redirect`, if
+    /// given: the client sees it in [`CloseReason::GoAway`]), and keeps serving them while
+    /// they finish their calls and close; then it shuts down ([`shutdown`](Self::shutdown))
+    /// what is left (plain gonet v3 peers, and clients still there after the shutdown
+    /// timeout).
+    ///
+    /// A client told to go away gets the replies of every call it already made (the
+    /// server reads and handles until the client closes), then closes with
+    /// [`CloseReason::GoAway`]; calls it makes after the go-away fail at once with
+    /// [`CallError::Closed`](crate::CallError::Closed), never half-done, so the
+    /// application can make them again on a new connection.
+    ///
+    /// ```
+    /// use gonet::{Builder, CloseReason, Session};
+    ///
+    /// #[derive(Clone, PartialEq, prost::Message)]
+    /// struct Hi {}
+    /// gonet::message!(Hi = 1, prost);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let old = Builder::new().serve("tcp://127.0.0.1:0").await?;
+    /// let new = Builder::new().serve("tcp://127.0.0.1:0").await?;
+    /// let client = Builder::new().hello("1.0", "cli", &Hi {}).dial(&old.url()).await?;
+    ///
+    /// let to = new.url();
+    /// old.drain(Some(&to)).await;
+    /// match client.closed().await {
+    ///     CloseReason::GoAway(Some(url)) => assert_eq!(&*url, to),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # new.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn drain(mut self, redirect: Option<&str>) {
+        self.stop.cancel();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        let goaway = crate::wire::encode_goaway(redirect);
+        let greeted: Vec<Session> = self
+            .pool
+            .sessions()
+            .into_iter()
+            .filter(|s| s.inner.greeted.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        tracing::info!(clients = greeted.len(), "draining");
+        for session in &greeted {
+            let _ = session.send_frame(goaway.clone());
+        }
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        for session in &greeted {
+            if tokio::time::timeout_at(deadline, session.closed()).await.is_err() {
+                break;
+            }
+        }
+        self.shutdown().await;
+    }
+
     /// Shuts down gracefully: stops accepting, stops reading from every session, lets
     /// every message already read be handled and every reply be written, then closes
     /// each session with [`CloseReason::ServerShutdown`]. Returns when all are closed.

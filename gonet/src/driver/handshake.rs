@@ -88,6 +88,7 @@ pub(super) async fn serve<S: PacketSource>(
     match verdict {
         Ok(Ok(())) => {
             session.inner.unwelcome.store(false, Ordering::Relaxed);
+            session.inner.greeted.store(true, Ordering::Relaxed);
             let _ = session.send_frame(wire::encode_welcome(session.id()));
             true
         }

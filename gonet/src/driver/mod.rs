@@ -570,6 +570,7 @@ impl<'s> Work<'s> {
                 } else {
                     // No handshake asked of clients: a client that sends one anyway is
                     // welcome.
+                    session.inner.greeted.store(true, Ordering::Relaxed);
                     let _ = session.send_frame(wire::encode_welcome(session.id()));
                 }
             }
@@ -580,6 +581,7 @@ impl<'s> Work<'s> {
             Ok(Incoming::Refused(status)) => {
                 session.welcome(crate::session::Welcome::Refused(status));
             }
+            Ok(Incoming::GoAway(to)) => session.go_away(to),
             Ok(Incoming::Bye) => {
                 session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
                 return false;

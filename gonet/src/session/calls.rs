@@ -20,11 +20,15 @@ struct Table {
     next: u32,
     pending: HashMap<u32, oneshot::Sender<Outcome>>,
     closed: bool,
+    /// No new calls; the pending ones still get their replies.
+    winding_down: bool,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
     table: Mutex<Table>,
+    /// Notified when the last pending call ends (for a session going away).
+    empty: tokio::sync::Notify,
 }
 
 impl Calls {
@@ -35,7 +39,7 @@ impl Calls {
     /// Registers a call; `None` once the session is closed.
     pub(crate) fn start(&self) -> Option<(u32, oneshot::Receiver<Outcome>)> {
         let mut table = self.lock();
-        if table.closed {
+        if table.closed || table.winding_down {
             return None;
         }
         // Call numbers wrap; one still pending after 2^32 calls is skipped.
@@ -51,12 +55,39 @@ impl Calls {
 
     /// Forgets a call (timed out or cancelled).
     pub(crate) fn cancel(&self, call: u32) {
-        self.lock().pending.remove(&call);
+        let mut table = self.lock();
+        if table.pending.remove(&call).is_some() && table.pending.is_empty() {
+            self.empty.notify_waiters();
+        }
+    }
+
+    /// Refuses new calls from now on, and waits until no call is pending.
+    pub(crate) async fn wind_down(&self) {
+        self.lock().winding_down = true;
+        self.idle().await;
+    }
+
+    /// Waits until no call is pending.
+    async fn idle(&self) {
+        loop {
+            let empty = self.empty.notified();
+            if self.lock().pending.is_empty() {
+                return;
+            }
+            empty.await;
+        }
     }
 
     /// Delivers a reply; false if no call waits for it.
     pub(crate) fn resolve(&self, call: u32, outcome: Outcome) -> bool {
-        let sender = self.lock().pending.remove(&call);
+        let sender = {
+            let mut table = self.lock();
+            let sender = table.pending.remove(&call);
+            if sender.is_some() && table.pending.is_empty() {
+                self.empty.notify_waiters();
+            }
+            sender
+        };
         match sender {
             Some(tx) => {
                 // The caller may have given up just now; that is not an error.
@@ -72,5 +103,6 @@ impl Calls {
         let mut table = self.lock();
         table.closed = true;
         table.pending.clear();
+        self.empty.notify_waiters();
     }
 }

@@ -93,6 +93,10 @@ pub enum CloseReason {
     /// The handshake was refused, with this status (see
     /// [`Builder::on_handshake`](crate::Builder::on_handshake)).
     Refused(crate::wire::Status),
+    /// The server drained ([`Server::drain`](crate::Server::drain)): this client
+    /// finished its calls and closed, to connect again elsewhere (to the address the
+    /// server gave, if any).
+    GoAway(Option<Arc<str>>),
 }
 
 impl fmt::Display for CloseReason {
@@ -107,6 +111,8 @@ impl fmt::Display for CloseReason {
             CloseReason::Error(err) => write!(f, "error: {err}"),
             CloseReason::Replaced => f.write_str("replaced by a newer login of the same user"),
             CloseReason::Refused(status) => write!(f, "handshake refused: {status}"),
+            CloseReason::GoAway(Some(to)) => write!(f, "server going away (to {to})"),
+            CloseReason::GoAway(None) => f.write_str("server going away"),
         }
     }
 }
@@ -221,6 +227,8 @@ pub(crate) struct Inner {
     uid: Mutex<Option<Arc<str>>>,
     /// Set while the server waits for the client's handshake: nothing is broadcast to it.
     pub(crate) unwelcome: AtomicBool,
+    /// The client made a handshake: it knows the extension's later frames (go-away).
+    pub(crate) greeted: AtomicBool,
     /// Where a client's handshake answer goes.
     pub(crate) welcome: Mutex<Option<tokio::sync::oneshot::Sender<Welcome>>>,
 }
@@ -353,6 +361,7 @@ impl Session {
                 link: OnceLock::new(),
                 uid: Mutex::new(None),
                 unwelcome: AtomicBool::new(unwelcome),
+                greeted: AtomicBool::new(false),
                 welcome: Mutex::new(None),
             }),
         }
@@ -674,6 +683,21 @@ impl Session {
     /// The user id bound with [`bind`](Self::bind).
     pub fn uid(&self) -> Option<Arc<str>> {
         lock(&self.inner.uid).clone()
+    }
+
+    /// The server drains: make no new calls, finish those in flight, then close, so the
+    /// application connects again elsewhere.
+    pub(crate) fn go_away(&self, to: Option<String>) {
+        tracing::info!(to = to.as_deref().unwrap_or(""), "server going away");
+        let session = self.clone();
+        let reason = CloseReason::GoAway(to.map(Into::into));
+        tokio::spawn(async move {
+            tokio::select! {
+                () = session.inner.calls.wind_down() => {}
+                () = session.inner.done.cancelled() => return,
+            }
+            session.close_with(reason, CloseMode::Graceful);
+        });
     }
 
     /// Waits for the server's answer to this client's handshake from now on.

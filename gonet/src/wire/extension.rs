@@ -32,6 +32,11 @@ pub(crate) const ID_WELCOME: u32 = 0xFFFF_FF21;
 /// connection after it.
 pub(crate) const ID_REFUSED: u32 = 0xFFFF_FF22;
 
+/// The server drains: the client should finish its calls, close, and connect again,
+/// to the address in the body (UTF-8, may be empty) if there is one. Sent only to
+/// clients that made a handshake.
+pub(crate) const ID_GOAWAY: u32 = 0xFFFF_FF23;
+
 /// The version of the handshake and of the extension it announces.
 pub(crate) const PROTOCOL_VERSION: u16 = 1;
 
@@ -74,6 +79,8 @@ pub(crate) enum Incoming<'a> {
     Welcome { version: u16, session: u64 },
     /// The server refused our handshake.
     Refused(Status),
+    /// The server drains; connect again elsewhere (to this address, if given).
+    GoAway(Option<String>),
 }
 
 /// A client's handshake, its strings and payload borrowed from the frame.
@@ -257,6 +264,10 @@ pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, Exte
                 version: body.get_u16_le(),
                 session: body.get_u64_le(),
             })
+        }
+        ID_GOAWAY => {
+            let to = String::from_utf8_lossy(&body).into_owned();
+            Ok(Incoming::GoAway((!to.is_empty()).then_some(to)))
         }
         ID_REFUSED => {
             need(2, &body)?;
@@ -560,6 +571,23 @@ pub(crate) fn encode_welcome(session: u64) -> Bytes {
     super::frame::put_header(&mut dst, ID_WELCOME, 10);
     dst.put_u16_le(PROTOCOL_VERSION);
     dst.put_u64_le(session);
+    dst.freeze()
+}
+
+/// A server's go-away, with the address to connect to instead (if any; cut to fit).
+pub(crate) fn encode_goaway(to: Option<&str>) -> Bytes {
+    let mut to = to.unwrap_or("");
+    let room = super::frame::MAX_BODY_LEN;
+    if to.len() > room {
+        let mut end = room;
+        while !to.is_char_boundary(end) {
+            end -= 1;
+        }
+        to = &to[..end];
+    }
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + to.len());
+    super::frame::put_header(&mut dst, ID_GOAWAY, to.len());
+    dst.extend_from_slice(to.as_bytes());
     dst.freeze()
 }
 

@@ -3,6 +3,7 @@
 mod support;
 
 mod codecs;
+mod drain;
 mod handshake;
 mod lifecycle;
 mod messages;
