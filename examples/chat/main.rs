@@ -217,7 +217,9 @@ async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<(
     let stop = gonet::shutdown_signal()?;
     tracing::info!(url = %server.url(), %codec, "chat server listening; Ctrl-C or SIGTERM stops it");
     stop.await;
-    server.shutdown().await;
+    // Clients that made a handshake are told to go elsewhere and finish their calls;
+    // the rest are shut down gracefully.
+    server.drain(None).await;
     Ok(())
 }
 

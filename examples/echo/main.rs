@@ -171,7 +171,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 server.url(),
             );
             stop.await;
-            server.shutdown().await;
+            // Clients that made a handshake are told to go elsewhere and finish their
+            // calls; the rest are shut down gracefully.
+            server.drain(None).await;
         }
         Some(Command::Client {
             url,

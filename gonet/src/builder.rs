@@ -442,13 +442,11 @@ impl Builder {
                             T::NAME
                         )));
                     }
-                    let payload = T::decode_body(
-                        session.codec(),
-                        crate::codec::Body::new(&parts.payload),
-                    )
-                    .map_err(|e| {
-                        crate::Status::invalid_argument(format!("handshake payload: {e}"))
-                    })?;
+                    let payload =
+                        T::decode_body(session.codec(), crate::codec::Body::new(&parts.payload))
+                            .map_err(|e| {
+                                crate::Status::invalid_argument(format!("handshake payload: {e}"))
+                            })?;
                     let hello = crate::settings::Handshake {
                         client_version: parts.client_version,
                         platform: parts.platform,
@@ -758,7 +756,10 @@ impl Server {
         }
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         for session in &greeted {
-            if tokio::time::timeout_at(deadline, session.closed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, session.closed())
+                .await
+                .is_err()
+            {
                 break;
             }
         }

@@ -574,7 +574,10 @@ impl<'s> Work<'s> {
                     let _ = session.send_frame(wire::encode_welcome(session.id()));
                 }
             }
-            Ok(Incoming::Welcome { version, session: id }) => {
+            Ok(Incoming::Welcome {
+                version,
+                session: id,
+            }) => {
                 tracing::debug!(version, server_session = id, "handshake accepted");
                 session.welcome(crate::session::Welcome::Accepted { version });
             }

@@ -364,7 +364,11 @@ impl<'a, M: Message> BroadcastRun<'a, M> {
     }
 
     fn queue(&mut self, session: &Session) -> Result<(), SendError> {
-        if session.inner.unwelcome.load(std::sync::atomic::Ordering::Relaxed) {
+        if session
+            .inner
+            .unwelcome
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             // Still in its handshake: not connected yet.
             return Ok(());
         }

@@ -739,6 +739,10 @@ mod tests {
                 Just(ID_REQUEST),
                 Just(ID_RESPONSE),
                 Just(ID_ERROR),
+                Just(ID_HELLO),
+                Just(ID_WELCOME),
+                Just(ID_REFUSED),
+                Just(ID_GOAWAY),
             ]
         }
 
@@ -809,10 +813,36 @@ mod tests {
                     (ID_PING, Ok(Incoming::Ping))
                     | (ID_PONG, Ok(Incoming::Pong))
                     | (ID_BYE, Ok(Incoming::Bye)) => {}
+                    (ID_HELLO | ID_REFUSED, Err(ExtensionError::Short { need: 2, len, .. }))
+                    | (ID_WELCOME, Err(ExtensionError::Short { need: 10, len, .. })) => {
+                        prop_assert_eq!(len, body.len());
+                    }
+                    (ID_HELLO, Err(ExtensionError::Malformed { id, .. })) => {
+                        prop_assert_eq!(id, ID_HELLO);
+                    }
+                    (ID_HELLO, Ok(Incoming::Hello(hello))) => {
+                        // Reading it back writes the same bytes.
+                        let again = encode_hello(&hello.client_version, &hello.platform, hello.payload_id, &hello.payload)
+                            .expect("fits");
+                        prop_assert_eq!(&again[HEADER_LEN + 2..], &body[2..]);
+                    }
+                    (ID_WELCOME, Ok(Incoming::Welcome { version, session })) => {
+                        prop_assert_eq!(version, u16::from_le_bytes([body[0], body[1]]));
+                        prop_assert_eq!(&session.to_le_bytes()[..], &body[2..10]);
+                    }
+                    (ID_REFUSED, Ok(Incoming::Refused(status))) => {
+                        prop_assert_eq!(status.code(), Code::from_u16(u16::from_le_bytes([body[0], body[1]])));
+                        prop_assert_eq!(status.message(), String::from_utf8_lossy(&body[2..]));
+                    }
+                    (ID_GOAWAY, Ok(Incoming::GoAway(to))) => {
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        prop_assert_eq!(to, (!text.is_empty()).then_some(text));
+                    }
                     (id, Err(ExtensionError::UnknownId(got))) => {
                         prop_assert_eq!(got, id);
                         prop_assert!(
-                            ![ID_REQUEST, ID_RESPONSE, ID_ERROR, ID_PING, ID_PONG, ID_BYE]
+                            ![ID_REQUEST, ID_RESPONSE, ID_ERROR, ID_PING, ID_PONG, ID_BYE,
+                              ID_HELLO, ID_WELCOME, ID_REFUSED, ID_GOAWAY]
                                 .contains(&id)
                         );
                     }

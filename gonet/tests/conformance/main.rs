@@ -505,16 +505,24 @@ async fn handshake(url: &str) {
         .on_connect(move |s| {
             let _ = connects_tx.send(s.id());
         })
-        .on_handshake(|session: Session, hello: gonet::Handshake<Echo>| async move {
-            assert_eq!((hello.client_version.as_str(), hello.platform.as_str()), ("2.1.0", "test"));
-            match hello.payload.text.strip_prefix("token:") {
-                Some(user) => {
-                    session.bind(user);
-                    Ok(())
+        .on_handshake(
+            |session: Session, hello: gonet::Handshake<Echo>| async move {
+                assert_eq!(
+                    (hello.client_version.as_str(), hello.platform.as_str()),
+                    ("2.1.0", "test")
+                );
+                match hello.payload.text.strip_prefix("token:") {
+                    Some(user) => {
+                        session.bind(user);
+                        Ok(())
+                    }
+                    None => Err(Status::unauthenticated(format!(
+                        "bad token {}",
+                        hello.payload.text
+                    ))),
                 }
-                None => Err(Status::unauthenticated(format!("bad token {}", hello.payload.text))),
-            }
-        });
+            },
+        );
     let fx = serve_with(url, builder, closes_placeholder(), errors).await;
     let token = |text: &str| Echo { text: text.into() };
 
@@ -526,8 +534,13 @@ async fn handshake(url: &str) {
         .await
         .expect("the right token is accepted");
     let connected = within("the connect hook", connects.recv()).await.unwrap();
-    assert_eq!(fx.server.pool().user("ada").map(|s| s.id()), Some(connected));
-    let echo: Echo = within("a call after the handshake", good.call(&token("hi"))).await.unwrap();
+    assert_eq!(
+        fx.server.pool().user("ada").map(|s| s.id()),
+        Some(connected)
+    );
+    let echo: Echo = within("a call after the handshake", good.call(&token("hi")))
+        .await
+        .unwrap();
     assert_eq!(echo.text, "hi");
 
     let refused = client_builder(&fx.server)

@@ -25,7 +25,13 @@ async fn counting(handled: Arc<Mutex<HashMap<u64, u32>>>) -> Server {
 async fn connect(url: &str) -> Session {
     Builder::new()
         .codec(Codec::Json)
-        .hello("1.0", "test", &Say { content: String::new() })
+        .hello(
+            "1.0",
+            "test",
+            &Say {
+                content: String::new(),
+            },
+        )
         .dial(url)
         .await
         .unwrap()
@@ -53,7 +59,13 @@ async fn no_accepted_request_is_lost_across_a_drain() {
                     let _ = started.send(());
                 }
                 loop {
-                    match session.call::<_, Seq>(&Seq { n, pad: String::new() }).await {
+                    match session
+                        .call::<_, Seq>(&Seq {
+                            n,
+                            pad: String::new(),
+                        })
+                        .await
+                    {
                         Ok(reply) => {
                             assert_eq!(reply.n, n);
                             break;
@@ -82,7 +94,11 @@ async fn no_accepted_request_is_lost_across_a_drain() {
     within("the drain", old.drain(Some(&new_url))).await;
     for client in clients {
         let moved = within("a client", client).await.unwrap();
-        assert_eq!(moved.as_deref(), Some(new_url.as_str()), "every client moved");
+        assert_eq!(
+            moved.as_deref(),
+            Some(new_url.as_str()),
+            "every client moved"
+        );
     }
     let handled = handled.lock().unwrap();
     for n in 0..CLIENTS * CALLS {

@@ -19,7 +19,11 @@ const REFUSED: u32 = 0xFFFF_FF22;
 async fn guarded(handled: Arc<AtomicUsize>, timeout: Duration) -> Server {
     let router = Router::new().route(move |_: Session, say: Say| {
         handled.fetch_add(1, Ordering::SeqCst);
-        async move { SayAck { content: say.content } }
+        async move {
+            SayAck {
+                content: say.content,
+            }
+        }
     });
     Builder::new()
         .codec(Codec::Json)
@@ -66,10 +70,15 @@ async fn a_message_before_the_handshake_is_refused_and_never_handled() {
     let server = guarded(handled.clone(), Duration::from_secs(10)).await;
     // A plain gonet v3 peer: it sends a message straight away.
     let mut peer = raw(server.local_addr()).await;
-    peer.write_all(&frame(101, br#"{"content":"hi"}"#)).await.unwrap();
+    peer.write_all(&frame(101, br#"{"content":"hi"}"#))
+        .await
+        .unwrap();
     let (code, message) = refusal(&mut peer).await;
     assert_eq!(code, Code::InvalidArgument);
-    assert_eq!(message, "expected a handshake (0xffffff20) first, got message 0x00000065");
+    assert_eq!(
+        message,
+        "expected a handshake (0xffffff20) first, got message 0x00000065"
+    );
     assert!(within("the close", read_frame(&mut peer)).await.is_none());
     assert_eq!(handled.load(Ordering::SeqCst), 0);
 }
@@ -81,11 +90,17 @@ async fn a_wrong_version_and_a_wrong_token_are_refused_with_their_reasons() {
     peer.write_all(&hello(9, "open")).await.unwrap();
     let (code, message) = refusal(&mut peer).await;
     assert_eq!(code, Code::FailedPrecondition);
-    assert_eq!(message, "handshake version 9 is not supported; this server speaks version 1");
+    assert_eq!(
+        message,
+        "handshake version 9 is not supported; this server speaks version 1"
+    );
 
     let mut peer = raw(server.local_addr()).await;
     peer.write_all(&hello(1, "guess")).await.unwrap();
-    assert_eq!(refusal(&mut peer).await, (Code::Unauthenticated, "wrong token".into()));
+    assert_eq!(
+        refusal(&mut peer).await,
+        (Code::Unauthenticated, "wrong token".into())
+    );
 }
 
 #[tokio::test]
@@ -112,7 +127,10 @@ async fn a_silent_peer_is_refused_after_the_handshake_timeout_and_gets_no_broadc
     let mut peer = raw(server.local_addr()).await;
     until("the peer in the pool", || server.pool().len() == 1).await;
     // Not connected yet: a broadcast passes it by.
-    let report = server.pool().broadcast(&Notice { text: "all".into() }).unwrap();
+    let report = server
+        .pool()
+        .broadcast(&Notice { text: "all".into() })
+        .unwrap();
     assert_eq!(report.delivered, 0);
     let (code, message) = refusal(&mut peer).await;
     assert_eq!(code, Code::Unauthenticated);
@@ -122,15 +140,28 @@ async fn a_silent_peer_is_refused_after_the_handshake_timeout_and_gets_no_broadc
 #[tokio::test]
 async fn a_client_handshake_to_a_server_that_asks_for_none_is_welcome() {
     let server = json_server(Router::new().route(|_: Session, say: Say| async move {
-        SayAck { content: say.content }
+        SayAck {
+            content: say.content,
+        }
     }))
     .await;
     let client = Builder::new()
         .codec(Codec::Json)
-        .hello("1.0", "test", &Say { content: "token".into() })
+        .hello(
+            "1.0",
+            "test",
+            &Say {
+                content: "token".into(),
+            },
+        )
         .dial(&server.url())
         .await
         .unwrap();
-    let ack: SayAck = client.call(&Say { content: "hi".into() }).await.unwrap();
+    let ack: SayAck = client
+        .call(&Say {
+            content: "hi".into(),
+        })
+        .await
+        .unwrap();
     assert_eq!(ack.content, "hi");
 }

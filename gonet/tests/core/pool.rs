@@ -185,10 +185,7 @@ async fn racing_logins_of_one_user_leave_exactly_the_newest() {
             content: user.clone(),
         };
         // Both logins at once, on two server threads.
-        let (a, b) = tokio::join!(
-            one.call::<_, SayAck>(&say),
-            two.call::<_, SayAck>(&say)
-        );
+        let (a, b) = tokio::join!(one.call::<_, SayAck>(&say), two.call::<_, SayAck>(&say));
         let _ = (a, b);
         let closed = within("one login to be closed", async {
             tokio::select! {
@@ -202,7 +199,12 @@ async fn racing_logins_of_one_user_leave_exactly_the_newest() {
         let bound = server.pool().user(&user).expect("the user is bound");
         assert_eq!(bound.peer_addr(), survivor.local_addr());
         assert!(!survivor.is_closed());
-        let logins = binds.lock().unwrap().iter().filter(|(_, uid)| *uid == user).count();
+        let logins = binds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, uid)| *uid == user)
+            .count();
         assert_eq!(logins, 2);
         let ack: SayAck = survivor.call(&say).await.unwrap();
         assert_eq!(ack.content, user);
