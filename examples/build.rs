@@ -2,7 +2,11 @@
 
 fn main() {
     gonet_build::compile(
-        &["../schemas/chat.proto", "../schemas/echo.proto"],
+        &[
+            "../schemas/chat.proto",
+            "../schemas/cluster.proto",
+            "../schemas/echo.proto",
+        ],
         &["../schemas"],
     );
 }

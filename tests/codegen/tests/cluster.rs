@@ -72,12 +72,7 @@ async fn a_generated_service_served_by_a_backend_node() {
     assert_eq!(pushed.try_recv().unwrap(), "push:x");
 
     // A one-way method, and a typed error status.
-    client
-        .note(Note {
-            text: "n1".into(),
-        })
-        .await
-        .unwrap();
+    client.note(Note { text: "n1".into() }).await.unwrap();
     assert_eq!(noted.recv().await.unwrap(), "n1");
     let err = client
         .fail(Fail {
@@ -86,6 +81,9 @@ async fn a_generated_service_served_by_a_backend_node() {
         .await
         .unwrap_err();
     let status = err.status().unwrap();
-    assert_eq!((status.code(), status.message()), (Code::FailedPrecondition, "not today"));
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::FailedPrecondition, "not today")
+    );
     drop(backend);
 }
