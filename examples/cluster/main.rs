@@ -20,7 +20,6 @@
 //! serves it, and says so when that changes.
 
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand};
 use gonet::{Builder, CloseReason, Router, Session, Status};
@@ -117,25 +116,21 @@ fn group(room: &str) -> String {
 
 /// The room service a room node serves to the clients of every gate.
 #[derive(Debug, Default)]
-struct RoomServer {
-    /// The node, once it has joined (its router is handed over before).
-    node: Arc<OnceLock<Node>>,
-}
+struct RoomServer;
 
 fn unavailable(err: impl std::fmt::Display) -> Status {
     Status::unavailable(err.to_string())
 }
 
 impl RoomServer {
-    fn node(&self) -> Result<&Node, Status> {
-        self.node
-            .get()
-            .ok_or_else(|| Status::unavailable("the room node is still joining"))
+    /// The node running the handler: it reaches the rooms' groups and the clients.
+    fn node(session: &Session) -> Result<Node, Status> {
+        Node::of(session).ok_or_else(|| Status::internal("not a session of a cluster node"))
     }
 
     /// Takes the session out of its room, if any, and tells the room.
     async fn leave_room(&self, session: &Session) -> Result<(), Status> {
-        let node = self.node()?;
+        let node = Self::node(session)?;
         let Some(room) = SessionData::of(session).remove(ROOM_KEY) else {
             return Ok(());
         };
@@ -160,7 +155,7 @@ impl Rooms for RoomServer {
         if room.is_empty() || name.is_empty() {
             return Err(Status::invalid_argument("a room and a name are needed"));
         }
-        let node = self.node()?;
+        let node = Self::node(session)?;
         self.leave_room(session).await?;
         // One session per name in the cluster: an older one is closed as replaced.
         session.bind(name);
@@ -186,7 +181,7 @@ impl Rooms for RoomServer {
     }
 
     async fn speak(&self, session: &Session, req: Speak) -> Result<Spoken, Status> {
-        let node = self.node()?;
+        let node = Self::node(session)?;
         let room = SessionData::of(session)
             .get(ROOM_KEY)
             .ok_or_else(|| Status::failed_precondition("enter a room first: /join ROOM"))?;
@@ -210,14 +205,11 @@ impl Rooms for RoomServer {
 }
 
 async fn room(args: &NodeArgs) -> anyhow::Result<()> {
-    let service = RoomServer::default();
-    let slot = service.node.clone();
     let node = args
         .cluster("room")
-        .serve(Router::new().service(RoomsServer::new(service)))
+        .serve(Router::new().service(RoomsServer::new(RoomServer)))
         .join(&args.nats)
         .await?;
-    let _ = slot.set(node.clone());
     let stop = gonet::shutdown_signal()?;
     tracing::info!(node = %node.id(), nats = %args.nats, "room node serving; Ctrl-C or SIGTERM drains it");
     stop.await;

@@ -100,6 +100,7 @@ impl Node {
     }
 
     fn local_connect(&self, session: &Session) {
+        session.insert(self.node_ref());
         lock(&self.inner.local)
             .sessions
             .insert(session.id(), session.clone());

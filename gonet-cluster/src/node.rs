@@ -109,6 +109,11 @@ impl fmt::Debug for Node {
     }
 }
 
+/// The node a session belongs to, kept with the session (weakly: the node holds its
+/// sessions).
+#[derive(Clone)]
+pub(crate) struct NodeRef(std::sync::Weak<Inner>);
+
 /// Counts a relayed message in flight (for draining).
 struct InFlight<'a>(&'a Inner);
 
@@ -244,6 +249,29 @@ impl Node {
                 () = fut => {}
             }
         });
+    }
+
+    /// The node of `session`: the gate a client is connected to, or the node running a
+    /// handler for a client of another node. Lets a handler reach the cluster.
+    ///
+    /// ```
+    /// use gonet::{Session, Status};
+    /// use gonet_cluster::Node;
+    ///
+    /// async fn shout(session: Session) -> Result<(), Status> {
+    ///     let node = Node::of(&session).ok_or_else(|| Status::internal("not in a cluster"))?;
+    ///     let _ = node.id();
+    ///     Ok(())
+    /// }
+    /// # drop(shout);
+    /// ```
+    pub fn of(session: &Session) -> Option<Node> {
+        let NodeRef(weak) = session.get::<NodeRef>()?;
+        weak.upgrade().map(|inner| Node { inner })
+    }
+
+    pub(crate) fn node_ref(&self) -> NodeRef {
+        NodeRef(Arc::downgrade(&self.inner))
     }
 
     /// The node's id.
@@ -544,6 +572,7 @@ impl Node {
         session.insert(Remote {
             addr: SessionAddr::new(key.0.clone(), key.1),
         });
+        session.insert(self.node_ref());
         let entry = Arc::new(RemoteEntry {
             session,
             outbox,

@@ -750,7 +750,11 @@ impl Server {
             .into_iter()
             .filter(|s| s.inner.greeted.load(std::sync::atomic::Ordering::Relaxed))
             .collect();
-        tracing::info!(clients = greeted.len(), "draining");
+        tracing::info!(
+            told_to_go = greeted.len(),
+            sessions = self.pool.len(),
+            "draining: clients that made a handshake are told to go elsewhere"
+        );
         for session in &greeted {
             let _ = session.send_frame(goaway.clone());
         }

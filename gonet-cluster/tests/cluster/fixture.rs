@@ -157,6 +157,8 @@ pub(crate) fn rooms(node_id: &str, ctl: &RoomCtl) -> Router {
             let node = id.clone();
             async move {
                 let remote = Remote::of(&session).expect("a relayed message has a remote session");
+                let here = Node::of(&session).expect("a relayed message's session knows its node");
+                assert_eq!(**here.id(), *node);
                 SessionData::of(&session).set("room", enter.room.clone());
                 Entered {
                     room: enter.room,

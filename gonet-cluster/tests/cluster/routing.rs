@@ -24,7 +24,10 @@ async fn three_rooms(nats: &NatsServer, route: Route) -> (Gate, Vec<gonet_cluste
         .await
         .unwrap();
     let ws = node
-        .gate(gonet::Builder::new().codec(gonet::Codec::Json), gonet::Router::new())
+        .gate(
+            gonet::Builder::new().codec(gonet::Codec::Json),
+            gonet::Router::new(),
+        )
         .serve("ws://127.0.0.1:0")
         .await
         .unwrap();
