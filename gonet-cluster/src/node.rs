@@ -536,7 +536,7 @@ impl Node {
             let Some(reply) = msg.reply else { continue };
             self.inner.inflight.fetch_add(1, Ordering::AcqRel);
             let node = self.clone();
-            self.inner.tasks.spawn(async move {
+            let mut handling = Box::pin(async move {
                 let _inflight = InFlight(&node.inner);
                 let out = match Forward::decode(msg.payload) {
                     Ok(fwd) => node.handle_forward(fwd).await,
@@ -549,6 +549,17 @@ impl Node {
                 };
                 node.publish(reply.to_string(), out.encode_to_vec()).await;
             });
+            // A handler that finishes at once is answered from here, without a task of
+            // its own (a hand-off between threads is most of a relayed call's cost
+            // here); one that waits goes on in a task, so other sessions' messages do
+            // not wait behind it.
+            let done = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(handling.as_mut().poll(cx).is_ready())
+            })
+            .await;
+            if !done {
+                self.inner.tasks.spawn(handling);
+            }
         }
     }
 
