@@ -163,7 +163,7 @@ pub(crate) struct ControlReply {
 /// What travels on a user's subject (`<prefix>.user.<uid>`).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct UserMsg {
-    #[prost(oneof = "UserOp", tags = "1, 2, 3")]
+    #[prost(oneof = "UserOp", tags = "1, 2, 3, 4")]
     pub(crate) op: Option<UserOp>,
 }
 
@@ -175,6 +175,9 @@ pub(crate) enum UserOp {
     Push(Bodies),
     #[prost(string, tag = "3")]
     Kick(String),
+    /// Call the user's session (request/reply): answered with a [`ControlReply`].
+    #[prost(message, tag = "4")]
+    Call(Bodies),
 }
 
 /// A session was bound to a user (also an event on `<prefix>.event.bind`).

@@ -70,6 +70,12 @@ pub enum ClusterError {
         /// What the NATS client said.
         detail: String,
     },
+    /// No live session is bound to the user (nobody answered on the user's subject).
+    #[error("no session of user {uid} in the cluster")]
+    NoSuchUser {
+        /// The user id.
+        uid: String,
+    },
     /// A message could not be encoded or decoded.
     #[error("message {name}: {source}")]
     Codec {

@@ -192,6 +192,7 @@ impl Node {
             let Ok(UserMsg { op: Some(op) }) = UserMsg::decode(msg.payload) else {
                 continue;
             };
+            let reply_to = msg.reply;
             match op {
                 UserOp::Bound(b) => {
                     if !self.other_login(&uid, b).await {
@@ -211,6 +212,17 @@ impl Node {
                     if let Some(session) = self.user_session(&uid) {
                         session.close(reason);
                     }
+                }
+                UserOp::Call(bodies) => {
+                    let (Some(to), Some(session)) = (reply_to, self.user_session(&uid)) else {
+                        continue;
+                    };
+                    // Answered from a task: the client may take its time.
+                    let node = self.clone();
+                    self.spawn(async move {
+                        let reply = node.call_local(&session, &bodies).await;
+                        node.publish(to.to_string(), reply.encode_to_vec()).await;
+                    });
                 }
             }
         }

@@ -755,28 +755,7 @@ impl Node {
                 }
                 ControlReply::default()
             }
-            Some(Op::Call(bodies)) => {
-                let codec = session.codec();
-                let Some(body) = body_for(&bodies, codec) else {
-                    return fail(Status::failed_precondition(format!(
-                        "session {} uses codec {codec}, which the call was not encoded in",
-                        ctl.session
-                    )));
-                };
-                match session
-                    .call_raw(bodies.id, body, self.inner.request_timeout)
-                    .await
-                {
-                    Ok(reply) => ControlReply {
-                        error: None,
-                        id: reply.id,
-                        body: reply.body,
-                        codec: codec.to_string(),
-                    },
-                    Err(gonet::CallError::Status { status, .. }) => fail(status),
-                    Err(err) => fail(Status::unavailable(err.to_string())),
-                }
-            }
+            Some(Op::Call(bodies)) => self.call_local(&session, &bodies).await,
             Some(Op::Kick(kick)) => {
                 match kick.replaced_by {
                     Some(stamp) => self.kick_replaced(&session, stamp),
@@ -792,6 +771,34 @@ impl Node {
                 self.leave_local(&session, &group);
                 ControlReply::default()
             }
+        }
+    }
+
+    /// Calls a client of this node for another node, and makes the answer.
+    pub(crate) async fn call_local(&self, session: &Session, bodies: &Bodies) -> ControlReply {
+        let fail = |status: Status| ControlReply {
+            error: Some(status_msg(&status)),
+            ..ControlReply::default()
+        };
+        let codec = session.codec();
+        let Some(body) = body_for(bodies, codec) else {
+            return fail(Status::failed_precondition(format!(
+                "session {} uses codec {codec}, which the call was not encoded in",
+                session.id()
+            )));
+        };
+        match session
+            .call_raw(bodies.id, body, self.inner.request_timeout)
+            .await
+        {
+            Ok(reply) => ControlReply {
+                error: None,
+                id: reply.id,
+                body: reply.body,
+                codec: codec.to_string(),
+            },
+            Err(gonet::CallError::Status { status, .. }) => fail(status),
+            Err(err) => fail(Status::unavailable(err.to_string())),
         }
     }
 
@@ -982,9 +989,17 @@ impl Node {
         }
         let bodies = self.encode_bodies(req)?;
         let reply = self.control(addr, Op::Call(bodies), Req::NAME).await?;
+        Self::call_answer::<Req, Resp>(&addr.node, reply)
+    }
+
+    /// The typed reply of a call answered by node `node`.
+    fn call_answer<Req: Message, Resp: Message>(
+        node: &str,
+        reply: ControlReply,
+    ) -> Result<Resp, ClusterError> {
         if reply.id != Resp::ID {
             return Err(ClusterError::BadAnswer {
-                node: addr.node.to_string(),
+                node: node.to_owned(),
                 detail: format!(
                     "{} was answered with message {}, not {} ({})",
                     Req::NAME,
@@ -1001,6 +1016,51 @@ impl Node {
                 source,
             }
         })
+    }
+
+    /// Calls the session bound to user `uid` ([`Session::bind`]), wherever it is
+    /// connected, and waits for its typed reply.
+    pub async fn call_user<Req: Message, Resp: Message>(
+        &self,
+        uid: &str,
+        req: &Req,
+    ) -> Result<Resp, ClusterError> {
+        let user = UserMsg {
+            op: Some(UserOp::Call(self.encode_bodies(req)?)),
+        };
+        let subject = self.inner.subjects.user(uid);
+        let request = Request::new()
+            .payload(user.encode_to_vec().into())
+            .timeout(Some(self.inner.request_timeout));
+        let payload = match self.inner.client.send_request(subject, request).await {
+            Ok(msg) => msg.payload,
+            Err(err) => {
+                return Err(match err.kind() {
+                    RequestErrorKind::NoResponders => ClusterError::NoSuchUser {
+                        uid: uid.to_owned(),
+                    },
+                    RequestErrorKind::TimedOut => ClusterError::Timeout {
+                        node: format!("of user {uid}"),
+                        after: self.inner.request_timeout,
+                    },
+                    RequestErrorKind::MaxPayloadExceeded => ClusterError::TooLarge {
+                        name: Req::NAME,
+                        detail: err.to_string(),
+                    },
+                    _ => ClusterError::Link(err.to_string()),
+                });
+            }
+        };
+        let reply = ControlReply::decode(payload).map_err(|e| ClusterError::BadAnswer {
+            node: format!("of user {uid}"),
+            detail: e.to_string(),
+        })?;
+        if let Some(status) = reply.error {
+            return Err(ClusterError::Status {
+                status: status_of(status),
+            });
+        }
+        Self::call_answer::<Req, Resp>(&format!("of user {uid}"), reply)
     }
 
     /// Closes the session at `addr` with `reason` (its close reason is

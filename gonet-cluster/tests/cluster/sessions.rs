@@ -129,6 +129,10 @@ cluster_test! {
         let _: Login = c.session.call(&Login { user: "ada".into() }).await.unwrap();
         event(&mut events, |e| matches!(e, ClusterEvent::SessionBound { uid, .. } if &**uid == "ada").then_some(())).await;
         r1.push_user("ada", &Pushed { n: 1, text: "to ada".into() }).await.unwrap();
+        let answer: Ping = r1.call_user("ada", &Ask { n: 1 }).await.unwrap();
+        assert_eq!(answer.n, 2);
+        let err = r1.call_user::<_, Ping>("nobody", &Ask { n: 1 }).await.unwrap_err();
+        assert!(matches!(err, ClusterError::NoSuchUser { ref uid } if uid == "nobody"), "{err}");
         assert_eq!(within("a push to the user", c.pushed.recv()).await.unwrap().text, "to ada");
         // Ada logs in on gate b, then on gate a again: each login closes the one
         // before, and a push to her arrives once, at her last session.
