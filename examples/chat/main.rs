@@ -31,8 +31,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 gonet::include_protos!();
 
 use chat::{
-    ChatEvents, ChatEventsServer, ChatService, ChatServiceClient, ChatServiceServer, Join, Joined,
-    Leave, Presence, Said, Say, SayAck,
+    ChatEvents, ChatEventsServer, ChatService, ChatServiceClient, ChatServiceServer, Hello, Join,
+    Joined, Leave, Presence, Said, Say, SayAck,
 };
 
 const EXAMPLES: &str = "\
@@ -130,9 +130,13 @@ struct ChatServer {
 
 impl ChatService for ChatServer {
     async fn join(&self, session: &Session, req: Join) -> Result<Joined, Status> {
-        let (room, name) = (req.room.trim(), req.name.trim());
-        if room.is_empty() || name.is_empty() {
-            return Err(Status::invalid_argument("a room and a name are needed"));
+        // The name the client logged in with, in its handshake.
+        let Some(uid) = session.uid() else {
+            return Err(Status::unauthenticated("no name: the handshake binds one"));
+        };
+        let (room, name) = (req.room.trim(), uid.as_ref());
+        if room.is_empty() {
+            return Err(Status::invalid_argument("a room is needed"));
         }
         leave_room(session);
         session.insert(Member {
@@ -210,6 +214,17 @@ async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<(
         .server(Builder::new())?
         .codec(codec)
         .router(router)
+        // Every client says who it is first: a name, which is one session on the server
+        // (a second login with the same name closes the first).
+        .on_handshake(|session: Session, hello: gonet::Handshake<Hello>| async move {
+            let name = hello.payload.name.trim();
+            if name.is_empty() || name.len() > 32 {
+                return Err(Status::invalid_argument("a name of 1 to 32 bytes is needed"));
+            }
+            tracing::info!(%name, client = %hello.client_version, platform = %hello.platform, "logged in");
+            session.bind(name);
+            Ok(())
+        })
         .on_close(|session, _reason| leave_room(session))
         .serve(url)
         .await?;
@@ -228,6 +243,11 @@ async fn client(url: &str, name: &str, codec: Codec, tls: &ClientTlsArgs) -> any
         .client(Builder::new())?
         .codec(codec)
         .router(Router::new().service(ChatEventsServer::new(Printer)))
+        .hello(
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            &Hello { name: name.into() },
+        )
         .dial(url)
         .await
         .map_err(explain_dial)?;

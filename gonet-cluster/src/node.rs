@@ -363,6 +363,10 @@ impl Node {
                 tracing::warn!("undecodable heartbeat ignored");
                 continue;
             };
+            if hb.node.is_empty() {
+                tracing::warn!("heartbeat without a node id ignored");
+                continue;
+            }
             if *hb.node == *self.inner.id {
                 continue;
             }
@@ -495,8 +499,13 @@ impl Node {
         while let Some(msg) = sub.next().await {
             if msg.subject.ends_with(".bind") {
                 let Ok(b) = Bound::decode(msg.payload) else {
+                    tracing::warn!("undecodable bind event ignored");
                     continue;
                 };
+                if b.node.is_empty() || b.uid.is_empty() {
+                    tracing::warn!("bind event without a node or user ignored");
+                    continue;
+                }
                 let node: Arc<str> = b.node.as_str().into();
                 let uid: Arc<str> = b.uid.as_str().into();
                 if node != self.inner.id {
@@ -511,8 +520,13 @@ impl Node {
                 });
             } else {
                 let Ok(c) = Closed::decode(msg.payload) else {
+                    tracing::warn!("undecodable close event ignored");
                     continue;
                 };
+                if c.node.is_empty() {
+                    tracing::warn!("close event without a node ignored");
+                    continue;
+                }
                 let node: Arc<str> = c.node.as_str().into();
                 if let Some(sessions) = lock(&self.inner.known).get_mut(&node) {
                     sessions.remove(&c.session);

@@ -4,6 +4,7 @@
 mod failure;
 mod fixture;
 mod groups;
+mod hostile;
 mod nats;
 mod relay;
 mod routing;
