@@ -600,25 +600,36 @@ impl Builder {
             .send_frame(frame)
             .map_err(|e| failed(format!("the handshake was not sent: {e}")))?;
         let timeout = self.settings.handshake_timeout;
+        // A connection that closes without an answer ends the wait at once.
+        let answer = async {
+            tokio::select! {
+                biased;
+                answer = answer => answer.ok(),
+                reason = session.closed() => {
+                    tracing::debug!(%reason, "closed during the handshake");
+                    None
+                }
+            }
+        };
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(failed(format!(
                 "no answer to the handshake within {timeout:?} (does the server ask for one?)"
             ))),
-            Ok(Err(_)) => Err(failed("the connection closed during the handshake".into())),
-            Ok(Ok(Welcome::Refused(status))) => {
+            Ok(None) => Err(failed("the connection closed during the handshake".into())),
+            Ok(Some(Welcome::Refused(status))) => {
                 session.close("handshake refused");
                 Err(DialError::Refused {
                     url: url.to_owned(),
                     status,
                 })
             }
-            Ok(Ok(Welcome::Accepted { version })) if version != crate::wire::PROTOCOL_VERSION => {
+            Ok(Some(Welcome::Accepted { version })) if version != crate::wire::PROTOCOL_VERSION => {
                 Err(failed(format!(
                     "the server speaks handshake version {version}, this client {}",
                     crate::wire::PROTOCOL_VERSION
                 )))
             }
-            Ok(Ok(Welcome::Accepted { .. })) => Ok(session),
+            Ok(Some(Welcome::Accepted { .. })) => Ok(session),
         }
     }
 }

@@ -25,6 +25,9 @@
 //! - **Heartbeats**: when configured, the inbound part pings a peer that has been
 //!   silent for the heartbeat interval and closes the session with
 //!   [`CloseReason::IdleTimeout`] once it has heard nothing at all for the idle timeout.
+//! - **Handshake** (`handshake`): on a server that asks for one, the first packet must
+//!   be the client's hello; the application's hook accepts or refuses it before the
+//!   connect hook runs and before anything else of the session is handled.
 //!
 //! The transport is reached only through a [`PacketSource`] and a [`FrameSink`]
 //! (module `link`), so every transport shares this ordering, backpressure, outbound

@@ -59,6 +59,8 @@ use crate::wire::{self, Wrap};
 const ALPN: &[u8] = b"gonet";
 /// How long a closing session waits for its peer to read what it sent.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long a server waits for a refused client to read its refusal.
+const REFUSAL_LINGER: Duration = Duration::from_secs(10);
 /// How long a stopping server waits for its connections to drain.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -464,12 +466,18 @@ impl FrameSink for QuicSink {
         self.stream.write().await
     }
 
-    async fn shutdown(&mut self, _: Option<&CloseReason>) {
+    async fn shutdown(&mut self, reason: Option<&CloseReason>) {
         let send = self.stream.writer_mut();
         if send.finish().is_ok() {
             // Closing the connection discards what the peer has not read: wait until it
-            // has read the stream to its end (or stopped reading it).
-            let _ = tokio::time::timeout(LINGER, send.stopped()).await;
+            // has read the stream to its end (or stopped reading it). A refused client
+            // closes as soon as it has read the refusal, which it must not miss: give it
+            // longer.
+            let linger = match reason {
+                Some(CloseReason::Refused(_)) => REFUSAL_LINGER,
+                _ => LINGER,
+            };
+            let _ = tokio::time::timeout(linger, send.stopped()).await;
         }
     }
 }
