@@ -482,6 +482,99 @@ impl Builder {
         self
     }
 
+    /// Keeps the sessions of the servers this builder starts across a dropped
+    /// connection: a client with a [`reconnect`](Self::reconnect) policy comes back on
+    /// a new connection within `grace` and resumes its session (same id, data, groups
+    /// and user) with nothing lost either way; a session whose client does not come
+    /// back closes with [`CloseReason::Expired`](crate::CloseReason::Expired).
+    ///
+    /// Every client then makes a handshake (without a hook of the application's
+    /// ([`on_handshake`](Self::on_handshake)) every handshake is accepted), so plain
+    /// gonet v3 clients cannot connect; serve them on another listener. Resume works on
+    /// the stream transports: `tcp://`, `ws://` and `wss://`. Each session keeps what
+    /// it sent until the client acknowledges it (acknowledgements come at least every
+    /// 32 KiB), up to [`replay_limit`](Self::replay_limit) bytes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gonet::{Builder, LinkEvent, Reconnect};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Builder::new()
+    ///     .resume(Duration::from_secs(30))
+    ///     .on_link(|session, event| tracing::info!(session = session.id(), ?event, "link"))
+    ///     .serve("tcp://127.0.0.1:0")
+    ///     .await?;
+    /// let client = Builder::new()
+    ///     .reconnect(Reconnect::new().max_elapsed(Duration::from_secs(60)))
+    ///     .dial(&server.url())
+    ///     .await?;
+    /// # drop(client);
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resume(mut self, grace: Duration) -> Self {
+        let replay_limit = self
+            .settings
+            .resume
+            .map_or(crate::session::resume::DEFAULT_REPLAY_LIMIT, |r| {
+                r.replay_limit
+            });
+        self.settings.resume = Some(crate::session::resume::ResumeSettings {
+            grace,
+            replay_limit,
+        });
+        self
+    }
+
+    /// Bytes a server's resumable session keeps, sent and not yet acknowledged (default
+    /// 4 MiB): a session past it (its client neither reads nor comes back) closes as
+    /// [`CloseReason::SlowPeer`](crate::CloseReason::SlowPeer). Takes effect with
+    /// [`resume`](Self::resume).
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        let grace = self.settings.resume.map_or(Duration::ZERO, |r| r.grace);
+        self.settings.resume = Some(crate::session::resume::ResumeSettings {
+            grace,
+            replay_limit: bytes.max(1),
+        });
+        self
+    }
+
+    /// Makes the clients this builder dials connect again when their connection drops,
+    /// as `policy` says, and resume their session on a server that keeps sessions
+    /// ([`resume`](Self::resume)): the [`Session`] handle stays valid, and what either
+    /// side sent meanwhile arrives once, in order. Where the server has no session to
+    /// resume (it expired, or the server restarted), the client starts a fresh one on
+    /// the same handle and the link hook hears
+    /// [`LinkEvent::Restarted`](crate::LinkEvent::Restarted). A deliberate close
+    /// ([`Session::close`], a kick, a drain's go-away) is never taken for a drop.
+    /// Works on `tcp://`, `ws://` and `wss://`.
+    pub fn reconnect(mut self, policy: crate::Reconnect) -> Self {
+        self.settings.reconnect = Some(policy);
+        self
+    }
+
+    /// Called when the connection under a resumable session drops, is resumed, or (a
+    /// client's) is replaced by a fresh session: see [`LinkEvent`](crate::LinkEvent).
+    /// A session that is not resumed in time closes with
+    /// [`CloseReason::Expired`](crate::CloseReason::Expired), which the close hook
+    /// sees. Hooks add up, like [`on_connect`](Self::on_connect)'s.
+    pub fn on_link(
+        mut self,
+        hook: impl Fn(&Session, &crate::LinkEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.on_link = Some(match self.hooks.on_link.take() {
+            None => Arc::new(hook),
+            Some(first) => Arc::new(move |s: &Session, e: &crate::LinkEvent| {
+                first(s, e);
+                hook(s, e);
+            }),
+        });
+        self
+    }
+
     /// A session with no connection of its own: what it sends collects in the
     /// returned [`Outbox`], for its owner to carry to the peer some other way. A
     /// cluster node gives handlers such a session for a client connected to another
@@ -512,10 +605,19 @@ impl Builder {
     }
 
     fn shared(&self, pool: Option<SessionPool>) -> Arc<Shared> {
+        let mut hooks = self.hooks.clone();
+        if pool.is_some() && self.settings.resume.is_some() && hooks.on_handshake.is_none() {
+            // A client resumes in place of its handshake, so a server that resumes
+            // sessions asks for one; without a hook of the application's, every
+            // handshake is accepted.
+            hooks.on_handshake = Some(Arc::new(|_, _| {
+                Box::pin(async { Ok(()) }) as crate::settings::HandshakeFuture
+            }));
+        }
         Arc::new(Shared {
             settings: self.settings.clone(),
             router: self.router.clone(),
-            hooks: self.hooks.clone(),
+            hooks,
             pool,
             kill: crate::session::signal::Signal::default(),
         })
@@ -567,9 +669,11 @@ impl Builder {
             url: url.to_owned(),
             after: timeout,
         })??;
-        match &self.settings.hello {
-            None => Ok(session),
-            Some(hello) => self.handshake(session, hello, url).await,
+        match (&self.settings.hello, &self.settings.reconnect) {
+            (None, None) => Ok(session),
+            (Some(hello), _) => self.handshake(session, Some(hello), url).await,
+            // A client that resumes makes a handshake, with no payload if none was set.
+            (None, Some(_)) => self.handshake(session, None, url).await,
         }
     }
 
@@ -577,7 +681,7 @@ impl Builder {
     async fn handshake(
         &self,
         session: Session,
-        hello: &crate::settings::ClientHello,
+        hello: Option<&crate::settings::ClientHello>,
         url: &str,
     ) -> Result<Session, DialError> {
         use crate::session::Welcome;
@@ -588,17 +692,15 @@ impl Builder {
                 reason,
             }
         };
-        let (id, payload) = (hello.payload)(session.codec())
-            .map_err(|e| failed(format!("the handshake payload does not encode: {e}")))?;
-        let frame =
-            crate::wire::encode_hello(&hello.client_version, &hello.platform, id, &payload)
-                .ok_or_else(|| {
-                    failed("the handshake does not fit (version or platform over 255 bytes, or payload over the frame limit)".into())
-                })?;
+        if let Some(hello) = hello {
+            (hello.payload)(session.codec())
+                .map_err(|e| failed(format!("the handshake payload does not encode: {e}")))?;
+        }
+        let frame = session.hello_frame().ok_or_else(|| {
+            failed("the handshake does not fit (version or platform over 255 bytes, or payload over the frame limit)".into())
+        })?;
         let answer = session.expect_welcome();
-        session
-            .send_frame(frame)
-            .map_err(|e| failed(format!("the handshake was not sent: {e}")))?;
+        session.send_control(frame);
         let timeout = self.settings.handshake_timeout;
         // A connection that closes without an answer ends the wait at once.
         let answer = async {

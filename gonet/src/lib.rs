@@ -28,6 +28,7 @@ pub use service::router::{
 pub use session::error::{CallError, SendError, SessionError, SessionErrorKind};
 pub use session::outbox::Outbox;
 pub use session::pool::{Broadcast, SessionPool};
+pub use session::resume::{LinkEvent, Reconnect};
 pub use session::{CloseReason, Session, SessionStats};
 pub use settings::{Handshake, PanicPolicy};
 #[cfg(feature = "signal")]

@@ -100,6 +100,10 @@ pub(crate) struct Settings {
     pub(crate) shutdown_timeout: Duration,
     /// Set on a client: it starts every session with this handshake.
     pub(crate) hello: Option<ClientHello>,
+    /// Set on a server: its sessions outlive a dropped connection.
+    pub(crate) resume: Option<crate::session::resume::ResumeSettings>,
+    /// Set on a client: it connects again and resumes after a drop.
+    pub(crate) reconnect: Option<crate::session::resume::Reconnect>,
 }
 
 /// The heartbeat interval and idle timeout of a transport when the builder sets none.
@@ -137,6 +141,8 @@ impl Default for Settings {
             frame_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             hello: None,
+            resume: None,
+            reconnect: None,
         }
     }
 }
@@ -145,6 +151,7 @@ type SessionHook = Arc<dyn Fn(&Session) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&Session, &CloseReason) + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Session, &SessionError) + Send + Sync>;
 type BindHook = Arc<dyn Fn(&Session, &str) + Send + Sync>;
+type LinkHook = Arc<dyn Fn(&Session, &crate::session::resume::LinkEvent) + Send + Sync>;
 pub(crate) type HandshakeFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Status>> + Send>>;
 pub(crate) type HandshakeHook = Arc<dyn Fn(Session, HelloParts) -> HandshakeFuture + Send + Sync>;
@@ -200,6 +207,7 @@ pub(crate) struct Hooks {
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) on_error: Option<ErrorHook>,
     pub(crate) on_bind: Option<BindHook>,
+    pub(crate) on_link: Option<LinkHook>,
     /// Set on a server: every session starts with the client's handshake.
     pub(crate) on_handshake: Option<HandshakeHook>,
 }

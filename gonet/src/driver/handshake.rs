@@ -2,6 +2,7 @@
 //! client's hello; the application's hook accepts or refuses it before anything else of
 //! the session is handled.
 
+use std::any::TypeId;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 
@@ -9,17 +10,29 @@ use futures_util::FutureExt;
 
 use super::link::{PacketSource, ReadEnd};
 use crate::codec::Body;
+use crate::session::resume::Handover;
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::{HandshakeHook, HelloParts};
 use crate::wire::{self, Code, Incoming, Status};
 
-/// Runs the handshake; true when the session was accepted. A refused session has its
-/// refusal queued and is closing.
+/// How a session's handshake ended.
+pub(super) enum Verdict {
+    /// The application accepted the client.
+    Accepted,
+    /// Refused: the refusal is queued and the session is closing.
+    Refused,
+    /// The client resumes `target`, a detached session, on this connection.
+    Resume { target: Session, received: u64 },
+}
+
+/// Runs the handshake. `link` is the type of this connection's link, which a session
+/// resumed on it must have too.
 pub(super) async fn serve<S: PacketSource>(
     session: &Session,
     source: &mut S,
     hook: &HandshakeHook,
-) -> bool {
+    link: TypeId,
+) -> Verdict {
     let timeout = session.inner.shared.settings.handshake_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
     let hello = loop {
@@ -35,11 +48,11 @@ pub(super) async fn serve<S: PacketSource>(
             }
             Ok(Err(ReadEnd::Closed(reason))) => {
                 session.close_with(reason, CloseMode::Graceful);
-                return false;
+                return Verdict::Refused;
             }
             Ok(Err(ReadEnd::Failed(kind))) => {
                 session.fail_with_error(kind, CloseMode::Graceful);
-                return false;
+                return Verdict::Refused;
             }
             Ok(Ok(packet)) => packet,
         };
@@ -53,11 +66,17 @@ pub(super) async fn serve<S: PacketSource>(
                     payload: hello.payload.to_bytes(),
                 };
             }
+            Ok(Incoming::Resume {
+                version,
+                session: id,
+                token,
+                received,
+            }) => return resume(session, version, id, &token, received, link),
             // Heartbeats may come first (QUIC and KCP clients open their link with a
             // pong).
             Ok(Incoming::Pong) => {}
             Ok(Incoming::Ping) => {
-                let _ = session.send_frame(wire::encode_control(wire::ID_PONG));
+                session.send_control(wire::encode_control(wire::ID_PONG));
             }
             Ok(_) => {
                 return refuse(
@@ -87,10 +106,22 @@ pub(super) async fn serve<S: PacketSource>(
         .await;
     match verdict {
         Ok(Ok(())) => {
-            session.inner.unwelcome.store(false, Ordering::Relaxed);
             session.inner.greeted.store(true, Ordering::Relaxed);
-            let _ = session.send_frame(wire::encode_welcome(session.id()));
-            true
+            match (&session.inner.resume, session.inner.shared.settings.resume) {
+                (Some(resume), Some(settings)) => {
+                    // Everything sent from the welcome on is kept until acknowledged.
+                    let token = crate::session::resume::new_token();
+                    resume.set_token(Some((session.id(), token)));
+                    let welcome = wire::encode_welcome(session.id(), Some(&token));
+                    session
+                        .inner
+                        .out
+                        .start_log(Some(welcome), settings.replay_limit);
+                }
+                _ => session.send_control(wire::encode_welcome(session.id(), None)),
+            }
+            session.inner.unwelcome.store(false, Ordering::Relaxed);
+            Verdict::Accepted
         }
         Ok(Err(status)) => refuse(session, status),
         Err(payload) => {
@@ -101,9 +132,93 @@ pub(super) async fn serve<S: PacketSource>(
     }
 }
 
-fn refuse(session: &Session, status: Status) -> bool {
+fn refuse(session: &Session, status: Status) -> Verdict {
     tracing::info!(%status, "handshake refused");
-    let _ = session.send_frame(wire::encode_refused(&status));
+    session.send_control(wire::encode_refused(&status));
     session.close_with(CloseReason::Refused(status), CloseMode::Discard);
-    false
+    Verdict::Refused
+}
+
+/// A client asks to resume session `id`: it must be a resumable session of this pool,
+/// with this token, on a link of this kind, and still hold what the client missed.
+fn resume(
+    session: &Session,
+    version: u16,
+    id: u64,
+    token: &[u8; wire::TOKEN_LEN],
+    received: u64,
+    link: TypeId,
+) -> Verdict {
+    if version != wire::PROTOCOL_VERSION {
+        return refuse(
+            session,
+            Status::failed_precondition(format!(
+                "resume version {version} is not supported; this server speaks version {}",
+                wire::PROTOCOL_VERSION
+            )),
+        );
+    }
+    let gone = || {
+        Status::new(
+            Code::NotFound,
+            format!("session {id} cannot be resumed: unknown, expired or closed"),
+        )
+    };
+    let Some(target) = session.pool().and_then(|pool| pool.get(id)) else {
+        return refuse(session, gone());
+    };
+    let Some(state) = &target.inner.resume else {
+        return refuse(session, gone());
+    };
+    // The same answer for a wrong token as for no session: nothing to probe.
+    if state.token().is_none_or(|(_, own)| own != *token) || target.is_closed() {
+        return refuse(session, gone());
+    }
+    if state.link_type.get() != Some(&link) {
+        return refuse(
+            session,
+            Status::failed_precondition(format!(
+                "session {id} runs on another kind of listener; resume it where it started"
+            )),
+        );
+    }
+    if let Err(gap) = target.inner.out.can_resume_from(received) {
+        return refuse(
+            session,
+            Status::new(
+                Code::NotFound,
+                format!(
+                    "session {id} no longer holds what the client missed (it asks from byte {}, bytes {}..{} are kept)",
+                    gap.from, gap.start, gap.end
+                ),
+            ),
+        );
+    }
+    Verdict::Resume { target, received }
+}
+
+/// Hands a new connection to the detached session `target` and lets the session the
+/// connection came with go, unseen by the hooks.
+pub(super) fn hand_over(
+    session: &Session,
+    target: Session,
+    link: Box<dyn std::any::Any + Send>,
+    received: u64,
+) {
+    if let Some(pool) = session.pool() {
+        pool.remove(session);
+    }
+    session.close_with(
+        CloseReason::Local("resumed another session".into()),
+        CloseMode::Abort,
+    );
+    session.inner.done.cancel();
+    if let Some(state) = &target.inner.resume {
+        *state.handover.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Handover { link, received });
+        // Detaches it first if it had not noticed its old connection drop.
+        if !target.link_lost() {
+            state.take_handover();
+        }
+    }
 }

@@ -51,6 +51,7 @@ mod handshake;
 mod joint;
 pub(crate) mod link;
 
+use std::any::TypeId;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -69,10 +70,12 @@ use crate::service::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
 use crate::session::calls::Outcome;
 use crate::session::error::SessionErrorKind;
 use crate::session::outbound::{Batch, PushError};
+use crate::session::resume::{self, LinkEvent};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::PanicPolicy;
 use crate::wire::frame::Packet;
 use crate::wire::{self, Code, Incoming, ReplyBlock, Status};
+use handshake::Verdict;
 use link::{FrameSink, PacketSource, ReadEnd};
 
 /// Starts the tasks of a session over a packet source and a frame sink.
@@ -87,11 +90,38 @@ where
         peer = %session.peer_addr(),
         transport = %session.transport(),
     );
-    let fut = run(session, source, sink).instrument(span);
+    let fut = run(session, source, sink, None).instrument(span);
     match tracker {
         Some(tracker) => tracker.spawn(fut),
         None => tokio::spawn(fut),
     };
+}
+
+/// Starts a client's session that connects again with `redial` when its connection
+/// drops, if its builder set a reconnect policy.
+#[cfg_attr(
+    not(any(feature = "tcp", feature = "ws")),
+    allow(dead_code, reason = "used by tcp and ws")
+)]
+pub(crate) fn spawn_client<S, K>(session: Session, source: S, sink: K, redial: Redial<S, K>)
+where
+    S: PacketSource,
+    K: FrameSink,
+{
+    let span = tracing::info_span!(
+        "session",
+        id = session.id(),
+        peer = %session.peer_addr(),
+        transport = %session.transport(),
+    );
+    let redial = session
+        .inner
+        .shared
+        .settings
+        .reconnect
+        .is_some()
+        .then_some(redial);
+    tokio::spawn(run(session, source, sink, redial).instrument(span));
 }
 
 /// Starts an extra lane of a session (a QUIC channel): its own inbound part, so that
@@ -106,11 +136,11 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
         async move {
             let kill = session.inner.shared.kill.clone();
             // Outside the runtime's budget, like the session's own parts (see `joint`).
-            let lane = tokio::task::unconstrained(guarded(
-                "lane",
-                &session,
-                inbound(&session, source, Lane::Extra),
-            ));
+            let lane = tokio::task::unconstrained(guarded("lane", &session, async {
+                let mut work = Work::new(&session);
+                let mut block = ReplyBlock::default();
+                inbound(&session, source, Lane::Extra, &mut work, &mut block).await;
+            }));
             tokio::select! {
                 () = lane => {}
                 () = kill.raised() => {}
@@ -125,40 +155,100 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
     );
 }
 
-async fn run<S: PacketSource, K: FrameSink>(session: Session, mut source: S, sink: K) {
+/// Connects a client's session again: a new connection of the same transport.
+pub(crate) type Redial<S, K> = Box<
+    dyn Fn(
+            Session,
+        ) -> std::pin::Pin<
+            Box<
+                dyn Future<Output = Result<(S, K), Box<dyn std::error::Error + Send + Sync>>>
+                    + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
+async fn run<S: PacketSource, K: FrameSink>(
+    session: Session,
+    mut source: S,
+    sink: K,
+    redial: Option<Redial<S, K>>,
+) {
     tracing::debug!("session open");
     let shared = session.inner.shared.clone();
-    let welcome = match (&shared.hooks.on_handshake, &shared.pool) {
+    let verdict = match (&shared.hooks.on_handshake, &shared.pool) {
         // A server with a handshake: nothing else before it.
-        (Some(hook), Some(_)) => handshake::serve(&session, &mut source, hook).await,
-        _ => true,
+        (Some(hook), Some(_)) => {
+            handshake::serve(&session, &mut source, hook, TypeId::of::<(S, K)>()).await
+        }
+        _ => Verdict::Accepted,
     };
-    if welcome && let Some(hook) = &shared.hooks.on_connect {
-        hook(&session);
-    }
-    let inbound = async {
-        tokio::select! {
-            () = guarded("reader", &session, inbound(&session, source, Lane::Main)) => {}
-            () = shared.kill.raised() => {
-                session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+    let mut work = Work::new(&session);
+    let mut block = ReplyBlock::default();
+    match verdict {
+        Verdict::Resume { target, received } => {
+            handshake::hand_over(&session, target, Box::new((source, sink)), received);
+            return;
+        }
+        Verdict::Refused => {}
+        Verdict::Accepted => {
+            if let Some(resume) = &session.inner.resume {
+                let _ = resume.link_type.set(TypeId::of::<(S, K)>());
+                // A server counts what a resumable client sends after its hello.
+                work.counting = resume.is_active();
+            }
+            if let Some(hook) = &shared.hooks.on_connect {
+                hook(&session);
             }
         }
-        session.inner.out.finish();
-    };
-    // The inbound part and the writer are two futures of one task, so a session's
-    // messages never cross threads: no wake-ups between threads and no contended
-    // reference counts on the message path. They still progress independently (the
-    // writer writes while a handler waits). The writer ends once the queue is finished
-    // and flushed.
-    joint::join([
-        Box::pin(inbound),
-        Box::pin(guarded(
-            "writer",
-            &session,
-            write_loop(session.clone(), sink),
-        )),
-    ])
-    .await;
+    }
+    let mut link = Some((source, sink));
+    while let Some((source, sink)) = link.take() {
+        let mut ended = Ended::Done;
+        let inbound = async {
+            tokio::select! {
+                () = guarded("reader", &session, async {
+                    ended = inbound(&session, source, Lane::Main, &mut work, &mut block).await;
+                }) => {}
+                () = shared.kill.raised() => {
+                    session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+                }
+            }
+            if ended == Ended::Done {
+                if session
+                    .inner
+                    .resume
+                    .as_ref()
+                    .is_some_and(|r| r.client || r.is_active())
+                {
+                    // A peer that could resume must not take this close for a drop.
+                    session.send_control(wire::encode_control(wire::ID_BYE));
+                }
+                session.inner.out.finish();
+            }
+        };
+        // The inbound part and the writer are two futures of one task, so a session's
+        // messages never cross threads: no wake-ups between threads and no contended
+        // reference counts on the message path. They still progress independently (the
+        // writer writes while a handler waits). The writer ends once the queue is
+        // finished and flushed, or the connection is lost.
+        joint::join([
+            Box::pin(inbound),
+            Box::pin(guarded(
+                "writer",
+                &session,
+                write_loop(session.clone(), sink),
+            )),
+        ])
+        .await;
+        if ended == Ended::Lost {
+            session.link_event(LinkEvent::Detached);
+            link = match &redial {
+                Some(redial) => reconnect(&session, &mut work, &mut block, redial).await,
+                None => await_handover(&session, &mut work, &mut block).await,
+            };
+        }
+    }
 
     session.inner.calls.close();
     if let Some(pool) = &shared.pool {
@@ -166,6 +256,7 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, mut source: S, sin
     }
     // A session that ended without a reason ended because its peer went away.
     session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
+    session.inner.out.finish();
     let reason = session.close_reason().unwrap_or(CloseReason::PeerClosed);
     session.log_suppressed();
     tracing::debug!(%reason, "session closed");
@@ -173,6 +264,170 @@ async fn run<S: PacketSource, K: FrameSink>(session: Session, mut source: S, sin
     if let Some(hook) = &shared.hooks.on_close {
         hook(&session, &reason);
     }
+}
+
+/// Runs the handlers of a session without a connection until `until` completes: their
+/// replies and sends are kept for the next connection.
+async fn handle_meanwhile<T>(
+    session: &Session,
+    work: &mut Work<'_>,
+    block: &mut ReplyBlock,
+    until: impl Future<Output = T>,
+) -> T {
+    let mut until = std::pin::pin!(until);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut until => return done,
+            () = std::future::poll_fn(|cx| {
+                wire::with_reply_block(session.id(), block, || work.progress(cx))
+            }), if !work.is_idle() => work.flush(block),
+        }
+    }
+}
+
+/// A server's detached session waits for its client to come back with a new
+/// connection, for the grace period; `None` once it is closed (expired, kicked, shut
+/// down).
+async fn await_handover<S: PacketSource, K: FrameSink>(
+    session: &Session,
+    work: &mut Work<'_>,
+    block: &mut ReplyBlock,
+) -> Option<(S, K)> {
+    let resume = session.inner.resume.as_ref()?;
+    let grace = session
+        .inner
+        .shared
+        .settings
+        .resume
+        .map_or(Duration::ZERO, |r| r.grace);
+    tracing::info!(?grace, "connection lost; the session waits for its client");
+    let deadline = Instant::now() + grace;
+    let shared = &session.inner.shared;
+    loop {
+        if session.inner.stop_reading.is_cancelled() {
+            return None;
+        }
+        if let Some(handover) = resume.take_handover() {
+            let Ok(link) = handover.link.downcast::<(S, K)>() else {
+                // Checked before the hand-over; a link of another kind is dropped.
+                continue;
+            };
+            let answer = wire::encode_count(wire::ID_RESUMED, work.rx);
+            match session
+                .inner
+                .out
+                .resume_from(handover.received, Some(answer))
+            {
+                Ok(()) => {
+                    resume.detached.store(false, Ordering::Release);
+                    tracing::info!(received = handover.received, "session resumed");
+                    session.link_event(LinkEvent::Resumed);
+                    return Some(*link);
+                }
+                Err(gap) => {
+                    session.fail_with_error(
+                        SessionErrorKind::Resume(format!(
+                            "the client asks from byte {}, and bytes {}..{} are kept",
+                            gap.from, gap.start, gap.end
+                        )),
+                        CloseMode::Discard,
+                    );
+                    return None;
+                }
+            }
+        }
+        let woken = handle_meanwhile(session, work, block, async {
+            tokio::select! {
+                () = resume.wake.notified() => true,
+                () = tokio::time::sleep_until(deadline) => false,
+                () = session.inner.stop_reading.cancelled() => true,
+                () = shared.kill.raised() => true,
+            }
+        })
+        .await;
+        if shared.kill.is_raised() {
+            session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+            return None;
+        }
+        if !woken {
+            tracing::info!(?grace, "the client did not come back: session expired");
+            session.close_with(CloseReason::Expired, CloseMode::Discard);
+            return None;
+        }
+    }
+}
+
+/// A client connects again after its connection dropped, as its policy says, and
+/// resumes its session (or, when the server has none to resume, starts a fresh one);
+/// `None` once it gives up (the session is then closed).
+async fn reconnect<S: PacketSource, K: FrameSink>(
+    session: &Session,
+    work: &mut Work<'_>,
+    block: &mut ReplyBlock,
+    redial: &Redial<S, K>,
+) -> Option<(S, K)> {
+    let policy = session.inner.shared.settings.reconnect.clone()?;
+    let resume = session.inner.resume.as_ref()?;
+    let started = *work.since.get_or_insert_with(Instant::now);
+    for attempt in work.attempts..policy.max_attempts {
+        work.attempts = attempt + 1;
+        if session.inner.stop_reading.is_cancelled() {
+            return None;
+        }
+        let wait = policy.delay(attempt);
+        if started.elapsed() + wait > policy.max_elapsed {
+            break;
+        }
+        let dialed = handle_meanwhile(session, work, block, async {
+            tokio::select! {
+                () = session.inner.stop_reading.cancelled() => None,
+                dialed = async {
+                    tokio::time::sleep(wait).await;
+                    redial(session.clone()).await
+                } => Some(dialed),
+            }
+        })
+        .await;
+        let (source, sink) = match dialed? {
+            Ok(link) => link,
+            Err(err) => {
+                tracing::debug!(attempt, error = %err, "reconnect failed");
+                continue;
+            }
+        };
+        match resume.token() {
+            Some((id, token)) => {
+                tracing::info!(attempt, server_session = id, "connected again; resuming");
+                work.phase = Phase::Resuming;
+                session
+                    .inner
+                    .out
+                    .reattach(wire::encode_resume(id, &token, work.rx), false);
+            }
+            None => {
+                let Some(hello) = session.hello_frame() else {
+                    session.close_with(
+                        CloseReason::Local("the handshake does not encode".into()),
+                        CloseMode::Discard,
+                    );
+                    return None;
+                };
+                tracing::info!(attempt, "connected again; starting a fresh session");
+                work.start_afresh();
+                work.phase = Phase::Greeting;
+                session.inner.out.reattach(hello, true);
+            }
+        }
+        return Some((source, sink));
+    }
+    tracing::warn!(
+        attempts = policy.max_attempts,
+        elapsed = ?started.elapsed(),
+        "could not connect again: session closed"
+    );
+    session.close_with(CloseReason::Expired, CloseMode::Discard);
+    None
 }
 
 /// Runs a part of the session driver; a panic in it (a bug of ours, never a handler's:
@@ -259,7 +514,13 @@ enum Lane {
 
 /// Reads packets and handles messages in order until reading stops and every message
 /// accepted has been handled.
-async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) {
+async fn inbound<S: PacketSource>(
+    session: &Session,
+    mut source: S,
+    lane: Lane,
+    work: &mut Work<'_>,
+    block: &mut ReplyBlock,
+) -> Ended {
     let (mut live, mut timer) = match lane {
         Lane::Main => Liveness::new(session),
         Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
@@ -268,9 +529,16 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
     let stopped =
         crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
     tokio::pin!(stopped);
-    let mut work = Work::new(session);
-    let mut block = ReplyBlock::default();
     let mut reading = !session.inner.stop_reading.is_cancelled();
+    // A resumable session's main reader also watches for its connection being lost
+    // (the writer failed, or a new connection took the session over).
+    let resume = match lane {
+        Lane::Main => session.inner.resume.as_ref(),
+        Lane::Extra => None,
+    };
+    // When what came in must be acknowledged, if nothing more comes.
+    let mut ack_due: Option<Instant> = None;
+    work.lost = false;
     // A packet the last wait brought.
     let mut arrived: Option<Packet> = None;
     // The last batch took packets and the part has yielded since: nothing is buffered,
@@ -283,7 +551,7 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         if !std::mem::take(&mut yielded) {
             let mut took = false;
             std::future::poll_fn(|cx| {
-                wire::with_reply_block(session.id(), &mut block, || {
+                wire::with_reply_block(session.id(), block, || {
                     // Queued messages go first; a newly arrived one queues behind them.
                     let _ = work.progress(cx);
                     if let Some(packet) = arrived.take() {
@@ -306,9 +574,12 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
                 Poll::Ready(())
             })
             .await;
-            work.flush(&mut block);
+            work.flush(block);
+            if work.lost {
+                return Ended::Lost;
+            }
             if !reading && work.is_idle() {
-                return;
+                return Ended::Done;
             }
             if took {
                 // Let the writer send this batch's replies before reading the next one.
@@ -322,6 +593,9 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
         if work.is_idle() && !source.is_busy() {
             work.release();
             block.release();
+        }
+        if work.counting && work.rx > work.acked && ack_due.is_none() {
+            ack_due = Some(Instant::now() + resume::ACK_DELAY);
         }
         // Reading waits while the queue is full: the peer is not silent, it is not
         // being read. The queue may be full of another channel's messages: any part
@@ -344,8 +618,17 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
             // The waiting handler finishing ends the wait, so that its reply is queued
             // and the messages behind it run (the next batch) at once.
             () = std::future::poll_fn(|cx| {
-                wire::with_reply_block(session.id(), &mut block, || work.poll_running(cx))
+                wire::with_reply_block(session.id(), block, || work.poll_running(cx))
             }), if work.running.is_some() => {}
+            () = async { resume.expect("resumable").wake.notified().await }, if resume.is_some() => {
+                if session.inner.out.is_lost() {
+                    return Ended::Lost;
+                }
+            }
+            () = async { tokio::time::sleep_until(ack_due.expect("due")).await }, if ack_due.is_some() => {
+                ack_due = None;
+                work.acknowledge();
+            }
             () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
                 if reading && full && room.is_some() => {}
             next = source.next_packet(session), if reading && !full => match next {
@@ -356,15 +639,22 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
                 Err(end) => {
                     reading = false;
                     work.end(end, lane);
+                    if work.lost {
+                        return Ended::Lost;
+                    }
                 }
             },
             now = async { timer.as_mut().expect("ticking").tick().await }, if ticking && reading => {
                 match live.tick(now) {
                     Ok(true) => {
                         // A full queue closes the session itself; nothing more to do.
-                        let _ = session.send_frame(wire::encode_control(wire::ID_PING));
+                        session.send_control(wire::encode_control(wire::ID_PING));
                     }
                     Ok(false) => {}
+                    Err(silent) if lane == Lane::Main && session.link_lost() => {
+                        tracing::info!(?silent, "peer silent: connection given up");
+                        return Ended::Lost;
+                    }
                     Err(silent) => {
                         session.fail(
                             SessionErrorKind::IdleTimeout(silent),
@@ -375,9 +665,19 @@ async fn inbound<S: PacketSource>(session: &Session, mut source: S, lane: Lane) 
                     }
                 }
             }
-            else => return,
+            else => return Ended::Done,
         }
     }
+}
+
+/// How a session's inbound part ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Reading stopped and every message accepted was handled.
+    Done,
+    /// The connection was lost under a resumable session: messages accepted may still
+    /// wait, for the next connection's inbound part.
+    Lost,
 }
 
 /// Returns `Pending` once, having woken itself: the other parts of the task run, then
@@ -422,6 +722,32 @@ struct Work<'s> {
     slot: HandlerSlot,
     received: u64,
     handled: u64,
+    /// Counting received bytes for a resume (the main part of a resumable session,
+    /// once the handshake is done).
+    counting: bool,
+    /// Counted bytes received.
+    rx: u64,
+    /// The count last acknowledged to the peer.
+    acked: u64,
+    /// The connection was lost under a resumable session.
+    lost: bool,
+    /// Where a client's resume stands.
+    phase: Phase,
+    /// A client's attempts to connect again since its connection dropped, and when it
+    /// dropped; reset once a connection is resumed or a fresh session is open.
+    attempts: u32,
+    since: Option<Instant>,
+}
+
+/// Where a client's connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Open: nothing pending.
+    Open,
+    /// A resume was sent on a new connection; the answer is awaited.
+    Resuming,
+    /// A fresh handshake was sent on a new connection (the old session is gone).
+    Greeting,
 }
 
 impl<'s> Work<'s> {
@@ -440,6 +766,118 @@ impl<'s> Work<'s> {
             slot: HandlerSlot::default(),
             received: 0,
             handled: 0,
+            counting: false,
+            rx: 0,
+            acked: 0,
+            lost: false,
+            phase: Phase::Open,
+            attempts: 0,
+            since: None,
+        }
+    }
+
+    /// The server accepted our handshake (a client's session).
+    fn welcomed(
+        &mut self,
+        version: u16,
+        server_session: u64,
+        token: Option<[u8; wire::TOKEN_LEN]>,
+    ) {
+        let session = self.session;
+        let phase = std::mem::replace(&mut self.phase, Phase::Open);
+        if let Some(resume) = &session.inner.resume {
+            match token {
+                Some(token) => {
+                    resume.set_token(Some((server_session, token)));
+                    self.counting = true;
+                }
+                None => {
+                    // Nothing to resume: what is sent need not be kept.
+                    resume.set_token(None);
+                    session.inner.out.stop_log();
+                }
+            }
+            if phase == Phase::Greeting {
+                resume.detached.store(false, Ordering::Release);
+                (self.attempts, self.since) = (0, None);
+                tracing::info!(server_session, "fresh session open");
+                return;
+            }
+        }
+        session.welcome(crate::session::Welcome::Accepted { version });
+    }
+
+    /// The server refused our handshake or resume.
+    fn refused(&mut self, status: Status) {
+        let session = self.session;
+        match std::mem::replace(&mut self.phase, Phase::Open) {
+            Phase::Open => session.welcome(crate::session::Welcome::Refused(status)),
+            Phase::Greeting => {
+                tracing::warn!(%status, "handshake refused on reconnect");
+                session.close_with(CloseReason::Refused(status), CloseMode::Discard);
+            }
+            Phase::Resuming => {
+                // The server has no session to resume: start a fresh one, on the next
+                // connection.
+                tracing::info!(%status, "resume refused; starting a fresh session");
+                if let Some(resume) = &session.inner.resume {
+                    resume.set_token(None);
+                }
+                self.start_afresh();
+                session.link_event(LinkEvent::Restarted(status));
+                if session.link_lost() {
+                    self.lost = true;
+                }
+            }
+        }
+    }
+
+    /// Forgets the old session's counts and calls: a fresh session follows.
+    fn start_afresh(&mut self) {
+        self.counting = false;
+        self.rx = 0;
+        self.acked = 0;
+        self.session.inner.calls.fail_pending();
+    }
+
+    /// The server resumed our session, having received `received` counted bytes.
+    fn resumed(&mut self, received: u64) {
+        let session = self.session;
+        if self.phase != Phase::Resuming {
+            session.report(SessionErrorKind::Extension(
+                wire::ExtensionError::Malformed {
+                    id: wire::ID_RESUMED,
+                    what: "a resume answer nobody asked for",
+                },
+            ));
+            return;
+        }
+        self.phase = Phase::Open;
+        match session.inner.out.resume_from(received, None) {
+            Ok(()) => {
+                if let Some(resume) = &session.inner.resume {
+                    resume.detached.store(false, Ordering::Release);
+                }
+                (self.attempts, self.since) = (0, None);
+                tracing::info!(received, "session resumed");
+                session.link_event(LinkEvent::Resumed);
+            }
+            Err(gap) => session.fail_with_error(
+                SessionErrorKind::Resume(format!(
+                    "the server asks from byte {}, and bytes {}..{} are kept",
+                    gap.from, gap.start, gap.end
+                )),
+                CloseMode::Discard,
+            ),
+        }
+    }
+
+    /// Tells the peer what has been received so far.
+    fn acknowledge(&mut self) {
+        if self.counting && self.rx > self.acked {
+            self.acked = self.rx;
+            self.session
+                .send_control(wire::encode_count(wire::ID_ACK, self.rx));
         }
     }
 
@@ -492,8 +930,16 @@ impl<'s> Work<'s> {
         let session = self.session;
         if let Some((replies, count)) = block.take() {
             match session.queue_replies(replies, count) {
-                Ok(()) | Err(PushError::Closed) => {}
+                Ok(()) | Err(PushError::Closed | PushError::Disconnected) => {}
                 Err(PushError::Full { queued }) => session.queue_full(queued),
+            }
+        }
+        if self.counting {
+            if let Some(resume) = &session.inner.resume {
+                resume.received.store(self.rx, Ordering::Release);
+            }
+            if self.rx - self.acked >= resume::ACK_EVERY {
+                self.acknowledge();
             }
         }
         let counters = &session.inner.counters;
@@ -510,7 +956,18 @@ impl<'s> Work<'s> {
     }
 
     /// Acts on the end of the source.
-    fn end(&self, end: ReadEnd, lane: Lane) {
+    fn end(&mut self, end: ReadEnd, lane: Lane) {
+        // A resumable session outlives its connection, unless the peer broke the
+        // protocol.
+        let dropped = matches!(
+            &end,
+            ReadEnd::Closed(CloseReason::PeerClosed) | ReadEnd::Failed(SessionErrorKind::Io(_))
+        );
+        if lane == Lane::Main && dropped && self.session.link_lost() {
+            tracing::debug!("connection lost");
+            self.lost = true;
+            return;
+        }
         match (end, lane) {
             (ReadEnd::Closed(reason), Lane::Main) => {
                 self.session.close_with(reason, CloseMode::Graceful);
@@ -529,6 +986,9 @@ impl<'s> Work<'s> {
     /// once when nothing is ahead of it, else queued. False when the peer said goodbye.
     fn accept(&mut self, id: u32, body: Body<'_>, cx: &mut Context<'_>) -> bool {
         let session = self.session;
+        if self.counting && wire::is_counted(id) {
+            self.rx += (wire::frame::HEADER_LEN + body.len()) as u64;
+        }
         match wire::classify(id, body) {
             Ok(Incoming::Message { id, body, call }) => {
                 self.received += 1;
@@ -559,7 +1019,7 @@ impl<'s> Work<'s> {
             }
             Ok(Incoming::Ping) => {
                 // A full queue closes the session itself; nothing more to do here.
-                let _ = session.send_frame(wire::encode_control(wire::ID_PONG));
+                session.send_control(wire::encode_control(wire::ID_PONG));
             }
             Ok(Incoming::Pong) => {}
             Ok(Incoming::Hello(_)) => {
@@ -574,18 +1034,38 @@ impl<'s> Work<'s> {
                     // No handshake asked of clients: a client that sends one anyway is
                     // welcome.
                     session.inner.greeted.store(true, Ordering::Relaxed);
-                    let _ = session.send_frame(wire::encode_welcome(session.id()));
+                    session.send_control(wire::encode_welcome(session.id(), None));
                 }
             }
             Ok(Incoming::Welcome {
                 version,
                 session: id,
+                token,
             }) => {
                 tracing::debug!(version, server_session = id, "handshake accepted");
-                session.welcome(crate::session::Welcome::Accepted { version });
+                self.welcomed(version, id, token);
             }
-            Ok(Incoming::Refused(status)) => {
-                session.welcome(crate::session::Welcome::Refused(status));
+            Ok(Incoming::Refused(status)) => self.refused(status),
+            Ok(Incoming::Resumed { received }) => self.resumed(received),
+            Ok(Incoming::Ack { received }) => {
+                if !session.inner.out.ack(received) {
+                    session.fail_with_error(
+                        SessionErrorKind::Extension(wire::ExtensionError::Malformed {
+                            id: wire::ID_ACK,
+                            what: "an acknowledgement of more than was sent",
+                        }),
+                        CloseMode::Discard,
+                    );
+                    return false;
+                }
+            }
+            Ok(Incoming::Resume { .. }) => {
+                session.report(SessionErrorKind::Extension(
+                    wire::ExtensionError::Malformed {
+                        id: wire::ID_RESUME,
+                        what: "a resume on a session already open",
+                    },
+                ));
             }
             Ok(Incoming::GoAway(to)) => session.go_away(to),
             Ok(Incoming::Bye) => {
@@ -786,7 +1266,13 @@ impl Drop for Work<'_> {
 async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     let out = &session.inner.out;
     let timeout = session.inner.shared.settings.write_timeout;
-    while sink.take(out).await == Batch::Write {
+    loop {
+        match sink.take(out).await {
+            Batch::Write => {}
+            Batch::Done => break,
+            // The connection goes; the session waits for another.
+            Batch::Lost => return,
+        }
         let written = {
             let write = sink.write();
             tokio::pin!(write);
@@ -802,7 +1288,15 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
         match written {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
-                session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);
+                if session.link_lost() {
+                    tracing::debug!(error = %err, "connection lost on write");
+                } else {
+                    session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);
+                }
+                return;
+            }
+            Err(_) if session.link_lost() => {
+                tracing::info!(?timeout, "connection gave up: a write made no progress");
                 return;
             }
             Err(_) => {

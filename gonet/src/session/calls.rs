@@ -98,6 +98,13 @@ impl Calls {
         }
     }
 
+    /// Fails every pending call; new ones are still taken (a fresh session follows).
+    pub(crate) fn fail_pending(&self) {
+        let mut table = self.lock();
+        table.pending.clear();
+        self.empty.notify_waiters();
+    }
+
     /// Fails every pending call and refuses new ones.
     pub(crate) fn close(&self) {
         let mut table = self.lock();

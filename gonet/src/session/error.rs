@@ -44,6 +44,14 @@ pub enum SendError {
         /// The session id.
         session: u64,
     },
+    /// The connection dropped and the client connects again; its reconnect policy fails
+    /// sends meanwhile (see
+    /// [`Reconnect::fail_while_disconnected`](crate::Reconnect::fail_while_disconnected)).
+    #[error("session {session} is disconnected, connecting again")]
+    Disconnected {
+        /// The session id.
+        session: u64,
+    },
     /// The peer is not reading: the outbound queue is over its limit. The session is
     /// closed with [`CloseReason::SlowPeer`](crate::CloseReason::SlowPeer).
     #[error(
@@ -389,4 +397,7 @@ pub enum SessionErrorKind {
     /// made no progress within the write timeout.
     #[error("peer is not reading: {0}")]
     SlowPeer(String),
+    /// A resume could not go on: the two ends disagree on what was sent.
+    #[error("resume failed: {0}")]
+    Resume(String),
 }

@@ -16,6 +16,7 @@ pub(crate) mod outbound;
 pub(crate) mod outbox;
 pub(crate) mod pool;
 pub(crate) mod report;
+pub(crate) mod resume;
 pub(crate) mod signal;
 pub(crate) mod throttle;
 
@@ -97,6 +98,11 @@ pub enum CloseReason {
     /// finished its calls and closed, to connect again elsewhere (to the address the
     /// server gave, if any).
     GoAway(Option<Arc<str>>),
+    /// The connection dropped and the session could not be resumed in time: on a
+    /// server, the client did not come back within the grace period
+    /// ([`Builder::resume`](crate::Builder::resume)); on a client, every attempt of
+    /// its reconnect policy failed.
+    Expired,
 }
 
 impl fmt::Display for CloseReason {
@@ -113,6 +119,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Refused(status) => write!(f, "handshake refused: {status}"),
             CloseReason::GoAway(Some(to)) => write!(f, "server going away (to {to})"),
             CloseReason::GoAway(None) => f.write_str("server going away"),
+            CloseReason::Expired => f.write_str("connection lost and not resumed in time"),
         }
     }
 }
@@ -231,6 +238,9 @@ pub(crate) struct Inner {
     pub(crate) greeted: AtomicBool,
     /// Where a client's handshake answer goes.
     pub(crate) welcome: Mutex<Option<tokio::sync::oneshot::Sender<Welcome>>>,
+    /// Set on a session that may outlive its connection (a server's with resume on, a
+    /// client's with a reconnect policy).
+    pub(crate) resume: Option<resume::Resume>,
 }
 
 /// The server's answer to a client's handshake.
@@ -339,6 +349,24 @@ impl Session {
     ) -> Self {
         let out = OutQueue::new(shared.settings.outbound_limit);
         let unwelcome = shared.hooks.on_handshake.is_some() && shared.pool.is_some();
+        let resume = match (
+            &shared.pool,
+            &shared.settings.resume,
+            &shared.settings.reconnect,
+        ) {
+            (Some(_), Some(_), _) => Some(resume::Resume::default()),
+            (None, _, Some(policy)) => {
+                // A client keeps what it sends from the start: its first frame after
+                // the hello is counted by the server.
+                out.start_log(None, policy.replay_limit);
+                Some(resume::Resume {
+                    client: true,
+                    fail_fast: policy.fail_fast,
+                    ..resume::Resume::default()
+                })
+            }
+            _ => None,
+        };
         Session {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -363,6 +391,7 @@ impl Session {
                 unwelcome: AtomicBool::new(unwelcome),
                 greeted: AtomicBool::new(false),
                 welcome: Mutex::new(None),
+                resume,
             }),
         }
     }
@@ -464,6 +493,7 @@ impl Session {
         match self.queue_frame(frame) {
             Ok(()) => Ok(()),
             Err(PushError::Closed) => Err(SendError::Closed { session: self.id() }),
+            Err(PushError::Disconnected) => Err(SendError::Disconnected { session: self.id() }),
             Err(PushError::Full { queued }) => {
                 self.queue_full(queued);
                 Err(SendError::QueueFull {
@@ -477,6 +507,12 @@ impl Session {
 
     /// Queues a frame without acting on a full queue (see [`Self::queue_full`]).
     pub(crate) fn queue_frame(&self, frame: Bytes) -> Result<(), PushError> {
+        if let Some(resume) = &self.inner.resume
+            && resume.fail_fast
+            && resume.is_detached()
+        {
+            return Err(PushError::Disconnected);
+        }
         // Replies this thread has encoded for the session but not queued yet go first:
         // a handler's sends and replies leave in the order it made them.
         if let Some((replies, count)) = wire::take_lent(self.id()) {
@@ -485,6 +521,58 @@ impl Session {
         self.inner.out.push(frame)?;
         self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Queues a frame of the connection itself (heartbeat, handshake, acknowledgement):
+    /// never kept for a resume.
+    pub(crate) fn send_control(&self, frame: Bytes) {
+        match self.inner.out.push_control(frame) {
+            Ok(()) | Err(PushError::Closed | PushError::Disconnected) => {}
+            Err(PushError::Full { queued }) => self.queue_full(queued),
+        }
+    }
+
+    /// Whether a lost connection detaches the session rather than closing it.
+    pub(crate) fn is_resumable(&self) -> bool {
+        self.inner
+            .resume
+            .as_ref()
+            .is_some_and(|r| r.client || r.is_active())
+            && self.inner.reason.get().is_none()
+    }
+
+    /// The connection is lost: a resumable session detaches (its writer stops, what it
+    /// sends from now on is kept) and true is returned; any other is left to close.
+    pub(crate) fn link_lost(&self) -> bool {
+        let Some(resume) = &self.inner.resume else {
+            return false;
+        };
+        if !self.is_resumable() {
+            return false;
+        }
+        resume.detached.store(true, Ordering::Release);
+        self.inner.out.detach();
+        resume.wake.notify_one();
+        true
+    }
+
+    /// Tells the link hook what happened to the connection.
+    pub(crate) fn link_event(&self, event: resume::LinkEvent) {
+        if let Some(hook) = &self.inner.shared.hooks.on_link {
+            hook(self, &event);
+        }
+    }
+
+    /// A client's handshake frame, as its builder configured it (an empty payload when
+    /// it set none).
+    pub(crate) fn hello_frame(&self) -> Option<Bytes> {
+        match &self.inner.shared.settings.hello {
+            Some(hello) => {
+                let (id, payload) = (hello.payload)(self.codec()).ok()?;
+                wire::encode_hello(&hello.client_version, &hello.platform, id, &payload)
+            }
+            None => wire::encode_hello("", "", 0, &[]),
+        }
     }
 
     /// Queues `count` replies encoded back to back in one buffer.

@@ -16,14 +16,75 @@ use tokio_util::sync::CancellationToken;
 pub(crate) enum PushError {
     /// The queue no longer takes frames.
     Closed,
+    /// The session has no connection and its policy refuses sends meanwhile.
+    Disconnected,
     /// Taking the frame would pass the limit.
     Full { queued: usize },
+}
+
+/// The frames a resumable session has sent and its peer has not acknowledged yet, to
+/// send again on a new connection. Offsets count the bytes of every logged frame since
+/// the session started.
+#[derive(Debug, Default)]
+struct Log {
+    frames: VecDeque<Bytes>,
+    /// The offset of the first byte of `frames`.
+    start: u64,
+    /// The offset after the last logged byte.
+    end: u64,
+    limit: usize,
+}
+
+impl Log {
+    fn bytes(&self) -> usize {
+        // Bounded by `limit`, a usize.
+        (self.end - self.start) as usize
+    }
+
+    /// Forgets what the peer has received; false when it claims more than was sent.
+    fn trim(&mut self, received: u64) -> bool {
+        if received > self.end {
+            return false;
+        }
+        while self.start < received {
+            let Some(front) = self.frames.front_mut() else {
+                break;
+            };
+            let len = front.len() as u64;
+            if self.start + len <= received {
+                self.start += len;
+                self.frames.pop_front();
+            } else {
+                // A buffer of several frames, partly received: keep the rest.
+                let _ = front.split_to((received - self.start) as usize);
+                self.start = received;
+            }
+        }
+        true
+    }
+}
+
+/// Why a resumable queue cannot send again from an offset.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Gap {
+    /// The offset the peer asked for.
+    pub(crate) from: u64,
+    /// What the log still holds.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     frames: VecDeque<Bytes>,
     bytes: usize,
+    /// Set on a resumable session: every frame pushed is kept until acknowledged.
+    log: Option<Log>,
+    /// Frames pushed go to the log only (the session has no connection, or is resuming
+    /// one): they are sent once the peer has said what it has received.
+    held: bool,
+    /// The connection is lost: the writer stops.
+    lost: bool,
     /// No more pushes; the writer drains what is queued, then stops.
     finished: bool,
     /// The writer stops at once; queued frames are dropped.
@@ -37,6 +98,8 @@ pub(crate) enum Batch {
     Write,
     /// Nothing more will come: shut the connection down.
     Done,
+    /// The connection is lost; the session waits for another (resume).
+    Lost,
 }
 
 #[derive(Debug)]
@@ -72,7 +135,42 @@ impl OutQueue {
         if state.finished || state.aborted {
             return Err(PushError::Closed);
         }
-        if state.bytes + frame.len() > self.limit && state.bytes > 0 {
+        if let Some(log) = &mut state.log {
+            if log.bytes() + frame.len() > log.limit && log.bytes() > 0 {
+                return Err(PushError::Full {
+                    queued: log.bytes(),
+                });
+            }
+            log.end += frame.len() as u64;
+            log.frames.push_back(frame.clone());
+            if state.held {
+                return Ok(());
+            }
+        }
+        Self::enqueue(state, frame, self.limit, &self.notify)
+    }
+
+    /// Queues a frame of the connection itself (a heartbeat, a handshake, an
+    /// acknowledgement): never kept for a resume, dropped while the session has no
+    /// connection.
+    pub(crate) fn push_control(&self, frame: Bytes) -> Result<(), PushError> {
+        let state = self.lock();
+        if state.finished || state.aborted {
+            return Err(PushError::Closed);
+        }
+        if state.lost {
+            return Ok(());
+        }
+        Self::enqueue(state, frame, self.limit, &self.notify)
+    }
+
+    fn enqueue(
+        mut state: std::sync::MutexGuard<'_, State>,
+        frame: Bytes,
+        limit: usize,
+        notify: &Notify,
+    ) -> Result<(), PushError> {
+        if state.bytes + frame.len() > limit && state.bytes > 0 {
             return Err(PushError::Full {
                 queued: state.bytes,
             });
@@ -82,9 +180,130 @@ impl OutQueue {
         state.frames.push_back(frame);
         drop(state);
         if was_empty {
-            self.notify.notify_one();
+            notify.notify_one();
         }
         Ok(())
+    }
+
+    /// Keeps every frame pushed from now on until the peer acknowledges it, up to
+    /// `limit` bytes; `first` (a handshake answer) is queued before, not kept.
+    pub(crate) fn start_log(&self, first: Option<Bytes>, limit: usize) {
+        let mut state = self.lock();
+        if let Some(first) = first {
+            state.bytes += first.len();
+            state.frames.push_back(first);
+        }
+        state.log = Some(Log {
+            limit,
+            ..Log::default()
+        });
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Keeps nothing more for a resume.
+    pub(crate) fn stop_log(&self) {
+        let mut state = self.lock();
+        state.log = None;
+        state.held = false;
+    }
+
+    /// The peer has received `received` counted bytes: forget them. False when it
+    /// claims more than was sent.
+    pub(crate) fn ack(&self, received: u64) -> bool {
+        match &mut self.lock().log {
+            Some(log) => log.trim(received),
+            None => true,
+        }
+    }
+
+    /// The connection is lost: the writer stops, and what is pushed from now on is kept
+    /// for the next connection.
+    pub(crate) fn detach(&self) {
+        let mut state = self.lock();
+        state.lost = true;
+        state.held = state.log.is_some();
+        state.frames.clear();
+        state.bytes = 0;
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// A new connection, on which `first` (the client's resume, or its handshake) goes
+    /// before anything else; the session's own frames wait for the server's answer
+    /// ([`resume_from`](Self::resume_from)) unless `release`.
+    pub(crate) fn reattach(&self, first: Bytes, release: bool) {
+        let mut state = self.lock();
+        state.lost = false;
+        state.frames.clear();
+        state.bytes = first.len();
+        state.frames.push_back(first);
+        if release {
+            state.held = false;
+            if let Some(log) = &mut state.log {
+                // A fresh session: what the old one kept is gone with it.
+                *log = Log {
+                    limit: log.limit,
+                    ..Log::default()
+                };
+            }
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Sends again, after `first` (the server's answer to a resume), every kept frame
+    /// from the peer's count `from` on, then goes on as before.
+    pub(crate) fn resume_from(&self, from: u64, first: Option<Bytes>) -> Result<(), Gap> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(log) = &mut state.log else {
+            return Err(Gap {
+                from,
+                start: 0,
+                end: 0,
+            });
+        };
+        if from < log.start || !log.trim(from) {
+            return Err(Gap {
+                from,
+                start: log.start,
+                end: log.end,
+            });
+        }
+        state.lost = false;
+        state.held = false;
+        if first.is_some() {
+            state.frames.clear();
+            state.bytes = 0;
+        }
+        state.frames.extend(first);
+        state.frames.extend(log.frames.iter().cloned());
+        state.bytes = state.frames.iter().map(Bytes::len).sum();
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Whether the connection was lost (since the last one began).
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lock().lost
+    }
+
+    /// Whether the peer may resume from its count `from`.
+    pub(crate) fn can_resume_from(&self, from: u64) -> Result<(), Gap> {
+        match &self.lock().log {
+            Some(log) if (log.start..=log.end).contains(&from) => Ok(()),
+            Some(log) => Err(Gap {
+                from,
+                start: log.start,
+                end: log.end,
+            }),
+            None => Err(Gap {
+                from,
+                start: 0,
+                end: 0,
+            }),
+        }
     }
 
     /// Stop taking frames; the writer finishes after writing what is queued.
@@ -154,13 +373,13 @@ impl OutQueue {
         true
     }
 
-    /// Waits until a frame is queued, or the queue is finished or aborted, without
+    /// Waits until a frame is queued, or the queue is finished, aborted or lost, without
     /// taking anything. For queues with one consumer (a detached session's owner).
     pub(crate) async fn ready(&self) {
         loop {
             {
                 let state = self.lock();
-                if state.aborted || state.finished || !state.frames.is_empty() {
+                if state.aborted || state.finished || state.lost || !state.frames.is_empty() {
                     return;
                 }
             }
@@ -174,6 +393,9 @@ impl OutQueue {
                 let mut state = self.lock();
                 if state.aborted {
                     return Batch::Done;
+                }
+                if state.lost {
+                    return Batch::Lost;
                 }
                 if !state.frames.is_empty() {
                     let mut len = already;

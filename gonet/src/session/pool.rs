@@ -375,7 +375,7 @@ impl<'a, M: Message> BroadcastRun<'a, M> {
         let frame = self.encoded.frame(session)?;
         match session.queue_frame(frame) {
             Ok(()) => self.report.delivered += 1,
-            Err(PushError::Closed) => self.report.failed += 1,
+            Err(PushError::Closed | PushError::Disconnected) => self.report.failed += 1,
             Err(PushError::Full { queued }) => {
                 self.report.failed += 1;
                 self.full.push((session.clone(), queued));

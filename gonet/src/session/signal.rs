@@ -50,6 +50,11 @@ impl Signal {
         self.0.token.cancel();
     }
 
+    /// Whether the signal is raised.
+    pub(crate) fn is_raised(&self) -> bool {
+        self.0.raised.load(Ordering::Acquire)
+    }
+
     /// Completes once the signal is raised.
     pub(crate) async fn raised(&self) {
         cancelled(&self.0.token, &self.0.raised).await;

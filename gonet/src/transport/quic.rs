@@ -569,7 +569,7 @@ impl Channel {
             wire::encode_message(msg, session.codec(), Wrap::Plain, session.max_frame_len())?;
         match self.handle.out.push(frame) {
             Ok(()) => Ok(()),
-            Err(PushError::Closed) => Err(SendError::Closed {
+            Err(PushError::Closed | PushError::Disconnected) => Err(SendError::Closed {
                 session: session.id(),
             }),
             Err(PushError::Full { queued }) => {

@@ -91,9 +91,24 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     stream.set_nodelay(true).map_err(connect_err)?;
     let peer = stream.peer_addr().map_err(connect_err)?;
     let local = stream.local_addr().map_err(connect_err)?;
+    let timeout = shared.settings.connect_timeout;
     let session = Session::new(shared, peer, local, Transport::Tcp);
     let (reader, writer) = stream.into_split();
     let source = StreamSource::for_session(reader, &session);
-    driver::spawn(session.clone(), source, StreamSink::new(writer), None);
+    // A session that resumes connects again to the same address.
+    let authority = url.authority().to_owned();
+    let redial: driver::Redial<_, _> = Box::new(move |session: Session| {
+        let authority = authority.clone();
+        Box::pin(async move {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(authority.as_str()))
+                .await
+                .map_err(|_| format!("no connection within {timeout:?}"))??;
+            stream.set_nodelay(true)?;
+            let (reader, writer) = stream.into_split();
+            let source = StreamSource::for_session(reader, &session);
+            Ok((source, StreamSink::new(writer)))
+        })
+    });
+    driver::spawn_client(session.clone(), source, StreamSink::new(writer), redial);
     Ok(session)
 }

@@ -286,6 +286,15 @@ fn start_session<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (source, sink) = link(&session, ws);
+    driver::spawn(session, source, sink, tracker);
+}
+
+/// The packet source and frame sink of an upgraded connection.
+fn link<S>(session: &Session, ws: WebSocketStream<Counted<S>>) -> (WsSource<S>, WsSink<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // The upgrade's own bytes are not a message in progress.
     let arrival = ws.get_ref().arrival.clone();
     arrival.clear();
@@ -304,7 +313,113 @@ fn start_session<S>(
         batch: MessageBatch::default(),
         rest,
     };
-    driver::spawn(session, source, sink, tracker);
+    (source, sink)
+}
+
+/// What a client needs to connect again.
+#[derive(Clone)]
+struct Dialer {
+    url: Url,
+    raw: String,
+    config: WebSocketConfig,
+    #[cfg(feature = "wss")]
+    tls: Option<crate::transport::tls::ClientTls>,
+}
+
+impl Dialer {
+    async fn tcp(&self) -> Result<(TcpStream, SocketAddr, SocketAddr), DialError> {
+        let connect_err = |source| DialError::Connect {
+            url: self.raw.clone(),
+            source,
+        };
+        let stream = TcpStream::connect(self.url.authority())
+            .await
+            .map_err(connect_err)?;
+        stream.set_nodelay(true).map_err(connect_err)?;
+        let peer = stream.peer_addr().map_err(connect_err)?;
+        let local = stream.local_addr().map_err(connect_err)?;
+        Ok((stream, peer, local))
+    }
+
+    async fn upgrade<S>(&self, stream: S) -> Result<WebSocketStream<Counted<S>>, DialError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let raw = &self.raw;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            self.url.to_string(),
+            Counted::new(stream),
+            Some(self.config),
+        )
+        .await
+        .map_err(|e| match e {
+            tungstenite::Error::Io(source) => DialError::Connect {
+                url: raw.clone(),
+                source,
+            },
+            tungstenite::Error::Http(resp) => DialError::Handshake {
+                url: raw.clone(),
+                reason: format!(
+                    "HTTP {}{}",
+                    resp.status(),
+                    resp.body()
+                        .as_deref()
+                        .map(|b| format!(": {}", String::from_utf8_lossy(b)))
+                        .unwrap_or_default()
+                ),
+            },
+            other => DialError::Handshake {
+                url: raw.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(ws)
+    }
+
+    #[cfg(feature = "wss")]
+    async fn tls(
+        &self,
+        stream: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DialError> {
+        let raw = &self.raw;
+        let tls_err = |source| DialError::Tls {
+            url: raw.clone(),
+            source,
+        };
+        let tls =
+            crate::transport::tls::client_identity(self.tls.as_ref(), raw).map_err(tls_err)?;
+        let name = tls.name_for(self.url.host()).map_err(tls_err)?;
+        let config_tls = tls.config(&[b"http/1.1"], false).map_err(tls_err)?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config_tls));
+        connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| DialError::Handshake {
+                url: raw.clone(),
+                reason: format!("tls: {e}"),
+            })
+    }
+}
+
+/// Runs a client's session; one that resumes connects again with `connect`.
+fn start_client<S, F, Fut>(session: Session, ws: WebSocketStream<Counted<S>>, connect: F)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<WebSocketStream<Counted<S>>, DialError>>
+        + Send
+        + 'static,
+{
+    let (source, sink) = link(&session, ws);
+    let connect = Arc::new(connect);
+    let redial: driver::Redial<_, _> = Box::new(move |session: Session| {
+        let connect = connect.clone();
+        Box::pin(async move {
+            let ws = connect().await?;
+            Ok(link(&session, ws))
+        })
+    });
+    driver::spawn_client(session, source, sink, redial);
 }
 
 pub(super) async fn dial(
@@ -314,76 +429,53 @@ pub(super) async fn dial(
     options: &TransportSettings,
     secure: bool,
 ) -> Result<Session, DialError> {
-    let connect_err = |source| DialError::Connect {
-        url: raw.to_owned(),
-        source,
-    };
-    let handshake_err = |e: tungstenite::Error| match e {
-        tungstenite::Error::Io(source) => connect_err(source),
-        tungstenite::Error::Http(resp) => DialError::Handshake {
-            url: raw.to_owned(),
-            reason: format!(
-                "HTTP {}{}",
-                resp.status(),
-                resp.body()
-                    .as_deref()
-                    .map(|b| format!(": {}", String::from_utf8_lossy(b)))
-                    .unwrap_or_default()
-            ),
-        },
-        other => DialError::Handshake {
-            url: raw.to_owned(),
-            reason: other.to_string(),
-        },
-    };
-    let stream = TcpStream::connect(url.authority())
-        .await
-        .map_err(connect_err)?;
-    stream.set_nodelay(true).map_err(connect_err)?;
-    let peer = stream.peer_addr().map_err(connect_err)?;
-    let local = stream.local_addr().map_err(connect_err)?;
-    let config = ws_config(shared.settings.max_frame_len);
-    let request = url.to_string();
-    let session = Session::new(shared.clone(), peer, local, url.transport());
     // Only `wss://` reads the options (whom to trust).
     #[cfg(not(feature = "wss"))]
     let _ = options;
+    let dialer = Dialer {
+        url: url.clone(),
+        raw: raw.to_owned(),
+        config: ws_config(shared.settings.max_frame_len),
+        #[cfg(feature = "wss")]
+        tls: options.client_tls.clone(),
+    };
+    let timeout = shared.settings.connect_timeout;
+    let (stream, peer, local) = dialer.tcp().await?;
+    let session = Session::new(shared, peer, local, url.transport());
+    let timed_out = move |raw: &str| DialError::Timeout {
+        url: raw.to_owned(),
+        after: timeout,
+    };
     if secure {
         #[cfg(feature = "wss")]
         {
-            let tls_err = |source| DialError::Tls {
-                url: raw.to_owned(),
-                source,
-            };
-            let tls = crate::transport::tls::client_identity(options.client_tls.as_ref(), raw)
-                .map_err(tls_err)?;
-            let name = tls.name_for(url.host()).map_err(tls_err)?;
-            let config_tls = tls.config(&[b"http/1.1"], false).map_err(tls_err)?;
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(config_tls));
-            let stream =
-                connector
-                    .connect(name, stream)
+            let ws = dialer.upgrade(dialer.tls(stream).await?).await?;
+            start_client(session.clone(), ws, move || {
+                let dialer = dialer.clone();
+                async move {
+                    tokio::time::timeout(timeout, async {
+                        let (stream, _, _) = dialer.tcp().await?;
+                        dialer.upgrade(dialer.tls(stream).await?).await
+                    })
                     .await
-                    .map_err(|e| DialError::Handshake {
-                        url: raw.to_owned(),
-                        reason: format!("tls: {e}"),
-                    })?;
-            let (ws, _) = tokio_tungstenite::client_async_with_config(
-                request,
-                Counted::new(stream),
-                Some(config),
-            )
-            .await
-            .map_err(handshake_err)?;
-            start_session(session.clone(), ws, None);
+                    .map_err(|_| timed_out(&dialer.raw))?
+                }
+            });
             return Ok(session);
         }
     }
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(request, Counted::new(stream), Some(config))
+    let ws = dialer.upgrade(stream).await?;
+    start_client(session.clone(), ws, move || {
+        let dialer = dialer.clone();
+        async move {
+            tokio::time::timeout(timeout, async {
+                let (stream, _, _) = dialer.tcp().await?;
+                dialer.upgrade(stream).await
+            })
             .await
-            .map_err(handshake_err)?;
-    start_session(session.clone(), ws, None);
+            .map_err(|_| timed_out(&dialer.raw))?
+        }
+    });
     Ok(session)
 }
 

@@ -26,7 +26,8 @@ pub(crate) const ID_BYE: u32 = 0xFFFF_FF12;
 /// The client's handshake (opt-in per listener): `version u16 LE | client version
 /// (u8 length, UTF-8) | platform (u8 length, UTF-8) | payload id u32 LE | payload body`.
 pub(crate) const ID_HELLO: u32 = 0xFFFF_FF20;
-/// The server accepted the handshake: `version u16 LE | session id u64 LE`.
+/// The server accepted the handshake: `version u16 LE | session id u64 LE`, then the
+/// resume token (16 bytes) when the server keeps sessions for a resume.
 pub(crate) const ID_WELCOME: u32 = 0xFFFF_FF21;
 /// The server refused the handshake: `code u16 LE | UTF-8 message`; it closes the
 /// connection after it.
@@ -36,6 +37,18 @@ pub(crate) const ID_REFUSED: u32 = 0xFFFF_FF22;
 /// to the address in the body (UTF-8, may be empty) if there is one. Sent only to
 /// clients that made a handshake.
 pub(crate) const ID_GOAWAY: u32 = 0xFFFF_FF23;
+
+/// A client resumes a detached session on a new connection, in place of a hello:
+/// `version u16 LE | session id u64 LE | token (16 bytes) | received u64 LE`.
+pub(crate) const ID_RESUME: u32 = 0xFFFF_FF24;
+/// The server resumed the session: `received u64 LE`, the counted bytes it had
+/// received; each side then sends again what the other has not received.
+pub(crate) const ID_RESUMED: u32 = 0xFFFF_FF25;
+/// Counted bytes received so far on a resumable session: `received u64 LE`.
+pub(crate) const ID_ACK: u32 = 0xFFFF_FF26;
+
+/// Bytes of a resume token.
+pub(crate) const TOKEN_LEN: usize = 16;
 
 /// The version of the handshake and of the extension it announces.
 pub(crate) const PROTOCOL_VERSION: u16 = 1;
@@ -76,7 +89,22 @@ pub(crate) enum Incoming<'a> {
     /// A client's handshake.
     Hello(Hello<'a>),
     /// The server accepted our handshake.
-    Welcome { version: u16, session: u64 },
+    Welcome {
+        version: u16,
+        session: u64,
+        token: Option<[u8; TOKEN_LEN]>,
+    },
+    /// A client resumes a session.
+    Resume {
+        version: u16,
+        session: u64,
+        token: [u8; TOKEN_LEN],
+        received: u64,
+    },
+    /// The server resumed our session; it had received this many counted bytes.
+    Resumed { received: u64 },
+    /// The peer has received this many counted bytes.
+    Ack { received: u64 },
     /// The server refused our handshake.
     Refused(Status),
     /// The server drains; connect again elsewhere (to this address, if given).
@@ -260,9 +288,43 @@ pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, Exte
         }
         ID_WELCOME => {
             need(10, &body)?;
+            let version = body.get_u16_le();
+            let session = body.get_u64_le();
+            let token = match body.len() {
+                0 => None,
+                TOKEN_LEN => Some(take_token(&mut body)),
+                _ => {
+                    return Err(ExtensionError::Malformed {
+                        id,
+                        what: "a resume token that is not 16 bytes",
+                    });
+                }
+            };
             Ok(Incoming::Welcome {
+                version,
+                session,
+                token,
+            })
+        }
+        ID_RESUME => {
+            need(2 + 8 + TOKEN_LEN + 8, &body)?;
+            Ok(Incoming::Resume {
                 version: body.get_u16_le(),
                 session: body.get_u64_le(),
+                token: take_token(&mut body),
+                received: body.get_u64_le(),
+            })
+        }
+        ID_RESUMED => {
+            need(8, &body)?;
+            Ok(Incoming::Resumed {
+                received: body.get_u64_le(),
+            })
+        }
+        ID_ACK => {
+            need(8, &body)?;
+            Ok(Incoming::Ack {
+                received: body.get_u64_le(),
             })
         }
         ID_GOAWAY => {
@@ -277,6 +339,22 @@ pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, Exte
         }
         other => Err(ExtensionError::UnknownId(other)),
     }
+}
+
+fn take_token(body: &mut Body<'_>) -> [u8; TOKEN_LEN] {
+    let mut token = [0; TOKEN_LEN];
+    body.copy_to_slice(&mut token);
+    token
+}
+
+/// Whether a frame counts towards a resumable session's received bytes: everything but
+/// the frames of the link itself (heartbeats, handshake, resume, acknowledgements),
+/// which are never replayed.
+pub(crate) fn is_counted(id: u32) -> bool {
+    !matches!(
+        id,
+        ID_PING | ID_PONG | ID_HELLO | ID_WELCOME | ID_REFUSED | ID_RESUME | ID_RESUMED | ID_ACK
+    )
 }
 
 /// Bytes of a session's reply block.
@@ -565,12 +643,36 @@ pub(crate) fn encode_hello(
     Some(dst.freeze())
 }
 
-/// The server's acceptance of a handshake.
-pub(crate) fn encode_welcome(session: u64) -> Bytes {
-    let mut dst = BytesMut::with_capacity(HEADER_LEN + 10);
-    super::frame::put_header(&mut dst, ID_WELCOME, 10);
+/// The server's acceptance of a handshake, with the token of a resumable session.
+pub(crate) fn encode_welcome(session: u64, token: Option<&[u8; TOKEN_LEN]>) -> Bytes {
+    let len = 10 + token.map_or(0, |t| t.len());
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + len);
+    super::frame::put_header(&mut dst, ID_WELCOME, len);
     dst.put_u16_le(PROTOCOL_VERSION);
     dst.put_u64_le(session);
+    if let Some(token) = token {
+        dst.extend_from_slice(token);
+    }
+    dst.freeze()
+}
+
+/// A client's resume of a session on a new connection.
+pub(crate) fn encode_resume(session: u64, token: &[u8; TOKEN_LEN], received: u64) -> Bytes {
+    let len = 2 + 8 + TOKEN_LEN + 8;
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + len);
+    super::frame::put_header(&mut dst, ID_RESUME, len);
+    dst.put_u16_le(PROTOCOL_VERSION);
+    dst.put_u64_le(session);
+    dst.extend_from_slice(token);
+    dst.put_u64_le(received);
+    dst.freeze()
+}
+
+/// A frame carrying a count of received bytes ([`ID_RESUMED`] or [`ID_ACK`]).
+pub(crate) fn encode_count(id: u32, received: u64) -> Bytes {
+    let mut dst = BytesMut::with_capacity(HEADER_LEN + 8);
+    super::frame::put_header(&mut dst, id, 8);
+    dst.put_u64_le(received);
     dst.freeze()
 }
 
@@ -743,6 +845,9 @@ mod tests {
                 Just(ID_WELCOME),
                 Just(ID_REFUSED),
                 Just(ID_GOAWAY),
+                Just(ID_RESUME),
+                Just(ID_RESUMED),
+                Just(ID_ACK),
             ]
         }
 
@@ -826,9 +931,27 @@ mod tests {
                             .expect("fits");
                         prop_assert_eq!(&again[HEADER_LEN + 2..], &body[2..]);
                     }
-                    (ID_WELCOME, Ok(Incoming::Welcome { version, session })) => {
+                    (ID_WELCOME, Ok(Incoming::Welcome { version, session, token })) => {
                         prop_assert_eq!(version, u16::from_le_bytes([body[0], body[1]]));
                         prop_assert_eq!(&session.to_le_bytes()[..], &body[2..10]);
+                        prop_assert_eq!(token.map(|t| t.to_vec()), (body.len() == 26).then(|| body[10..].to_vec()));
+                    }
+                    (ID_WELCOME, Err(ExtensionError::Malformed { .. })) => {
+                        prop_assert!(body.len() > 10 && body.len() != 26);
+                    }
+                    (ID_RESUME | ID_RESUMED | ID_ACK, Err(ExtensionError::Short { need, len, .. })) => {
+                        prop_assert_eq!(len, body.len());
+                        prop_assert!(body.len() < need);
+                        prop_assert_eq!(need, if id == ID_RESUME { 34 } else { 8 });
+                    }
+                    (ID_RESUME, Ok(Incoming::Resume { version, session, token, received })) => {
+                        let again = encode_resume(session, &token, received);
+                        prop_assert_eq!(version, u16::from_le_bytes([body[0], body[1]]));
+                        prop_assert_eq!(&again[HEADER_LEN + 2..], &body[2..34]);
+                    }
+                    (ID_RESUMED, Ok(Incoming::Resumed { received }))
+                    | (ID_ACK, Ok(Incoming::Ack { received })) => {
+                        prop_assert_eq!(&encode_count(id, received)[HEADER_LEN..], &body[..8]);
                     }
                     (ID_REFUSED, Ok(Incoming::Refused(status))) => {
                         prop_assert_eq!(status.code(), Code::from_u16(u16::from_le_bytes([body[0], body[1]])));
@@ -842,7 +965,8 @@ mod tests {
                         prop_assert_eq!(got, id);
                         prop_assert!(
                             ![ID_REQUEST, ID_RESPONSE, ID_ERROR, ID_PING, ID_PONG, ID_BYE,
-                              ID_HELLO, ID_WELCOME, ID_REFUSED, ID_GOAWAY]
+                              ID_HELLO, ID_WELCOME, ID_REFUSED, ID_GOAWAY, ID_RESUME, ID_RESUMED,
+                              ID_ACK]
                                 .contains(&id)
                         );
                     }
