@@ -155,10 +155,12 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
     );
 }
 
-/// Connects a client's session again: a new connection of the same transport.
+/// Connects a client's session again: a new connection of the same transport, to the
+/// address given (a URL a draining server named), else to the first one.
 pub(crate) type Redial<S, K> = Box<
     dyn Fn(
             Session,
+            Option<String>,
         ) -> std::pin::Pin<
             Box<
                 dyn Future<Output = Result<(S, K), Box<dyn std::error::Error + Send + Sync>>>
@@ -215,11 +217,13 @@ async fn run<S: PacketSource, K: FrameSink>(
                 }
             }
             if ended == Ended::Done {
-                if session
-                    .inner
-                    .resume
-                    .as_ref()
-                    .is_some_and(|r| r.client || r.is_active())
+                let peer_left = matches!(session.close_reason(), Some(CloseReason::PeerClosed));
+                if !peer_left
+                    && session
+                        .inner
+                        .resume
+                        .as_ref()
+                        .is_some_and(|r| r.client || r.is_active())
                 {
                     // A peer that could resume must not take this close for a drop.
                     session.send_control(wire::encode_control(wire::ID_BYE));
@@ -384,7 +388,12 @@ async fn reconnect<S: PacketSource, K: FrameSink>(
                 () = session.inner.stop_reading.cancelled() => None,
                 dialed = async {
                     tokio::time::sleep(wait).await;
-                    redial(session.clone()).await
+                    let to = resume
+                        .redirect
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    redial(session.clone(), to).await
                 } => Some(dialed),
             }
         })
@@ -799,6 +808,7 @@ impl<'s> Work<'s> {
             }
             if phase == Phase::Greeting {
                 resume.detached.store(false, Ordering::Release);
+                session.inner.calls.reopen();
                 (self.attempts, self.since) = (0, None);
                 tracing::info!(server_session, "fresh session open");
                 return;

@@ -67,6 +67,11 @@ impl Calls {
         self.idle().await;
     }
 
+    /// Takes new calls again after a wind-down (a fresh session follows).
+    pub(crate) fn reopen(&self) {
+        self.lock().winding_down = false;
+    }
+
     /// Waits until no call is pending.
     async fn idle(&self) {
         loop {

@@ -775,16 +775,37 @@ impl Session {
 
     /// The server drains: make no new calls, finish those in flight, then close, so the
     /// application connects again elsewhere.
+    ///
+    /// A client with a reconnect policy does not close: it leaves the server (a bye,
+    /// which the server closes the session on) and starts a fresh session on the same
+    /// handle, at `to` if given; its calls fail at once until that session is open.
     pub(crate) fn go_away(&self, to: Option<String>) {
         tracing::info!(to = to.as_deref().unwrap_or(""), "server going away");
         let session = self.clone();
-        let reason = CloseReason::GoAway(to.map(Into::into));
         tokio::spawn(async move {
             tokio::select! {
                 () = session.inner.calls.wind_down() => {}
                 () = session.inner.done.cancelled() => return,
             }
-            session.close_with(reason, CloseMode::Graceful);
+            match &session.inner.resume {
+                Some(resume) if resume.client => {
+                    resume.set_token(None);
+                    if let Some(to) = &to {
+                        *lock(&resume.redirect) = Some(to.clone());
+                    }
+                    session.link_event(resume::LinkEvent::Restarted(
+                        crate::wire::Status::unavailable(match &to {
+                            Some(to) => format!("the server is going away; connecting to {to}"),
+                            None => "the server is going away".to_owned(),
+                        }),
+                    ));
+                    session.send_control(wire::encode_control(wire::ID_BYE));
+                }
+                _ => {
+                    let reason = CloseReason::GoAway(to.map(Into::into));
+                    session.close_with(reason, CloseMode::Graceful);
+                }
+            }
         });
     }
 

@@ -172,6 +172,8 @@ pub(crate) struct Resume {
     /// The type of the session's link, so that a new connection from another kind of
     /// listener is refused rather than handed over.
     pub(crate) link_type: OnceLock<TypeId>,
+    /// Where a client connects from now on: the address a draining server gave.
+    pub(crate) redirect: Mutex<Option<String>>,
     /// A client's session (it connects again itself).
     pub(crate) client: bool,
     /// A client's policy.

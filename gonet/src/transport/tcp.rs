@@ -97,9 +97,16 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
     let source = StreamSource::for_session(reader, &session);
     // A session that resumes connects again to the same address.
     let authority = url.authority().to_owned();
-    let redial: driver::Redial<_, _> = Box::new(move |session: Session| {
+    let redial: driver::Redial<_, _> = Box::new(move |session: Session, to: Option<String>| {
         let authority = authority.clone();
         Box::pin(async move {
+            let authority = match to {
+                None => authority,
+                Some(to) => match to.parse::<Url>() {
+                    Ok(url) if url.transport() == Transport::Tcp => url.authority(),
+                    _ => return Err(format!("cannot connect to {to}: not a tcp:// URL").into()),
+                },
+            };
             let stream = tokio::time::timeout(timeout, TcpStream::connect(authority.as_str()))
                 .await
                 .map_err(|_| format!("no connection within {timeout:?}"))??;

@@ -327,6 +327,29 @@ struct Dialer {
 }
 
 impl Dialer {
+    /// This dialer, or one for `to` (a URL of the same scheme a draining server gave).
+    fn redirected(&self, to: Option<String>) -> Result<Dialer, DialError> {
+        let Some(to) = to else {
+            return Ok(self.clone());
+        };
+        match to.parse::<Url>() {
+            Ok(url) if url.transport() == self.url.transport() => Ok(Dialer {
+                url,
+                raw: to,
+                ..self.clone()
+            }),
+            Ok(url) => Err(DialError::Handshake {
+                url: to,
+                reason: format!(
+                    "a {} client cannot connect to a {} URL",
+                    self.url.transport(),
+                    url.transport()
+                ),
+            }),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     async fn tcp(&self) -> Result<(TcpStream, SocketAddr, SocketAddr), DialError> {
         let connect_err = |source| DialError::Connect {
             url: self.raw.clone(),
@@ -405,17 +428,17 @@ impl Dialer {
 fn start_client<S, F, Fut>(session: Session, ws: WebSocketStream<Counted<S>>, connect: F)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: Fn() -> Fut + Send + Sync + 'static,
+    F: Fn(Option<String>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<WebSocketStream<Counted<S>>, DialError>>
         + Send
         + 'static,
 {
     let (source, sink) = link(&session, ws);
     let connect = Arc::new(connect);
-    let redial: driver::Redial<_, _> = Box::new(move |session: Session| {
+    let redial: driver::Redial<_, _> = Box::new(move |session: Session, to: Option<String>| {
         let connect = connect.clone();
         Box::pin(async move {
-            let ws = connect().await?;
+            let ws = connect(to).await?;
             Ok(link(&session, ws))
         })
     });
@@ -450,9 +473,10 @@ pub(super) async fn dial(
         #[cfg(feature = "wss")]
         {
             let ws = dialer.upgrade(dialer.tls(stream).await?).await?;
-            start_client(session.clone(), ws, move || {
-                let dialer = dialer.clone();
+            start_client(session.clone(), ws, move |to| {
+                let dialer = dialer.redirected(to);
                 async move {
+                    let dialer = dialer?;
                     tokio::time::timeout(timeout, async {
                         let (stream, _, _) = dialer.tcp().await?;
                         dialer.upgrade(dialer.tls(stream).await?).await
@@ -465,9 +489,10 @@ pub(super) async fn dial(
         }
     }
     let ws = dialer.upgrade(stream).await?;
-    start_client(session.clone(), ws, move || {
-        let dialer = dialer.clone();
+    start_client(session.clone(), ws, move |to| {
+        let dialer = dialer.redirected(to);
         async move {
+            let dialer = dialer?;
             tokio::time::timeout(timeout, async {
                 let (stream, _, _) = dialer.tcp().await?;
                 dialer.upgrade(stream).await

@@ -377,3 +377,94 @@ async fn bad_resumes_are_refused_clearly() {
     assert!(text.contains("no longer holds"), "{text}");
     server.shutdown().await;
 }
+
+/// A draining server sends clients with a reconnect policy to another server: each
+/// finishes its calls, starts a fresh session there on the same handle (its
+/// application told), and no request the servers accepted is lost or handled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_moves_reconnecting_clients_to_another_server() {
+    use std::collections::HashMap;
+
+    const CLIENTS: u64 = 4;
+    const CALLS: u64 = 300;
+    let handled: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let counting = |handled: Arc<Mutex<HashMap<u64, u32>>>| {
+        Builder::new()
+            .codec(Codec::Json)
+            .resume(PATIENCE)
+            .router(Router::new().route(move |_: Session, ask: Ask| {
+                *handled.lock().unwrap().entry(ask.n).or_default() += 1;
+                async move { ask }
+            }))
+    };
+    let old = counting(handled.clone())
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
+    let new = counting(handled.clone())
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
+    let (moved_tx, mut moved) = mpsc::unbounded_channel();
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let moved_tx = moved_tx.clone();
+        let session = Builder::new()
+            .codec(Codec::Json)
+            .reconnect(quick_reconnect())
+            .on_link(move |_, event| {
+                if let LinkEvent::Restarted(status) = event {
+                    let _ = moved_tx.send(status.clone());
+                }
+            })
+            .dial(&old.url())
+            .await
+            .unwrap();
+        let started = started_tx.clone();
+        clients.push(tokio::spawn(async move {
+            for i in 0..CALLS {
+                let n = c * CALLS + i;
+                if i == CALLS / 3 {
+                    let _ = started.send(());
+                }
+                // Calls made while the client moves fail at once, never half-done:
+                // make them again.
+                loop {
+                    match session.call::<_, Ask>(&Ask { n }).await {
+                        Ok(reply) => {
+                            assert_eq!(reply.n, n);
+                            break;
+                        }
+                        Err(CallError::Closed { .. }) => tokio::task::yield_now().await,
+                        Err(other) => panic!("call {n}: {other}"),
+                    }
+                }
+            }
+            session
+        }));
+    }
+    for _ in 0..CLIENTS {
+        within("the clients to be busy", started.recv()).await;
+    }
+    within("the drain", old.drain(Some(&new.url()))).await;
+    for _ in 0..CLIENTS {
+        let status = within("every client to move", moved.recv()).await.unwrap();
+        assert!(status.message().contains(&new.url()), "{status}");
+    }
+    let mut sessions = Vec::new();
+    for client in clients {
+        sessions.push(within("the calls", client).await.unwrap());
+    }
+    assert_eq!(
+        new.pool().len(),
+        CLIENTS as usize,
+        "every client is on the new server"
+    );
+    let handled = handled.lock().unwrap();
+    for n in 0..CLIENTS * CALLS {
+        assert_eq!(handled.get(&n), Some(&1), "request {n}");
+    }
+    drop(handled);
+    new.shutdown().await;
+}
