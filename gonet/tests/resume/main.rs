@@ -461,10 +461,9 @@ async fn a_drain_moves_reconnecting_clients_to_another_server() {
         CLIENTS as usize,
         "every client is on the new server"
     );
-    let handled = handled.lock().unwrap();
+    let handled = std::mem::take(&mut *handled.lock().unwrap());
     for n in 0..CLIENTS * CALLS {
         assert_eq!(handled.get(&n), Some(&1), "request {n}");
     }
-    drop(handled);
     new.shutdown().await;
 }
