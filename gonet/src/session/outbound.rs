@@ -443,6 +443,80 @@ mod tests {
         assert_eq!(q.next_batch(&mut buf, 1024).await, Batch::Done);
     }
 
+    fn drain(q: &OutQueue) -> Vec<u8> {
+        let mut frames = Vec::new();
+        assert!(q.try_take(&mut frames));
+        frames.concat()
+    }
+
+    #[test]
+    fn a_log_keeps_what_is_not_acknowledged_and_replays_it_from_any_offset() {
+        let q = OutQueue::new(1 << 20);
+        q.start_log(Some(Bytes::from_static(b"W")), 1 << 20);
+        q.push(Bytes::from_static(b"abc")).unwrap();
+        q.push(Bytes::from_static(b"defg")).unwrap();
+        q.push_control(Bytes::from_static(b"P")).unwrap();
+        assert_eq!(
+            drain(&q),
+            b"WabcdefgP",
+            "the answer first, control frames unlogged"
+        );
+
+        // Acknowledged bytes go, even in the middle of a buffer of several frames.
+        assert!(q.ack(5));
+        assert!(!q.ack(8), "more than was sent");
+        q.detach();
+        q.push(Bytes::from_static(b"hi")).unwrap();
+        assert_eq!(drain(&q), b"", "held while detached");
+        assert_eq!(
+            q.resume_from(4, None),
+            Err(Gap {
+                from: 4,
+                start: 5,
+                end: 9
+            }),
+            "forgotten bytes cannot be sent again"
+        );
+        q.resume_from(6, Some(Bytes::from_static(b"R"))).unwrap();
+        assert_eq!(drain(&q), b"Rghi");
+        assert_eq!(q.can_resume_from(9), Ok(()));
+        assert!(q.can_resume_from(10).is_err());
+    }
+
+    #[test]
+    fn a_log_over_its_limit_refuses_the_frame() {
+        let q = OutQueue::new(1 << 20);
+        q.start_log(None, 8);
+        q.push(Bytes::from_static(b"12345")).unwrap();
+        assert_eq!(
+            q.push(Bytes::from_static(b"6789")),
+            Err(PushError::Full { queued: 5 })
+        );
+        assert!(q.ack(5));
+        q.push(Bytes::from_static(b"6789")).unwrap();
+    }
+
+    #[test]
+    fn a_reattached_client_sends_its_resume_first_and_holds_the_rest() {
+        let q = OutQueue::new(1 << 20);
+        q.start_log(None, 1 << 20);
+        q.push(Bytes::from_static(b"ab")).unwrap();
+        q.detach();
+        q.push(Bytes::from_static(b"cd")).unwrap();
+        q.reattach(Bytes::from_static(b"R"), false);
+        q.push(Bytes::from_static(b"ef")).unwrap();
+        assert_eq!(drain(&q), b"R");
+        q.resume_from(1, None).unwrap();
+        assert_eq!(drain(&q), b"bcdef");
+        // A fresh session forgets what the old one kept.
+        q.detach();
+        q.reattach(Bytes::from_static(b"H"), true);
+        q.push(Bytes::from_static(b"g")).unwrap();
+        assert_eq!(drain(&q), b"Hg");
+        assert_eq!(q.can_resume_from(1), Ok(()));
+        assert!(q.can_resume_from(2).is_err());
+    }
+
     #[tokio::test]
     async fn a_frame_larger_than_the_limit_passes_when_the_queue_is_empty() {
         let q = OutQueue::new(4);

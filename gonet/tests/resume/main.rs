@@ -467,3 +467,83 @@ async fn a_drain_moves_reconnecting_clients_to_another_server() {
     }
     new.shutdown().await;
 }
+
+/// A peer acknowledging more than it was sent breaks the protocol: its session is
+/// closed with an error naming the acknowledgement.
+#[tokio::test]
+async fn an_acknowledgement_of_unsent_bytes_closes_the_session() {
+    let (closed_tx, mut closed) = mpsc::unbounded_channel();
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .resume(PATIENCE)
+        .on_close(move |_, reason| {
+            let _ = closed_tx.send(reason.clone());
+        })
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .expect("serve");
+    let (_, _, mut stream) = raw::welcome(server.local_addr()).await;
+    raw::ack(&mut stream, 1 << 40).await;
+    let reason = within("the close", closed.recv()).await.unwrap();
+    let text = reason.to_string();
+    assert!(matches!(reason, CloseReason::Error(_)), "{text}");
+    assert!(
+        text.contains("acknowledgement of more than was sent"),
+        "{text}"
+    );
+    server.shutdown().await;
+}
+
+/// A client that reads everything but never acknowledges cannot make the server
+/// keep more than its replay limit: the session closes as a slow peer.
+#[tokio::test]
+async fn the_replay_log_is_bounded() {
+    let (outcome_tx, mut outcome) = mpsc::unbounded_channel();
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .resume(PATIENCE)
+        .replay_limit(64 * 1024)
+        .on_connect(move |session| {
+            let (session, outcome_tx) = (session.clone(), outcome_tx.clone());
+            tokio::spawn(async move {
+                let pad = "x".repeat(1000);
+                for n in 0.. {
+                    if let Err(err) = session.send(&Padded {
+                        n,
+                        pad: pad.clone(),
+                    }) {
+                        let reason = session.closed().await;
+                        let _ = outcome_tx.send((n, err, reason));
+                        return;
+                    }
+                    if n % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+        })
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .expect("serve");
+    let (_, _, mut stream) = raw::welcome(server.local_addr()).await;
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 64 * 1024];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let (sent, err, reason) = within("the session to give up", outcome.recv())
+        .await
+        .unwrap();
+    assert!(matches!(err, SendError::QueueFull { .. }), "{err}");
+    assert!(matches!(reason, CloseReason::SlowPeer), "{reason:?}");
+    assert!((60..=70).contains(&sent), "{sent} messages of 1 KiB kept");
+    within("the reader", reader).await.unwrap();
+    server.shutdown().await;
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Padded {
+    n: u64,
+    pad: String,
+}
+gonet::message!(Padded = 2003, serde);

@@ -65,3 +65,12 @@ pub(crate) async fn resume(
     let code = body.get_u16_le();
     (code, String::from_utf8_lossy(body).into_owned())
 }
+
+/// Sends an acknowledgement of `received` counted bytes.
+pub(crate) async fn ack(stream: &mut TcpStream, received: u64) {
+    const ACK: u32 = 0xFFFF_FF26;
+    stream
+        .write_all(&frame(ACK, &received.to_le_bytes()))
+        .await
+        .unwrap();
+}
