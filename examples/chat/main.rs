@@ -19,12 +19,17 @@
 //! In the client, type a line to say it, `/join ROOM` to change rooms, `/leave` to leave
 //! the room and `/quit` (or end of input) to quit. Both ends take `--codec
 //! protobuf|json|xml|binary` (the same on both; protobuf by default).
+//!
+//! Over `tcp://`, `ws://` and `wss://` a client whose connection drops connects again
+//! and resumes its session: it stays in its room under its name, and no line said
+//! either way in the meantime is lost.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use gonet::{Builder, Codec, Router, Session, Status};
+use gonet::{Builder, Codec, LinkEvent, Reconnect, Router, Session, Status};
 use gonet_examples::{ClientTlsArgs, CodecName, ServerTlsArgs, explain_dial, url};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -191,29 +196,50 @@ impl ChatService for ChatServer {
     }
 }
 
-/// The client side of the pushes: prints them.
-#[derive(Debug)]
-struct Printer;
+/// The client side of the pushes: prints them (and hands each line to `lines`, if
+/// set).
+#[derive(Debug, Default)]
+struct Printer {
+    lines: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl Printer {
+    fn print(&self, line: String) {
+        println!("{line}");
+        if let Some(lines) = &self.lines {
+            let _ = lines.send(line);
+        }
+    }
+}
 
 impl ChatEvents for Printer {
     async fn said(&self, _session: &Session, msg: Said) -> Result<(), Status> {
-        println!("[{}] {}: {}", msg.room, msg.from, msg.content);
+        self.print(format!("[{}] {}: {}", msg.room, msg.from, msg.content));
         Ok(())
     }
 
     async fn presence(&self, _session: &Session, msg: Presence) -> Result<(), Status> {
         let verb = if msg.joined { "joined" } else { "left" };
-        println!("* {} {verb} {}", msg.name, msg.room);
+        self.print(format!("* {} {verb} {}", msg.name, msg.room));
         Ok(())
     }
 }
 
-async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<()> {
+/// How long a server keeps the session of a client whose connection dropped.
+const GRACE: Duration = Duration::from_secs(60);
+
+/// The chat server's settings on top of `builder`.
+fn chat_server(builder: Builder, codec: Codec) -> Builder {
     let router = Router::new().service(ChatServiceServer::new(ChatServer::default()));
-    let server = tls
-        .server(Builder::new())?
+    builder
         .codec(codec)
         .router(router)
+        // A client whose connection drops has a minute to come back and resume: it
+        // keeps its name, its room and every line said meanwhile.
+        .resume(GRACE)
+        .on_link(|session, event| {
+            tracing::info!(uid = session.uid().as_deref().unwrap_or(""), ?event, "link");
+        })
         // Every client says who it is first: a name, which is one session on the server
         // (a second login with the same name closes the first).
         .on_handshake(|session: Session, hello: gonet::Handshake<Hello>| async move {
@@ -226,6 +252,30 @@ async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<(
             Ok(())
         })
         .on_close(|session, _reason| leave_room(session))
+}
+
+/// The chat client's settings on top of `builder`: it logs in as `name` and comes back
+/// after a dropped connection.
+fn chat_client(builder: Builder, name: &str, codec: Codec, printer: Printer) -> Builder {
+    builder
+        .codec(codec)
+        .router(Router::new().service(ChatEventsServer::new(printer)))
+        .hello(
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            &Hello { name: name.into() },
+        )
+        .reconnect(Reconnect::new().max_elapsed(GRACE))
+        .on_link(|_, event| match event {
+            LinkEvent::Detached => println!("~ connection lost; connecting again"),
+            LinkEvent::Resumed => println!("~ back, nothing missed"),
+            LinkEvent::Restarted(status) => println!("~ new session ({status}); /join again"),
+            _ => {}
+        })
+}
+
+async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<()> {
+    let server = chat_server(tls.server(Builder::new())?, codec)
         .serve(url)
         .await?;
     tls.after_serve(&server)?;
@@ -239,15 +289,7 @@ async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<(
 }
 
 async fn client(url: &str, name: &str, codec: Codec, tls: &ClientTlsArgs) -> anyhow::Result<()> {
-    let session = tls
-        .client(Builder::new())?
-        .codec(codec)
-        .router(Router::new().service(ChatEventsServer::new(Printer)))
-        .hello(
-            env!("CARGO_PKG_VERSION"),
-            std::env::consts::OS,
-            &Hello { name: name.into() },
-        )
+    let session = chat_client(tls.client(Builder::new())?, name, codec, Printer::default())
         .dial(url)
         .await
         .map_err(explain_dial)?;
@@ -346,6 +388,97 @@ mod tests {
         let commands = gonet_examples::documented_commands("chat", &docs);
         assert!(commands.len() >= 7, "{commands:?}");
         commands
+    }
+
+    /// A loopback proxy whose connections can be dropped mid-stream.
+    struct Proxy {
+        addr: std::net::SocketAddr,
+        live: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    }
+
+    impl Proxy {
+        async fn start(target: std::net::SocketAddr) -> Proxy {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let tasks = live.clone();
+            tokio::spawn(async move {
+                while let Ok((mut down, _)) = listener.accept().await {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(target).await else {
+                        continue;
+                    };
+                    tasks.lock().unwrap().push(tokio::spawn(async move {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }));
+                }
+            });
+            Proxy { addr, live }
+        }
+
+        fn cut(&self) {
+            for task in self.live.lock().unwrap().drain(..) {
+                task.abort();
+            }
+        }
+    }
+
+    async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, want: &str) {
+        let wait = async {
+            while let Some(line) = lines.recv().await {
+                if line == want {
+                    return;
+                }
+            }
+            panic!("no more lines before {want:?}");
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no line {want:?}"));
+    }
+
+    /// A client whose connection is cut comes back in its room under its name, and
+    /// the lines said both ways meanwhile arrive.
+    #[tokio::test]
+    async fn a_client_survives_a_cut_connection() {
+        let server = chat_server(Builder::new(), Codec::Protobuf)
+            .serve("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let proxy = Proxy::start(server.local_addr()).await;
+        let (ada_tx, mut ada_lines) = tokio::sync::mpsc::unbounded_channel();
+        let (bob_tx, mut bob_lines) = tokio::sync::mpsc::unbounded_channel();
+        let printer = |tx| Printer { lines: Some(tx) };
+        let ada = chat_client(Builder::new(), "ada", Codec::Protobuf, printer(ada_tx))
+            .dial(&format!("tcp://{}", proxy.addr))
+            .await
+            .unwrap();
+        let bob = chat_client(Builder::new(), "bob", Codec::Protobuf, printer(bob_tx))
+            .dial(&server.url())
+            .await
+            .unwrap();
+        let (ada_chat, bob_chat) = (
+            ChatServiceClient::new(ada.clone()),
+            ChatServiceClient::new(bob),
+        );
+        let join = || Join {
+            room: "lobby".into(),
+            name: String::new(),
+        };
+        ada_chat.join(join()).await.unwrap();
+        bob_chat.join(join()).await.unwrap();
+        next_line(&mut ada_lines, "* bob joined lobby").await;
+        let ada_session = server.pool().user("ada").unwrap().id();
+
+        proxy.cut();
+        let said = |content: &str| Say {
+            content: content.into(),
+        };
+        bob_chat.say(said("where did ada go?")).await.unwrap();
+        ada_chat.say(said("still here")).await.unwrap();
+        next_line(&mut ada_lines, "[lobby] bob: where did ada go?").await;
+        next_line(&mut bob_lines, "[lobby] ada: still here").await;
+        assert_eq!(server.pool().user("ada").unwrap().id(), ada_session);
+        server.shutdown().await;
     }
 
     #[test]

@@ -44,6 +44,13 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Whether a session on this transport can be resumed on a new connection (see
+    /// [`Builder::resume`](crate::Builder::resume)): the stream transports `tcp`, `ws`
+    /// and `wss`.
+    pub const fn resumes(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Ws | Transport::Wss)
+    }
+
     /// The URL scheme.
     pub const fn scheme(self) -> &'static str {
         match self {

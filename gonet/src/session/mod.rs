@@ -354,6 +354,7 @@ impl Session {
             &shared.settings.resume,
             &shared.settings.reconnect,
         ) {
+            _ if !transport.resumes() => None,
             (Some(_), Some(_), _) => Some(resume::Resume::default()),
             (None, _, Some(policy)) => {
                 // A client keeps what it sends from the start: its first frame after
