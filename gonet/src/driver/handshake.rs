@@ -214,8 +214,11 @@ pub(super) fn hand_over(
     );
     session.inner.done.cancel();
     if let Some(state) = &target.inner.resume {
-        *state.handover.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Handover { link, received });
+        *state.handover.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handover {
+            link,
+            received,
+            addrs: (session.peer_addr(), session.local_addr()),
+        });
         // Detaches it first if it had not noticed its old connection drop.
         if !target.link_lost() {
             state.take_handover();

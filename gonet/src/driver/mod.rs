@@ -325,7 +325,9 @@ async fn await_handover<S: PacketSource, K: FrameSink>(
             {
                 Ok(()) => {
                     resume.detached.store(false, Ordering::Release);
-                    tracing::info!(received = handover.received, "session resumed");
+                    let (peer, local) = handover.addrs;
+                    session.set_addrs(peer, local);
+                    tracing::info!(received = handover.received, %peer, "session resumed");
                     session.link_event(LinkEvent::Resumed);
                     return Some(*link);
                 }
@@ -356,6 +358,7 @@ async fn await_handover<S: PacketSource, K: FrameSink>(
         }
         if !woken {
             tracing::info!(?grace, "the client did not come back: session expired");
+            session.link_event(LinkEvent::Expired);
             session.close_with(CloseReason::Expired, CloseMode::Discard);
             return None;
         }
@@ -435,6 +438,7 @@ async fn reconnect<S: PacketSource, K: FrameSink>(
         elapsed = ?started.elapsed(),
         "could not connect again: session closed"
     );
+    session.link_event(LinkEvent::Expired);
     session.close_with(CloseReason::Expired, CloseMode::Discard);
     None
 }

@@ -209,8 +209,9 @@ struct Extensions(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
 
 pub(crate) struct Inner {
     pub(crate) id: u64,
-    pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
+    /// The peer's address and this side's: those of the connection now (a resumed
+    /// session's may change).
+    addrs: Mutex<(SocketAddr, SocketAddr)>,
     pub(crate) transport: Transport,
     pub(crate) shared: Arc<Shared>,
     pub(crate) out: OutQueue,
@@ -317,7 +318,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.inner.id)
-            .field("peer", &self.inner.peer)
+            .field("peer", &self.peer_addr())
             .field("transport", &self.inner.transport)
             .finish_non_exhaustive()
     }
@@ -371,8 +372,7 @@ impl Session {
         Session {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                peer,
-                local,
+                addrs: Mutex::new((peer, local)),
                 transport,
                 shared,
                 out,
@@ -402,14 +402,19 @@ impl Session {
         self.inner.id
     }
 
-    /// The peer's address.
+    /// The peer's address (of the connection now, for a session resumed on a new one).
     pub fn peer_addr(&self) -> SocketAddr {
-        self.inner.peer
+        lock(&self.inner.addrs).0
     }
 
-    /// This side's address.
+    /// This side's address (of the connection now).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local
+        lock(&self.inner.addrs).1
+    }
+
+    /// A resumed session's new connection.
+    pub(crate) fn set_addrs(&self, peer: SocketAddr, local: SocketAddr) {
+        *lock(&self.inner.addrs) = (peer, local);
     }
 
     /// The transport the session runs on.

@@ -29,6 +29,10 @@ pub enum LinkEvent {
     Detached,
     /// A new connection took the session over: nothing sent either way was lost.
     Resumed,
+    /// The session was not resumed in time and closes with
+    /// [`CloseReason::Expired`](crate::CloseReason::Expired): a server's client did not
+    /// come back within the grace period, or a client's reconnect policy gave up.
+    Expired,
     /// A client's resume was refused (the server no longer had the session): the
     /// client starts a fresh session on the same handle. What the old one had not
     /// delivered is gone, its pending calls fail, and the server sees a new session.
@@ -151,6 +155,8 @@ pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
 /// sink, as the driver of the session's transport knows them.
 pub(crate) struct Handover {
     pub(crate) link: Box<dyn Any + Send>,
+    /// The addresses of the new connection: the peer's and this side's.
+    pub(crate) addrs: (std::net::SocketAddr, std::net::SocketAddr),
     /// What the client had received.
     pub(crate) received: u64,
 }

@@ -111,6 +111,7 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
                 .await
                 .map_err(|_| format!("no connection within {timeout:?}"))??;
             stream.set_nodelay(true)?;
+            session.set_addrs(stream.peer_addr()?, stream.local_addr()?);
             let (reader, writer) = stream.into_split();
             let source = StreamSource::for_session(reader, &session);
             Ok((source, StreamSink::new(writer)))

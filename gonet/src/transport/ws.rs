@@ -429,8 +429,9 @@ fn start_client<S, F, Fut>(session: Session, ws: WebSocketStream<Counted<S>>, co
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Option<String>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<WebSocketStream<Counted<S>>, DialError>>
-        + Send
+    Fut: std::future::Future<
+            Output = Result<(WebSocketStream<Counted<S>>, SocketAddr, SocketAddr), DialError>,
+        > + Send
         + 'static,
 {
     let (source, sink) = link(&session, ws);
@@ -438,7 +439,8 @@ where
     let redial: driver::Redial<_, _> = Box::new(move |session: Session, to: Option<String>| {
         let connect = connect.clone();
         Box::pin(async move {
-            let ws = connect(to).await?;
+            let (ws, peer, local) = connect(to).await?;
+            session.set_addrs(peer, local);
             Ok(link(&session, ws))
         })
     });
@@ -478,8 +480,9 @@ pub(super) async fn dial(
                 async move {
                     let dialer = dialer?;
                     tokio::time::timeout(timeout, async {
-                        let (stream, _, _) = dialer.tcp().await?;
-                        dialer.upgrade(dialer.tls(stream).await?).await
+                        let (stream, peer, local) = dialer.tcp().await?;
+                        let ws = dialer.upgrade(dialer.tls(stream).await?).await?;
+                        Ok((ws, peer, local))
                     })
                     .await
                     .map_err(|_| timed_out(&dialer.raw))?
@@ -494,8 +497,8 @@ pub(super) async fn dial(
         async move {
             let dialer = dialer?;
             tokio::time::timeout(timeout, async {
-                let (stream, _, _) = dialer.tcp().await?;
-                dialer.upgrade(stream).await
+                let (stream, peer, local) = dialer.tcp().await?;
+                Ok((dialer.upgrade(stream).await?, peer, local))
             })
             .await
             .map_err(|_| timed_out(&dialer.raw))?

@@ -45,6 +45,7 @@ struct Seen {
     connects: usize,
     detached: usize,
     resumed: usize,
+    expired: usize,
     restarted: Vec<Status>,
     closed: Vec<CloseReason>,
 }
@@ -60,6 +61,7 @@ fn hooks(builder: Builder, seen: &Shared) -> Builder {
             match event {
                 LinkEvent::Detached => seen.detached += 1,
                 LinkEvent::Resumed => seen.resumed += 1,
+                LinkEvent::Expired => seen.expired += 1,
                 LinkEvent::Restarted(status) => seen.restarted.push(status.clone()),
                 _ => {}
             }
@@ -153,6 +155,7 @@ async fn cut_many_times(scheme: &str) {
     .await
     .expect("dial");
     let server_session = within("the server's session", opened.recv()).await.unwrap();
+    let (first_client_port, first_server_peer) = (client.local_addr(), server_session.peer_addr());
 
     let server_sends = tokio::spawn(send_all(server_session.clone(), N, 400, client_got.clone()));
     let client_sends = tokio::spawn(send_all(client.clone(), N, 400, server_got.clone()));
@@ -200,6 +203,9 @@ async fn cut_many_times(scheme: &str) {
     assert_eq!(server_all, expected, "the server's messages");
     assert_eq!(client_all, expected, "the client's messages");
     assert!(cuts >= 3, "only {cuts} cuts hit a live connection");
+    // Both ends know the addresses of the connection they are on now.
+    assert_ne!(client.local_addr(), first_client_port);
+    assert_ne!(server_session.peer_addr(), first_server_peer);
 
     // One session throughout: same id, never restarted, resumed after every drop.
     assert_eq!(server.pool().len(), 1);
@@ -294,6 +300,7 @@ async fn an_expired_session_restarts_fresh_and_the_client_is_told() {
         assert!(client_seen.closed.is_empty());
         let server_seen = server_seen.lock().unwrap();
         assert_eq!(server_seen.connects, 2, "the fresh session is a new one");
+        assert_eq!(server_seen.expired, 1);
         assert!(server.pool().get(first.id()).is_none());
     }
     server.shutdown().await;
