@@ -66,7 +66,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::codec::Body;
-use crate::service::router::{HandlerSlot, Reply, ReplyKind, ReplyTo};
+use crate::service::router::{HandlerSlot, Reply, ReplyKind, ReplyTo, StartError};
 use crate::session::calls::Outcome;
 use crate::session::error::SessionErrorKind;
 use crate::session::outbound::{Batch, PushError};
@@ -1154,11 +1154,22 @@ impl<'s> Work<'s> {
                     span,
                 });
             }
-            Ok(Some((name, Err(source)))) => {
+            Ok(Some((name, Err(StartError::Decode(source))))) => {
                 let span = tracing::debug_span!("message", id, name);
                 let _entered = span.enter();
                 let err = session.report(SessionErrorKind::Decode { id, name, source });
                 self.reply_error(call, Status::invalid_argument(err.kind.to_string()));
+                self.handled += 1;
+            }
+            Ok(Some((name, Err(StartError::Rejected(status))))) => {
+                let span = tracing::debug_span!("message", id, name);
+                let _entered = span.enter();
+                match call {
+                    Some(_) => self.reply_error(call, status),
+                    None => {
+                        session.report(SessionErrorKind::Handler { id, name, status });
+                    }
+                }
                 self.handled += 1;
             }
             Ok(None) => {

@@ -8,4 +8,5 @@
 
 #[doc(hidden)]
 pub mod codegen;
+pub(crate) mod layer;
 pub(crate) mod router;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use tokio_util::sync::ReusableBoxFuture;
 
 use crate::codec::{Body, Codec, CodecError};
+use crate::service::layer::{self, Checked, Layer, Layered, Layers, Outcome, Request};
 use crate::session::Session;
 use crate::wire::Status;
 use crate::wire::frame::Packet;
@@ -384,6 +386,15 @@ impl HandlerSlot {
     }
 }
 
+/// Why a message's handler did not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The body did not decode as the routed message.
+    Decode(CodecError),
+    /// A layer rejected the message.
+    Rejected(Status),
+}
+
 /// A type-erased route.
 trait ErasedHandler: Send + Sync {
     /// Decodes the body and puts the handler's future in `slot`.
@@ -394,10 +405,21 @@ trait ErasedHandler: Send + Sync {
         to: ReplyTo,
         slot: &mut HandlerSlot,
     ) -> Result<(), CodecError>;
+
+    /// [`start`](Self::start) under `layers`: their `before` hooks first, their
+    /// `after` hooks once the handler is done.
+    fn start_layered(
+        &self,
+        req: Request,
+        body: Body<'_>,
+        to: ReplyTo,
+        slot: &mut HandlerSlot,
+        layers: &Layers,
+    ) -> Result<(), StartError>;
 }
 
 struct FnHandler<M, F> {
-    f: F,
+    f: Arc<F>,
     _message: PhantomData<fn(M)>,
 }
 
@@ -422,11 +444,71 @@ where
         });
         Ok(())
     }
+
+    fn start_layered(
+        &self,
+        req: Request,
+        body: Body<'_>,
+        to: ReplyTo,
+        slot: &mut HandlerSlot,
+        layers: &Layers,
+    ) -> Result<(), StartError> {
+        match layer::check(layers, 0, &req) {
+            Checked::Passed => {
+                let msg = M::decode_body(to.codec, body).map_err(|err| {
+                    layer::finish(layers, &req, &Outcome::Undecodable);
+                    StartError::Decode(err)
+                })?;
+                slot.set(Layered {
+                    fut: IntoReplyFuture {
+                        fut: (self.f)(req.session.clone(), msg),
+                        to,
+                    },
+                    layers: layers.clone(),
+                    req,
+                });
+                Ok(())
+            }
+            Checked::Rejected(status) => Err(StartError::Rejected(status)),
+            Checked::Waits(wait, at) => {
+                // The rest waits for the check: the body is kept until then.
+                let (f, layers, body) = (self.f.clone(), layers.clone(), body.to_bytes());
+                slot.set(async move {
+                    if let Err(status) = layer::after_wait(wait, at, &layers, &req).await {
+                        return Reply::error(status);
+                    }
+                    let msg = match M::decode_body(to.codec, Body::new(&body)) {
+                        Ok(msg) => msg,
+                        Err(err) => {
+                            layer::finish(&layers, &req, &Outcome::Undecodable);
+                            return Reply::error(Status::invalid_argument(format!(
+                                "message {} ({}) does not decode: {err}",
+                                req.id, req.name
+                            )));
+                        }
+                    };
+                    let fut = IntoReplyFuture {
+                        fut: f(req.session.clone(), msg),
+                        to,
+                    };
+                    Layered { fut, layers, req }.await
+                });
+                Ok(())
+            }
+        }
+    }
 }
 
 trait ErasedFallback: Send + Sync {
     fn start(&self, session: Session, packet: Packet, to: ReplyTo, slot: &mut HandlerSlot);
+
+    /// The handler's future for a packet.
+    fn future(&self, session: Session, packet: Packet, to: ReplyTo) -> FallbackFuture;
 }
+
+/// The fallback's future under layers, boxed: layered fallbacks are for relays and
+/// catch-alls, where one allocation per message is not what costs.
+type FallbackFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 struct FnFallback<F>(F);
 
@@ -442,6 +524,13 @@ where
             to,
         });
     }
+
+    fn future(&self, session: Session, packet: Packet, to: ReplyTo) -> FallbackFuture {
+        Box::pin(IntoReplyFuture {
+            fut: (self.0)(session, packet),
+            to,
+        })
+    }
 }
 
 struct FnRelay<F>(F);
@@ -453,6 +542,10 @@ where
 {
     fn start(&self, session: Session, packet: Packet, to: ReplyTo, slot: &mut HandlerSlot) {
         slot.set((self.0)(session, packet, to));
+    }
+
+    fn future(&self, session: Session, packet: Packet, to: ReplyTo) -> FallbackFuture {
+        Box::pin((self.0)(session, packet, to))
     }
 }
 
@@ -510,6 +603,7 @@ impl Hasher for IdHasher {
 struct Route {
     name: &'static str,
     handler: Arc<dyn ErasedHandler>,
+    layers: Option<Layers>,
 }
 
 /// A set of routes registered together, such as a service generated by `gonet-build`
@@ -578,6 +672,7 @@ pub const UNROUTED: &str = "<unrouted>";
 pub struct Router {
     routes: HashMap<u32, Route, BuildHasherDefault<IdHasher>>,
     fallback: Option<Arc<dyn ErasedFallback>>,
+    fallback_layers: Option<Layers>,
 }
 
 impl fmt::Debug for Router {
@@ -619,9 +714,10 @@ impl Router {
         let route = Route {
             name: M::NAME,
             handler: Arc::new(FnHandler {
-                f: handler,
+                f: Arc::new(handler),
                 _message: PhantomData::<fn(M)>,
             }),
+            layers: None,
         };
         if let Some(old) = self.routes.insert(M::ID, route) {
             panic!(
@@ -735,7 +831,12 @@ impl Router {
                 };
             }
             Ok(None) => return Dispatched::Unrouted,
-            Ok(Some((name, Err(source)))) => return Dispatched::Decode { name, source },
+            Ok(Some((name, Err(StartError::Decode(source))))) => {
+                return Dispatched::Decode { name, source };
+            }
+            Ok(Some((_, Err(StartError::Rejected(status))))) => {
+                return Dispatched::Replied(Replied::Error(status));
+            }
             Ok(Some((name, Ok(())))) => name,
         };
         let run = std::future::poll_fn(|cx| slot.poll(cx));
@@ -761,7 +862,40 @@ impl Router {
         }
         if self.fallback.is_none() {
             self.fallback = other.fallback;
+            self.fallback_layers = other.fallback_layers;
         }
+        self
+    }
+
+    /// Wraps every handler routed so far, and the fallback, in `layer` (see
+    /// [`Layer`]): its `before` hook runs before those of the layers added earlier, its
+    /// `after` hook after theirs. To layer one service only, build its router apart,
+    /// layer it, and [`merge`](Self::merge) it into the others.
+    pub fn layer(mut self, layer: impl Layer) -> Self {
+        let layer: Arc<dyn Layer> = Arc::new(layer);
+        for route in self.routes.values_mut() {
+            route.layers = Some(layer::wrap(route.layers.as_ref(), layer.clone()));
+        }
+        if self.fallback.is_some() {
+            self.fallback_layers = Some(layer::wrap(self.fallback_layers.as_ref(), layer));
+        }
+        self
+    }
+
+    /// Wraps the handler of message `M` in `layer` (see [`layer`](Self::layer)).
+    ///
+    /// # Panics
+    ///
+    /// If `M` is not routed (yet): a programming error, found at start-up.
+    pub fn layer_on<M: Message>(mut self, layer: impl Layer) -> Self {
+        let Some(route) = self.routes.get_mut(&M::ID) else {
+            panic!(
+                "message {} ({}) is not routed: route it before layering it",
+                M::ID,
+                M::NAME
+            );
+        };
+        route.layers = Some(layer::wrap(route.layers.as_ref(), Arc::new(layer)));
         self
     }
 
@@ -787,16 +921,53 @@ impl Router {
         body: Body<'_>,
         to: ReplyTo,
         slot: &mut HandlerSlot,
-    ) -> Option<(&'static str, Result<(), CodecError>)> {
+    ) -> Option<(&'static str, Result<(), StartError>)> {
         if let Some(route) = self.routes.get(&id) {
-            return Some((route.name, route.handler.start(session, body, to, slot)));
+            let started = match &route.layers {
+                None => route
+                    .handler
+                    .start(session, body, to, slot)
+                    .map_err(StartError::Decode),
+                Some(layers) => {
+                    let req = Request::new(session, id, route.name, to.call, body.len());
+                    route.handler.start_layered(req, body, to, slot, layers)
+                }
+            };
+            return Some((route.name, started));
         }
         let fallback = self.fallback.as_ref()?;
         let packet = Packet {
             id,
             body: body.to_bytes(),
         };
-        fallback.start(session, packet, to, slot);
+        let Some(layers) = &self.fallback_layers else {
+            fallback.start(session, packet, to, slot);
+            return Some((UNROUTED, Ok(())));
+        };
+        let req = Request::new(session, id, UNROUTED, to.call, packet.body.len());
+        match layer::check(layers, 0, &req) {
+            Checked::Passed => {
+                let fut = fallback.future(req.session.clone(), packet, to);
+                slot.set(Layered {
+                    fut,
+                    layers: layers.clone(),
+                    req,
+                });
+            }
+            Checked::Rejected(status) => {
+                return Some((UNROUTED, Err(StartError::Rejected(status))));
+            }
+            Checked::Waits(wait, at) => {
+                let (fallback, layers) = (fallback.clone(), layers.clone());
+                slot.set(async move {
+                    if let Err(status) = layer::after_wait(wait, at, &layers, &req).await {
+                        return Reply::error(status);
+                    }
+                    let fut = fallback.future(req.session.clone(), packet, to);
+                    Layered { fut, layers, req }.await
+                });
+            }
+        }
         Some((UNROUTED, Ok(())))
     }
 }

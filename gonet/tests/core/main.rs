@@ -5,6 +5,7 @@ mod support;
 mod codecs;
 mod drain;
 mod handshake;
+mod layers;
 mod lifecycle;
 mod messages;
 mod pool;
