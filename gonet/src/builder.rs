@@ -542,6 +542,28 @@ impl Builder {
         self
     }
 
+    /// Limits the rate of every session of the servers this builder starts: messages
+    /// and bytes per second, with bursts, and what happens past them (see
+    /// [`RateLimit`](crate::RateLimit) and [`RatePolicy`](crate::RatePolicy)). A
+    /// message past the limit is reported to the error hook (and logged at a bounded
+    /// rate per session) as
+    /// [`SessionErrorKind::RateLimited`](crate::SessionErrorKind::RateLimited); other
+    /// sessions are not affected. The buckets are refilled once per read, so the limit
+    /// costs no clock read per message. Each QUIC channel has a bucket of its own.
+    pub fn rate_limit(mut self, limit: crate::RateLimit) -> Self {
+        self.settings.rate_limit = Some(limit);
+        self
+    }
+
+    /// Limits what one remote address may open on the servers this builder starts:
+    /// new connections per second and live sessions (see
+    /// [`IpLimit`](crate::IpLimit)). A connection past it is refused before it becomes
+    /// a session and logged at a bounded rate.
+    pub fn ip_limit(mut self, limit: crate::IpLimit) -> Self {
+        self.settings.ip_limit = Some(limit);
+        self
+    }
+
     /// Makes the clients this builder dials connect again when their connection drops,
     /// as `policy` says, and resume their session on a server that keeps sessions
     /// ([`resume`](Self::resume)): the [`Session`] handle stays valid, and what either
@@ -627,7 +649,7 @@ impl Builder {
     /// until [`Server::shutdown`] or until the `Server` is dropped.
     pub async fn serve(&self, url: &str) -> Result<Server, ServeError> {
         let parsed: Url = url.parse()?;
-        let pool = SessionPool::new(self.settings.max_sessions);
+        let pool = SessionPool::new(self.settings.max_sessions, self.settings.ip_limit);
         let shared = self.shared(Some(pool.clone()));
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -27,6 +27,7 @@ pub use service::router::{
     Dispatched, IntoReply, Replied, Reply, ReplyTo, Router, Service, UNROUTED,
 };
 pub use session::error::{CallError, SendError, SessionError, SessionErrorKind};
+pub use session::limit::{IpLimit, RateLimit, RatePolicy};
 pub use session::outbox::Outbox;
 pub use session::pool::{Broadcast, SessionPool};
 pub use session::resume::{LinkEvent, Reconnect};

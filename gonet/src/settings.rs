@@ -104,6 +104,10 @@ pub(crate) struct Settings {
     pub(crate) resume: Option<crate::session::resume::ResumeSettings>,
     /// Set on a client: it connects again and resumes after a drop.
     pub(crate) reconnect: Option<crate::session::resume::Reconnect>,
+    /// Each session's rate limit.
+    pub(crate) rate_limit: Option<crate::session::limit::RateLimit>,
+    /// Limits per remote address.
+    pub(crate) ip_limit: Option<crate::session::limit::IpLimit>,
 }
 
 /// The heartbeat interval and idle timeout of a transport when the builder sets none.
@@ -143,6 +147,8 @@ impl Default for Settings {
             hello: None,
             resume: None,
             reconnect: None,
+            rate_limit: None,
+            ip_limit: None,
         }
     }
 }

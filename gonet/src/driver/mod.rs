@@ -69,6 +69,7 @@ use crate::codec::Body;
 use crate::service::router::{HandlerSlot, Reply, ReplyKind, ReplyTo, StartError};
 use crate::session::calls::Outcome;
 use crate::session::error::SessionErrorKind;
+use crate::session::limit::{Limiter, RatePolicy};
 use crate::session::outbound::{Batch, PushError};
 use crate::session::resume::{self, LinkEvent};
 use crate::session::{CloseMode, CloseReason, Session};
@@ -563,6 +564,9 @@ async fn inbound<S: PacketSource>(
         // comes while nothing is ahead of it.
         if !std::mem::take(&mut yielded) {
             let mut took = false;
+            if let Some(limiter) = &mut work.limiter {
+                limiter.refill();
+            }
             std::future::poll_fn(|cx| {
                 wire::with_reply_block(session.id(), block, || {
                     // Queued messages go first; a newly arrived one queues behind them.
@@ -750,6 +754,8 @@ struct Work<'s> {
     /// dropped; reset once a connection is resumed or a fresh session is open.
     attempts: u32,
     since: Option<Instant>,
+    /// The session's rate limit, if it has one.
+    limiter: Option<Limiter>,
 }
 
 /// Where a client's connection stands.
@@ -786,6 +792,14 @@ impl<'s> Work<'s> {
             phase: Phase::Open,
             attempts: 0,
             since: None,
+            limiter: session
+                .inner
+                .shared
+                .settings
+                .rate_limit
+                .as_ref()
+                .filter(|_| session.pool().is_some())
+                .map(Limiter::new),
         }
     }
 
@@ -884,6 +898,51 @@ impl<'s> Work<'s> {
                 CloseMode::Discard,
             ),
         }
+    }
+
+    /// Acts on a message past the session's rate limit; false when the session closes
+    /// for it.
+    fn limited(&mut self, id: u32, call: Option<u32>) -> bool {
+        let session = self.session;
+        self.handled += 1;
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        let (policy, violations) = (limiter.policy, limiter.violations);
+        let name = session
+            .inner
+            .shared
+            .router
+            .name(id)
+            .unwrap_or(crate::service::router::UNROUTED);
+        session.report(SessionErrorKind::RateLimited {
+            id,
+            name,
+            violations,
+        });
+        if policy != RatePolicy::Drop {
+            self.reply_error(
+                call,
+                Status::new(
+                    Code::ResourceExhausted,
+                    format!("rate limit: message {id} ({name}) refused"),
+                ),
+            );
+        }
+        if let RatePolicy::CloseAfter(max) = policy
+            && violations >= max
+        {
+            session.fail_with_error(
+                SessionErrorKind::RateLimited {
+                    id,
+                    name,
+                    violations,
+                },
+                CloseMode::Discard,
+            );
+            return false;
+        }
+        true
     }
 
     /// Tells the peer what has been received so far.
@@ -1006,6 +1065,11 @@ impl<'s> Work<'s> {
         match wire::classify(id, body) {
             Ok(Incoming::Message { id, body, call }) => {
                 self.received += 1;
+                if let Some(limiter) = &mut self.limiter
+                    && !limiter.admit(wire::frame::HEADER_LEN + body.len())
+                {
+                    return self.limited(id, call);
+                }
                 if self.is_idle() {
                     self.start(id, body, call, cx);
                 } else {

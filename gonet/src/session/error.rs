@@ -397,6 +397,17 @@ pub enum SessionErrorKind {
     /// made no progress within the write timeout.
     #[error("peer is not reading: {0}")]
     SlowPeer(String),
+    /// A message went past the session's rate limit (see
+    /// [`Builder::rate_limit`](crate::Builder::rate_limit)).
+    #[error("message {id} ({name}) past the rate limit ({violations} times so far)")]
+    RateLimited {
+        /// The message id.
+        id: u32,
+        /// The message name.
+        name: &'static str,
+        /// Messages past the limit so far on this session.
+        violations: u32,
+    },
     /// A resume could not go on: the two ends disagree on what was sent.
     #[error("resume failed: {0}")]
     Resume(String),

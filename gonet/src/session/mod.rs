@@ -12,6 +12,7 @@
 
 pub(crate) mod calls;
 pub(crate) mod error;
+pub(crate) mod limit;
 pub(crate) mod outbound;
 pub(crate) mod outbox;
 pub(crate) mod pool;
@@ -239,6 +240,8 @@ pub(crate) struct Inner {
     pub(crate) greeted: AtomicBool,
     /// Where a client's handshake answer goes.
     pub(crate) welcome: Mutex<Option<tokio::sync::oneshot::Sender<Welcome>>>,
+    /// The address the pool admitted the session from (see `IpLimit`).
+    pub(crate) admitted: OnceLock<std::net::IpAddr>,
     /// Set on a session that may outlive its connection (a server's with resume on, a
     /// client's with a reconnect policy).
     pub(crate) resume: Option<resume::Resume>,
@@ -393,6 +396,7 @@ impl Session {
                 greeted: AtomicBool::new(false),
                 welcome: Mutex::new(None),
                 resume,
+                admitted: OnceLock::new(),
             }),
         }
     }

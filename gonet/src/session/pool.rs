@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crate::codec::Codec;
 use crate::session::Session;
 use crate::session::error::SendError;
+use crate::session::limit::{IpLimit, IpTable, Refusal};
 use crate::session::outbound::PushError;
 use crate::wire::{self, Message, Wrap};
 
@@ -21,6 +22,8 @@ struct Inner {
     users: RwLock<HashMap<Arc<str>, Session>>,
     groups: RwLock<HashMap<Arc<str>, Members>>,
     limit: usize,
+    /// Limits per remote address.
+    ip: Option<IpTable>,
     /// Connections refused at the limit, logged once per interval.
     refused: crate::session::throttle::LogEvery,
 }
@@ -149,10 +152,11 @@ impl<M: Message> Encoded<'_, M> {
 }
 
 impl SessionPool {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, ip: Option<IpLimit>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 limit,
+                ip: ip.map(IpTable::new),
                 ..Inner::default()
             }),
         }
@@ -183,14 +187,19 @@ impl SessionPool {
         read(&self.inner.sessions).values().cloned().collect()
     }
 
-    /// Adds a session unless the pool is full.
-    pub(crate) fn try_insert(&self, session: &Session) -> bool {
+    /// Adds a session unless the pool is full or its address is over its limits.
+    pub(crate) fn try_insert(&self, session: &Session) -> Result<(), Refusal> {
         let mut sessions = write(&self.inner.sessions);
         if sessions.len() >= self.inner.limit {
-            return false;
+            return Err(Refusal::Full);
+        }
+        if let Some(ip) = &self.inner.ip {
+            let addr = session.peer_addr().ip();
+            ip.admit(addr)?;
+            let _ = session.inner.admitted.set(addr);
         }
         sessions.insert(session.id(), session.clone());
-        true
+        Ok(())
     }
 
     /// Binds `uid` to `session`; returns the session bound to it before, if another.
@@ -213,14 +222,16 @@ impl SessionPool {
     }
 
     /// Logs a connection (or a UDP peer's first datagram) refused because the pool is
-    /// full: the first at once, then one line per interval with the count.
-    pub(crate) fn refused(&self, peer: std::net::SocketAddr) {
+    /// full or its address is over its limits: the first at once, then one line per
+    /// interval with the count.
+    pub(crate) fn refused(&self, peer: std::net::SocketAddr, why: Refusal) {
         if let Some(due) = self.inner.refused.hit() {
             tracing::warn!(
                 %peer,
                 limit = self.inner.limit,
                 refused = due.count,
-                "session limit reached: refused {} connection(s){} (the last from {peer})",
+                "{}: refused {} connection(s){} (the last from {peer})",
+                why.as_str(),
                 due.count,
                 due.window(),
             );
@@ -229,7 +240,11 @@ impl SessionPool {
 
     /// Removes a closed session from the pool and its groups.
     pub(crate) fn remove(&self, session: &Session) {
-        write(&self.inner.sessions).remove(&session.id());
+        if write(&self.inner.sessions).remove(&session.id()).is_some()
+            && let (Some(ip), Some(addr)) = (&self.inner.ip, session.inner.admitted.get())
+        {
+            ip.release(*addr);
+        }
         if let Some(uid) = session.uid() {
             self.unbind(&uid, session);
         }
@@ -419,13 +434,13 @@ mod tests {
         });
         let addr = "127.0.0.1:1".parse().unwrap();
         let s = Session::new(shared, addr, addr, Transport::Tcp);
-        assert!(pool.try_insert(&s));
+        assert!(pool.try_insert(&s).is_ok());
         s
     }
 
     #[test]
     fn broadcast_encodes_once_per_codec_and_shares_the_buffer() {
-        let pool = SessionPool::new(100);
+        let pool = SessionPool::new(100, None);
         let json: Vec<_> = (0..50).map(|_| session(&pool, Codec::Json)).collect();
         let binary: Vec<_> = (0..50).map(|_| session(&pool, Codec::Binary)).collect();
         let report = pool

@@ -187,8 +187,8 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 let session = Session::new(shared.clone(), peer, local, Transport::Kcp);
                 if let Some(pool) = &shared.pool {
-                    if !pool.try_insert(&session) {
-                        pool.refused(peer);
+                    if let Err(why) = pool.try_insert(&session) {
+                        pool.refused(peer, why);
                         continue;
                     }
                 }

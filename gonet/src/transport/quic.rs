@@ -275,8 +275,8 @@ async fn accept_loop(
             }
             let session = Session::new(shared.clone(), peer, local, Transport::Quic);
             if let Some(pool) = &shared.pool {
-                if !pool.try_insert(&session) {
-                    pool.refused(peer);
+                if let Err(why) = pool.try_insert(&session) {
+                    pool.refused(peer, why);
                     conn.close(VarInt::from_u32(1), b"session limit reached");
                     return;
                 }

@@ -69,8 +69,8 @@ fn start(stream: TcpStream, shared: &Arc<Shared>, tracker: &TaskTracker) -> std:
     let local = stream.local_addr()?;
     let session = Session::new(shared.clone(), peer, local, Transport::Tcp);
     if let Some(pool) = &shared.pool {
-        if !pool.try_insert(&session) {
-            pool.refused(peer);
+        if let Err(why) = pool.try_insert(&session) {
+            pool.refused(peer, why);
             return Ok(());
         }
     }

@@ -47,6 +47,7 @@ use super::Listening;
 use crate::driver;
 use crate::driver::link::{FrameSink, MessageBatch, PacketSource, ReadEnd};
 use crate::session::error::SessionErrorKind;
+use crate::session::limit::Refusal;
 use crate::session::outbound::{Batch, OutQueue};
 use crate::session::{CloseReason, Session};
 use crate::settings::Shared;
@@ -139,14 +140,14 @@ async fn recv_loop(
             // Cheap refusal first: a flood from new addresses must not cost a session
             // each while the server is full.
             if pool.len() >= pool.limit() {
-                pool.refused(from);
+                pool.refused(from, Refusal::Full);
                 continue;
             }
         }
         let session = Session::new(shared.clone(), from, local, Transport::Udp);
         if let Some(pool) = &shared.pool {
-            if !pool.try_insert(&session) {
-                pool.refused(from);
+            if let Err(why) = pool.try_insert(&session) {
+                pool.refused(from, why);
                 continue;
             }
         }

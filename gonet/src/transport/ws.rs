@@ -224,8 +224,8 @@ impl Accept {
         .await?;
         let session = Session::new(self.shared.clone(), peer, local, self.transport);
         if let Some(pool) = &self.shared.pool {
-            if !pool.try_insert(&session) {
-                pool.refused(peer);
+            if let Err(why) = pool.try_insert(&session) {
+                pool.refused(peer, why);
                 let mut ws = ws;
                 let _ = ws
                     .close(Some(CloseFrame {

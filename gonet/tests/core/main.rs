@@ -7,6 +7,7 @@ mod drain;
 mod handshake;
 mod layers;
 mod lifecycle;
+mod limits;
 mod messages;
 mod pool;
 mod shutdown;
