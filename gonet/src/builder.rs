@@ -542,6 +542,23 @@ impl Builder {
         self
     }
 
+    /// Turns the runtime's metrics on (or off), for the whole process: the sessions,
+    /// messages, bytes, handler times, queues, limits and refusals of every server and
+    /// client, under the names of the README's "Operating it" table, recorded through
+    /// the [`metrics`](https://docs.rs/metrics) facade into whatever recorder the
+    /// application installed (a Prometheus exporter, statsd, ...). Off (the default),
+    /// they cost a relaxed atomic load at each place they would be counted.
+    ///
+    /// ```
+    /// let server = gonet::Builder::new().metrics(true);
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(self, on: bool) -> Self {
+        crate::telemetry::enable(on);
+        self
+    }
+
     /// Limits the rate of every session of the servers this builder starts: messages
     /// and bytes per second, with bursts, and what happens past them (see
     /// [`RateLimit`](crate::RateLimit) and [`RatePolicy`](crate::RatePolicy)). A

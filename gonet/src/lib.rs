@@ -14,6 +14,7 @@ mod session;
 mod settings;
 #[cfg(feature = "signal")]
 mod shutdown;
+mod telemetry;
 mod transport;
 mod url;
 mod wire;

@@ -134,6 +134,7 @@ pub(super) async fn serve<S: PacketSource>(
 
 fn refuse(session: &Session, status: Status) -> Verdict {
     tracing::info!(%status, "handshake refused");
+    crate::telemetry::handshake_refused();
     session.send_control(wire::encode_refused(&status));
     session.close_with(CloseReason::Refused(status), CloseMode::Discard);
     Verdict::Refused

@@ -205,6 +205,8 @@ async fn run<S: PacketSource, K: FrameSink>(
             }
         }
     }
+    let transport = session.transport();
+    crate::telemetry::session_opened(transport);
     let mut link = Some((source, sink));
     while let Some((source, sink)) = link.take() {
         let mut ended = Ended::Done;
@@ -263,6 +265,7 @@ async fn run<S: PacketSource, K: FrameSink>(
     session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
     session.inner.out.finish();
     let reason = session.close_reason().unwrap_or(CloseReason::PeerClosed);
+    crate::telemetry::session_closed(transport, reason.label());
     session.log_suppressed();
     tracing::debug!(%reason, "session closed");
     session.inner.done.cancel();
@@ -628,6 +631,7 @@ async fn inbound<S: PacketSource>(
         let mut room = std::pin::pin!(room);
         if full {
             live.heard = true;
+            crate::telemetry::backpressure("inbound");
         }
         tokio::select! {
             biased;
@@ -725,6 +729,8 @@ struct Running {
     name: &'static str,
     call: Option<u32>,
     span: tracing::Span,
+    /// When the handler started, while metrics are on.
+    started: Option<std::time::Instant>,
 }
 
 /// The message handling of one inbound part: the handler running, the messages
@@ -756,6 +762,8 @@ struct Work<'s> {
     since: Option<Instant>,
     /// The session's rate limit, if it has one.
     limiter: Option<Limiter>,
+    /// Bytes read since the last flush, while metrics are on.
+    bytes_in: u64,
 }
 
 /// Where a client's connection stands.
@@ -800,6 +808,7 @@ impl<'s> Work<'s> {
                 .as_ref()
                 .filter(|_| session.pool().is_some())
                 .map(Limiter::new),
+            bytes_in: 0,
         }
     }
 
@@ -915,6 +924,7 @@ impl<'s> Work<'s> {
             .router
             .name(id)
             .unwrap_or(crate::service::router::UNROUTED);
+        crate::telemetry::rate_limited(name);
         session.report(SessionErrorKind::RateLimited {
             id,
             name,
@@ -968,6 +978,7 @@ impl<'s> Work<'s> {
 
     /// Queues a message behind the running handler.
     fn queue(&mut self, waiting: Waiting) {
+        crate::telemetry::inbound_waiting(1.0);
         self.waiting.push_back(waiting);
         self.session
             .inner
@@ -980,6 +991,7 @@ impl<'s> Work<'s> {
     /// leaves a full queue.
     fn dequeue(&mut self) -> Option<Waiting> {
         let next = self.waiting.pop_front()?;
+        crate::telemetry::inbound_waiting(-1.0);
         let inbound = &self.session.inner.inbound;
         if inbound.waiting.fetch_sub(1, Ordering::Relaxed) >= self.capacity
             && inbound.extra_parts.load(Ordering::Relaxed) > 0
@@ -1014,6 +1026,9 @@ impl<'s> Work<'s> {
             if self.rx - self.acked >= resume::ACK_EVERY {
                 self.acknowledge();
             }
+        }
+        if self.bytes_in > 0 {
+            crate::telemetry::bytes_in(session.transport(), std::mem::take(&mut self.bytes_in));
         }
         let counters = &session.inner.counters;
         if self.received > 0 {
@@ -1061,6 +1076,9 @@ impl<'s> Work<'s> {
         let session = self.session;
         if self.counting && wire::is_counted(id) {
             self.rx += (wire::frame::HEADER_LEN + body.len()) as u64;
+        }
+        if crate::telemetry::on() {
+            self.bytes_in += (wire::frame::HEADER_LEN + body.len()) as u64;
         }
         match wire::classify(id, body) {
             Ok(Incoming::Message { id, body, call }) => {
@@ -1183,9 +1201,15 @@ impl<'s> Work<'s> {
         // Anything but a reply already encoded goes through here, so that the common
         // case returns a single word from the unwind guard.
         let mut other = None;
+        let timed = crate::telemetry::on().then(std::time::Instant::now);
+        let mut routed = crate::service::router::UNROUTED;
         // One unwind guard for decoding, starting and the first poll.
         let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let (name, started) = router.start(session.clone(), id, body, to, slot)?;
+            if timed.is_some() {
+                routed = name;
+                crate::telemetry::message_in(name);
+            }
             let outcome = started.map(|()| {
                 let span = tracing::debug_span!("message", id, name);
                 let polled = span.in_scope(|| slot.poll(cx));
@@ -1200,6 +1224,9 @@ impl<'s> Work<'s> {
         let first = match first {
             Ok(Some(true)) => {
                 self.handled += 1;
+                if let Some(t0) = timed {
+                    crate::telemetry::handler_time(routed, t0.elapsed().as_secs_f64());
+                }
                 return;
             }
             Ok(Some(false)) => Ok(Some(other.expect("set with false"))),
@@ -1208,6 +1235,9 @@ impl<'s> Work<'s> {
         };
         match first {
             Ok(Some((name, Ok((span, Poll::Ready(reply)))))) => {
+                if let Some(t0) = timed {
+                    crate::telemetry::handler_time(name, t0.elapsed().as_secs_f64());
+                }
                 self.finished(id, name, call, &span, Ok(reply));
             }
             Ok(Some((name, Ok((span, Poll::Pending))))) => {
@@ -1216,6 +1246,7 @@ impl<'s> Work<'s> {
                     name,
                     call,
                     span,
+                    started: timed,
                 });
             }
             Ok(Some((name, Err(StartError::Decode(source))))) => {
@@ -1270,7 +1301,11 @@ impl<'s> Work<'s> {
             name,
             call,
             span,
+            started,
         } = self.running.take().expect("running");
+        if let Some(t0) = started {
+            crate::telemetry::handler_time(name, t0.elapsed().as_secs_f64());
+        }
         self.finished(id, name, call, &span, reply);
         Poll::Ready(())
     }
@@ -1321,6 +1356,7 @@ impl<'s> Work<'s> {
     ) {
         let session = self.session;
         let panic = crate::codec::panic_text(payload);
+        crate::telemetry::panicked(name);
         session.report(SessionErrorKind::Panic { id, name, panic });
         self.reply_error(
             call,
@@ -1345,6 +1381,7 @@ impl Drop for Work<'_> {
     fn drop(&mut self) {
         let left = self.waiting.len();
         if left > 0 {
+            crate::telemetry::inbound_waiting(-(left as f64));
             let inbound = &self.session.inner.inbound;
             inbound.waiting.fetch_sub(left, Ordering::Relaxed);
             inbound.room.notify_waiters();
@@ -1361,6 +1398,9 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
             Batch::Done => break,
             // The connection goes; the session waits for another.
             Batch::Lost => return,
+        }
+        if crate::telemetry::on() {
+            crate::telemetry::bytes_out(session.transport(), sink.pending());
         }
         let written = {
             let write = sink.write();

@@ -117,6 +117,7 @@ impl ReplyTo {
     /// goes straight into the buffer of the session's replies, to be written when the
     /// handler's batch of messages is done.
     pub fn encode<M: Message>(&self, msg: &M) -> Reply {
+        crate::telemetry::message_out(M::NAME);
         let wrap = match self.call {
             Some(call) => Wrap::Response(call),
             None => Wrap::Plain,

@@ -215,6 +215,14 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Refusal::Full => "full",
+            Refusal::IpRate => "ip_rate",
+            Refusal::IpSessions => "ip_sessions",
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refusal::Full => "session limit reached",

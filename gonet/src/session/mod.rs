@@ -106,6 +106,27 @@ pub enum CloseReason {
     Expired,
 }
 
+impl CloseReason {
+    /// A short label of the reason, for metrics and logs: `peer_closed`, `local`,
+    /// `server_shutdown`, `slow_peer`, `handler_panicked`, `idle_timeout`, `error`,
+    /// `replaced`, `refused`, `go_away` or `expired`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Local(_) => "local",
+            CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::SlowPeer => "slow_peer",
+            CloseReason::HandlerPanicked => "handler_panicked",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Error(_) => "error",
+            CloseReason::Replaced => "replaced",
+            CloseReason::Refused(_) => "refused",
+            CloseReason::GoAway(_) => "go_away",
+            CloseReason::Expired => "expired",
+        }
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -443,7 +464,9 @@ impl Session {
     /// [`CloseReason::SlowPeer`]).
     pub fn send<M: Message>(&self, msg: &M) -> Result<(), SendError> {
         let frame = wire::encode_message(msg, self.codec(), Wrap::Plain, self.max_frame_len())?;
-        self.send_frame(frame)
+        self.send_frame(frame)?;
+        crate::telemetry::message_out(M::NAME);
+        Ok(())
     }
 
     /// Sends `msg` without delivery or ordering guarantees: on QUIC as one datagram
@@ -568,6 +591,12 @@ impl Session {
 
     /// Tells the link hook what happened to the connection.
     pub(crate) fn link_event(&self, event: resume::LinkEvent) {
+        crate::telemetry::link_event(match &event {
+            resume::LinkEvent::Detached => "detached",
+            resume::LinkEvent::Resumed => "resumed",
+            resume::LinkEvent::Expired => "expired",
+            resume::LinkEvent::Restarted(_) => "restarted",
+        });
         if let Some(hook) = &self.inner.shared.hooks.on_link {
             hook(self, &event);
         }
@@ -594,6 +623,7 @@ impl Session {
 
     /// The peer is not reading: close the session as slow.
     pub(crate) fn queue_full(&self, queued: usize) {
+        crate::telemetry::backpressure("outbound");
         let limit = self.inner.out.limit();
         self.fail(
             SessionErrorKind::SlowPeer(format!(
@@ -637,6 +667,7 @@ impl Session {
             wire::encode_message(req, self.codec(), Wrap::Request(call), self.max_frame_len())
                 .map_err(|err| send(err.into()))?;
         self.send_frame(frame).map_err(send)?;
+        crate::telemetry::message_out(Req::NAME);
         let outcome = match tokio::time::timeout(timeout, rx).await {
             Err(_) => {
                 return Err(CallError::Timeout {

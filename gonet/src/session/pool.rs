@@ -225,6 +225,7 @@ impl SessionPool {
     /// full or its address is over its limits: the first at once, then one line per
     /// interval with the count.
     pub(crate) fn refused(&self, peer: std::net::SocketAddr, why: Refusal) {
+        crate::telemetry::connection_refused(why.label());
         if let Some(due) = self.inner.refused.hit() {
             tracing::warn!(
                 %peer,
@@ -338,7 +339,9 @@ impl SessionPool {
                 run.queue(session)?;
             }
         }
-        Ok(run.finish())
+        let done = run.finish();
+        crate::telemetry::broadcast(M::NAME, done.delivered);
+        Ok(done)
     }
 
     /// Queues `msg` on every member of `group`, encoded once per codec in use.
@@ -354,7 +357,9 @@ impl SessionPool {
                 run.queue(session)?;
             }
         }
-        Ok(run.finish())
+        let done = run.finish();
+        crate::telemetry::broadcast(M::NAME, done.delivered);
+        Ok(done)
     }
 }
 

@@ -178,6 +178,7 @@ fn offer(peer: &Peer, datagram: Bytes) {
             .dropped
             .fetch_add(1, Ordering::Relaxed)
             + 1;
+        crate::telemetry::dropped(Transport::Udp);
         // Report the 1st, 2nd, 4th, 8th... drop: a flood must not flood the log too.
         if dropped.is_power_of_two() {
             peer.session.report(SessionErrorKind::Dropped { dropped });
