@@ -559,6 +559,22 @@ impl Builder {
         self
     }
 
+    /// Passes every application frame that the sessions of this builder's servers (or
+    /// clients) queue for their peer through `layer` (see
+    /// [`Outbound`](crate::Outbound)). Layers add up, in the order given. Without
+    /// one, nothing is added to the send path.
+    pub fn outbound(mut self, layer: impl crate::Outbound) -> Self {
+        let mut layers: Vec<Arc<dyn crate::Outbound>> = self
+            .hooks
+            .outbound
+            .as_deref()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        layers.push(Arc::new(layer));
+        self.hooks.outbound = Some(layers.into());
+        self
+    }
+
     /// Limits the rate of every session of the servers this builder starts: messages
     /// and bytes per second, with bursts, and what happens past them (see
     /// [`RateLimit`](crate::RateLimit) and [`RatePolicy`](crate::RatePolicy)). A

@@ -23,7 +23,7 @@ pub use builder::{Builder, Server};
 pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
 #[doc(hidden)]
 pub use service::codegen;
-pub use service::layer::{Before, BeforeFuture, Layer, Outcome, Request};
+pub use service::layer::{Before, BeforeFuture, Layer, Outbound, Outcome, Request};
 pub use service::router::{
     Dispatched, IntoReply, Replied, Reply, ReplyTo, Router, Service, UNROUTED,
 };

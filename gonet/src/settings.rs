@@ -214,6 +214,8 @@ pub(crate) struct Hooks {
     pub(crate) on_error: Option<ErrorHook>,
     pub(crate) on_bind: Option<BindHook>,
     pub(crate) on_link: Option<LinkHook>,
+    /// Layers on every application frame leaving a session.
+    pub(crate) outbound: Option<crate::service::layer::OutboundLayers>,
     /// Set on a server: every session starts with the client's handshake.
     pub(crate) on_handshake: Option<HandshakeHook>,
 }

@@ -195,6 +195,41 @@ pub trait Layer: Send + Sync + 'static {
     }
 }
 
+/// A layer on what leaves the sessions of a server or client (see
+/// [`Builder::outbound`](crate::Builder::outbound)): every application frame queued for
+/// a peer (sends, pushes, broadcasts, calls, replies; not the framework's own frames
+/// such as heartbeats) passes through it, whole (header and body), before it is queued.
+/// It returns the frame to queue: the same one to observe (auditing, counting), or
+/// another whole frame (a transformed body, which the peer must understand).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use bytes::Bytes;
+/// use gonet::{Outbound, Session};
+///
+/// /// Counts the bytes each message id sends.
+/// #[derive(Default)]
+/// struct Audit(AtomicU64);
+///
+/// impl Outbound for Audit {
+///     fn frame(&self, session: &Session, id: u32, frame: Bytes) -> Bytes {
+///         self.0.fetch_add(frame.len() as u64, Ordering::Relaxed);
+///         tracing::trace!(session = session.id(), id, len = frame.len(), "out");
+///         frame
+///     }
+/// }
+///
+/// let server = gonet::Builder::new().outbound(Audit::default());
+/// ```
+pub trait Outbound: Send + Sync + 'static {
+    /// Sees one whole frame with message id `id` (the envelope's id for a call or a
+    /// reply) about to be queued for `session`; returns the frame to queue.
+    fn frame(&self, session: &Session, id: u32, frame: bytes::Bytes) -> bytes::Bytes;
+}
+
+/// The outbound layers of a server or client, in the order added.
+pub(crate) type OutboundLayers = Arc<[Arc<dyn Outbound>]>;
+
 /// The layers of one route, outermost first.
 pub(crate) type Layers = Arc<[Arc<dyn Layer>]>;
 

@@ -551,9 +551,25 @@ impl Session {
         if let Some((replies, count)) = wire::take_lent(self.id()) {
             self.queue_replies(replies, count)?;
         }
+        let frame = match &self.inner.shared.hooks.outbound {
+            None => frame,
+            Some(layers) => self.through(layers, frame),
+        };
         self.inner.out.push(frame)?;
         self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Passes a frame through the outbound layers.
+    fn through(&self, layers: &crate::service::layer::OutboundLayers, mut frame: Bytes) -> Bytes {
+        let id = match frame.get(2..6) {
+            Some(id) => u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
+            None => return frame,
+        };
+        for layer in layers.iter() {
+            frame = layer.frame(self, id, frame);
+        }
+        frame
     }
 
     /// Queues a frame of the connection itself (heartbeat, handshake, acknowledgement):
@@ -616,6 +632,18 @@ impl Session {
 
     /// Queues `count` replies encoded back to back in one buffer.
     pub(crate) fn queue_replies(&self, replies: Bytes, count: u64) -> Result<(), PushError> {
+        if let Some(layers) = &self.inner.shared.hooks.outbound {
+            // Each reply of the block passes the layers on its own.
+            let mut rest = replies;
+            while rest.len() >= wire::frame::HEADER_LEN {
+                let len =
+                    usize::from(u16::from_le_bytes([rest[0], rest[1]])) + wire::frame::LEN_FIELD;
+                let frame = rest.split_to(len.min(rest.len()));
+                self.inner.out.push(self.through(layers, frame))?;
+            }
+            self.inner.counters.sent.fetch_add(count, Ordering::Relaxed);
+            return Ok(());
+        }
         self.inner.out.push(replies)?;
         self.inner.counters.sent.fetch_add(count, Ordering::Relaxed);
         Ok(())

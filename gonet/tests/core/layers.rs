@@ -212,3 +212,67 @@ async fn an_async_layer_holds_the_message_and_keeps_the_order() {
     );
     server.shutdown().await;
 }
+
+/// Records the ids of the frames leaving, and rewrites every `Notice` push.
+#[derive(Clone, Default)]
+struct Censor {
+    ids: Arc<Mutex<Vec<u32>>>,
+}
+
+impl gonet::Outbound for Censor {
+    fn frame(&self, _: &Session, id: u32, frame: bytes::Bytes) -> bytes::Bytes {
+        self.ids.lock().unwrap().push(id);
+        if id == <Notice as gonet::Message>::ID {
+            return gonet::frame::encode_frame(id, br#"{"text":"[censored]"}"#).unwrap();
+        }
+        frame
+    }
+}
+
+#[tokio::test]
+async fn outbound_layers_see_and_may_rewrite_every_frame_leaving() {
+    let censor = Censor::default();
+    let router = Router::new().route(|session: Session, say: Say| async move {
+        let _ = session.send(&Notice {
+            text: format!("you said {}", say.content),
+        });
+        SayAck {
+            content: say.content,
+        }
+    });
+    let server = gonet::Builder::new()
+        .codec(gonet::Codec::Json)
+        .router(router)
+        .outbound(censor.clone())
+        .serve("tcp://127.0.0.1:0")
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = gonet::Builder::new()
+        .codec(gonet::Codec::Json)
+        .router(Router::new().route(move |_: Session, notice: Notice| {
+            let _ = tx.send(notice.text);
+            async {}
+        }))
+        .dial(&server.url())
+        .await
+        .unwrap();
+    let ack: SayAck = client.call(&say("hi")).await.unwrap();
+    assert_eq!(ack.content, "hi", "replies pass unchanged");
+    assert_eq!(within("the push", rx.recv()).await.unwrap(), "[censored]");
+    server
+        .pool()
+        .broadcast(&Notice { text: "all".into() })
+        .unwrap();
+    assert_eq!(
+        within("the broadcast", rx.recv()).await.unwrap(),
+        "[censored]"
+    );
+    let ids = censor.ids.lock().unwrap().clone();
+    assert_eq!(
+        ids,
+        [301, 0xFFFF_FF02, 301],
+        "push, reply (in its envelope), broadcast"
+    );
+    server.shutdown().await;
+}
