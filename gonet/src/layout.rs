@@ -10,18 +10,37 @@ use std::path::Path;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("codec", &[]),
     ("wire", &["codec"]),
-    ("session", &["wire", "codec", "url", "settings"]),
-    ("service", &["session", "wire", "codec"]),
+    (
+        "session",
+        &["wire", "codec", "url", "settings", "telemetry"],
+    ),
+    ("service", &["session", "wire", "codec", "telemetry"]),
     (
         "driver",
-        &["service", "session", "wire", "codec", "settings"],
+        &[
+            "service",
+            "session",
+            "wire",
+            "codec",
+            "settings",
+            "telemetry",
+        ],
     ),
     (
         "transport",
-        &["driver", "session", "wire", "codec", "url", "settings"],
+        &[
+            "driver",
+            "session",
+            "wire",
+            "codec",
+            "url",
+            "settings",
+            "telemetry",
+        ],
     ),
     ("settings", &["service", "session", "wire", "codec", "url"]),
     ("url", &[]),
+    ("telemetry", &["url"]),
     ("shutdown", &[]),
 ];
 

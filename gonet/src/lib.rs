@@ -40,7 +40,10 @@ pub use shutdown::{SignalError, shutdown_signal};
 pub use transport::error::{DialError, ServeError};
 pub use url::{Transport, Url, UrlError, UrlErrorKind};
 pub use wire::frame::{self, FrameCodec, FrameError, Packet};
-pub use wire::{Code, ExtensionError, Message, RESERVED_ID_START, Status, is_user_id};
+pub use wire::{
+    Code, ExtensionError, Message, Metadata, MetadataError, RESERVED_ID_START, Scoped, Status,
+    TRACE_ID, is_user_id,
+};
 
 #[cfg(feature = "kcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]

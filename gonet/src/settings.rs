@@ -157,6 +157,8 @@ type SessionHook = Arc<dyn Fn(&Session) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&Session, &CloseReason) + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Session, &SessionError) + Send + Sync>;
 type BindHook = Arc<dyn Fn(&Session, &str) + Send + Sync>;
+/// The outbound layers of a server or client, in the order added.
+pub(crate) type OutboundLayers = crate::service::layer::OutboundLayers;
 type LinkHook = Arc<dyn Fn(&Session, &crate::session::resume::LinkEvent) + Send + Sync>;
 pub(crate) type HandshakeFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Status>> + Send>>;
@@ -215,7 +217,7 @@ pub(crate) struct Hooks {
     pub(crate) on_bind: Option<BindHook>,
     pub(crate) on_link: Option<LinkHook>,
     /// Layers on every application frame leaving a session.
-    pub(crate) outbound: Option<crate::service::layer::OutboundLayers>,
+    pub(crate) outbound: Option<OutboundLayers>,
     /// Set on a server: every session starts with the client's handshake.
     pub(crate) on_handshake: Option<HandshakeHook>,
 }

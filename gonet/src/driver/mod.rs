@@ -55,6 +55,7 @@ use std::any::TypeId;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -75,7 +76,7 @@ use crate::session::resume::{self, LinkEvent};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::PanicPolicy;
 use crate::wire::frame::Packet;
-use crate::wire::{self, Code, Incoming, ReplyBlock, Status};
+use crate::wire::{self, Code, Incoming, Metadata, ReplyBlock, Status};
 use handshake::Verdict;
 use link::{FrameSink, PacketSource, ReadEnd};
 
@@ -721,6 +722,7 @@ struct Waiting {
     id: u32,
     body: Bytes,
     call: Option<u32>,
+    meta: Option<Arc<Metadata>>,
 }
 
 /// The handler a session is waiting for.
@@ -731,6 +733,8 @@ struct Running {
     span: tracing::Span,
     /// When the handler started, while metrics are on.
     started: Option<std::time::Instant>,
+    /// The message's metadata, current while the handler runs.
+    meta: Option<Arc<Metadata>>,
 }
 
 /// The message handling of one inbound part: the handler running, the messages
@@ -764,6 +768,8 @@ struct Work<'s> {
     limiter: Option<Limiter>,
     /// Bytes read since the last flush, while metrics are on.
     bytes_in: u64,
+    /// The metadata of the next message, just read.
+    meta: Option<Arc<Metadata>>,
 }
 
 /// Where a client's connection stands.
@@ -809,6 +815,7 @@ impl<'s> Work<'s> {
                 .filter(|_| session.pool().is_some())
                 .map(Limiter::new),
             bytes_in: 0,
+            meta: None,
         }
     }
 
@@ -1088,13 +1095,15 @@ impl<'s> Work<'s> {
                 {
                     return self.limited(id, call);
                 }
+                let meta = self.meta.take();
                 if self.is_idle() {
-                    self.start(id, body, call, cx);
+                    self.start(id, body, call, meta, cx);
                 } else {
                     self.queue(Waiting {
                         id,
                         body: body.to_bytes(),
                         call,
+                        meta,
                     });
                 }
             }
@@ -1164,6 +1173,7 @@ impl<'s> Work<'s> {
                 ));
             }
             Ok(Incoming::GoAway(to)) => session.go_away(to),
+            Ok(Incoming::Meta(meta)) => self.meta = Some(Arc::new(meta)),
             Ok(Incoming::Bye) => {
                 session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
                 return false;
@@ -1182,15 +1192,28 @@ impl<'s> Work<'s> {
             if self.running.is_some() {
                 std::task::ready!(self.poll_running(cx));
             }
-            let Some(Waiting { id, body, call }) = self.dequeue() else {
+            let Some(Waiting {
+                id,
+                body,
+                call,
+                meta,
+            }) = self.dequeue()
+            else {
                 return Poll::Ready(());
             };
-            self.start(id, Body::new(&body), call, cx);
+            self.start(id, Body::new(&body), call, meta, cx);
         }
     }
 
     /// Starts the handler of a message and polls it once: most handlers finish there.
-    fn start(&mut self, id: u32, body: Body<'_>, call: Option<u32>, cx: &mut Context<'_>) {
+    fn start(
+        &mut self,
+        id: u32,
+        body: Body<'_>,
+        call: Option<u32>,
+        meta: Option<Arc<Metadata>>,
+        cx: &mut Context<'_>,
+    ) {
         let session = self.session;
         if session.discarding() {
             return;
@@ -1205,21 +1228,27 @@ impl<'s> Work<'s> {
         let mut routed = crate::service::router::UNROUTED;
         // One unwind guard for decoding, starting and the first poll.
         let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let (name, started) = router.start(session.clone(), id, body, to, slot)?;
-            if timed.is_some() {
-                routed = name;
-                crate::telemetry::message_in(name);
-            }
-            let outcome = started.map(|()| {
-                let span = tracing::debug_span!("message", id, name);
-                let polled = span.in_scope(|| slot.poll(cx));
-                (span, polled)
-            });
-            if let Ok((_, Poll::Ready(Reply(ReplyKind::Queued)))) = outcome {
-                return Some(true);
-            }
-            other = Some((name, outcome));
-            Some(false)
+            Metadata::enter(&meta, || {
+                let (name, started) = router.start(session.clone(), id, body, to, slot)?;
+                if timed.is_some() {
+                    routed = name;
+                    crate::telemetry::message_in(name);
+                }
+                let outcome = started.map(|()| {
+                    let span =
+                        tracing::debug_span!("message", id, name, trace = tracing::field::Empty);
+                    if let Some(trace) = meta.as_deref().and_then(Metadata::trace_id) {
+                        span.record("trace", trace);
+                    }
+                    let polled = span.in_scope(|| slot.poll(cx));
+                    (span, polled)
+                });
+                if let Ok((_, Poll::Ready(Reply(ReplyKind::Queued)))) = outcome {
+                    return Some(true);
+                }
+                other = Some((name, outcome));
+                Some(false)
+            })
         }));
         let first = match first {
             Ok(Some(true)) => {
@@ -1247,6 +1276,7 @@ impl<'s> Work<'s> {
                     call,
                     span,
                     started: timed,
+                    meta,
                 });
             }
             Ok(Some((name, Err(StartError::Decode(source))))) => {
@@ -1289,8 +1319,9 @@ impl<'s> Work<'s> {
             return Poll::Ready(());
         };
         let slot = &mut self.slot;
-        let polled =
-            std::panic::catch_unwind(AssertUnwindSafe(|| running.span.in_scope(|| slot.poll(cx))));
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            Metadata::enter(&running.meta, || running.span.in_scope(|| slot.poll(cx)))
+        }));
         let reply = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(reply)) => Ok(reply),
@@ -1302,6 +1333,7 @@ impl<'s> Work<'s> {
             call,
             span,
             started,
+            meta: _,
         } = self.running.take().expect("running");
         if let Some(t0) = started {
             crate::telemetry::handler_time(name, t0.elapsed().as_secs_f64());

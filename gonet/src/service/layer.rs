@@ -107,6 +107,12 @@ impl Request {
         self.len
     }
 
+    /// The message's metadata, as its sender set it (see
+    /// [`Metadata`](crate::Metadata)).
+    pub fn metadata(&self) -> Option<Arc<crate::Metadata>> {
+        crate::Metadata::current()
+    }
+
     /// Time since the first layer saw the message.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

@@ -68,6 +68,9 @@ pub enum SendError {
     /// The message could not be encoded.
     #[error(transparent)]
     Encode(#[from] CodecError),
+    /// Its metadata does not fit the metadata frame.
+    #[error(transparent)]
+    Metadata(#[from] crate::wire::MetadataError),
     /// The encoded message does not fit in one frame.
     #[error("message {id} ({name}) body of {len} bytes exceeds the frame limit of {max} bytes")]
     TooLarge {

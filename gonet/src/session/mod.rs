@@ -360,6 +360,16 @@ impl Drop for PendingCall<'_> {
     }
 }
 
+/// `frame` with its metadata frame in front, in one buffer so that nothing queued
+/// from elsewhere comes between them.
+fn with_meta(meta: &crate::Metadata, frame: Bytes) -> Result<Bytes, SendError> {
+    let head = meta.encode()?;
+    let mut both = bytes::BytesMut::with_capacity(head.len() + frame.len());
+    both.extend_from_slice(&head);
+    both.extend_from_slice(&frame);
+    Ok(both.freeze())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // No user code runs under these locks, so a poisoned one holds consistent data.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -561,7 +571,7 @@ impl Session {
     }
 
     /// Passes a frame through the outbound layers.
-    fn through(&self, layers: &crate::service::layer::OutboundLayers, mut frame: Bytes) -> Bytes {
+    fn through(&self, layers: &crate::settings::OutboundLayers, mut frame: Bytes) -> Bytes {
         let id = match frame.get(2..6) {
             Some(id) => u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
             None => return frame,
@@ -678,6 +688,34 @@ impl Session {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
+        self.call_meta(req, timeout, None).await
+    }
+
+    /// [`call`](Self::call) with [`Metadata`](crate::Metadata) for the handler, its
+    /// layers and its log span (a `trace-id` crosses cluster hops).
+    pub async fn call_with<Req: Message, Resp: Message>(
+        &self,
+        req: &Req,
+        meta: &crate::Metadata,
+    ) -> Result<Resp, CallError> {
+        let timeout = self.inner.shared.settings.call_timeout;
+        self.call_meta(req, timeout, Some(meta)).await
+    }
+
+    /// [`send`](Self::send) with [`Metadata`](crate::Metadata) for the handler.
+    pub fn send_with<M: Message>(&self, msg: &M, meta: &crate::Metadata) -> Result<(), SendError> {
+        let frame = wire::encode_message(msg, self.codec(), Wrap::Plain, self.max_frame_len())?;
+        self.send_frame(with_meta(meta, frame)?)?;
+        crate::telemetry::message_out(M::NAME);
+        Ok(())
+    }
+
+    async fn call_meta<Req: Message, Resp: Message>(
+        &self,
+        req: &Req,
+        timeout: Duration,
+        meta: Option<&crate::Metadata>,
+    ) -> Result<Resp, CallError> {
         let closed = || CallError::Closed {
             name: Req::NAME,
             session: self.id(),
@@ -691,9 +729,12 @@ impl Session {
             calls: &self.inner.calls,
             call,
         };
-        let frame =
+        let mut frame =
             wire::encode_message(req, self.codec(), Wrap::Request(call), self.max_frame_len())
                 .map_err(|err| send(err.into()))?;
+        if let Some(meta) = meta {
+            frame = with_meta(meta, frame).map_err(send)?;
+        }
         self.send_frame(frame).map_err(send)?;
         crate::telemetry::message_out(Req::NAME);
         let outcome = match tokio::time::timeout(timeout, rx).await {

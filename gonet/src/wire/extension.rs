@@ -105,6 +105,8 @@ pub(crate) enum Incoming<'a> {
     Resumed { received: u64 },
     /// The peer has received this many counted bytes.
     Ack { received: u64 },
+    /// The metadata of the next message.
+    Meta(super::Metadata),
     /// The server refused our handshake.
     Refused(Status),
     /// The server drains; connect again elsewhere (to this address, if given).
@@ -327,6 +329,16 @@ pub(crate) fn classify(id: u32, mut body: Body<'_>) -> Result<Incoming<'_>, Exte
                 received: body.get_u64_le(),
             })
         }
+        super::ID_META => match super::Metadata::decode(body) {
+            Ok(meta) => Ok(Incoming::Meta(meta)),
+            Err(super::MetadataError::Malformed(what)) => {
+                Err(ExtensionError::Malformed { id, what })
+            }
+            Err(super::MetadataError::TooLong { .. }) => Err(ExtensionError::Malformed {
+                id,
+                what: "a field too long",
+            }),
+        },
         ID_GOAWAY => {
             let to = String::from_utf8_lossy(&body).into_owned();
             Ok(Incoming::GoAway((!to.is_empty()).then_some(to)))
@@ -949,6 +961,11 @@ mod tests {
                         prop_assert_eq!(version, u16::from_le_bytes([body[0], body[1]]));
                         prop_assert_eq!(&again[HEADER_LEN + 2..], &body[2..34]);
                     }
+                    (crate::wire::ID_META, Ok(Incoming::Meta(meta))) => {
+                        let again = meta.encode().expect("read back");
+                        prop_assert_eq!(crate::wire::Metadata::decode(&again[HEADER_LEN..]).unwrap(), meta);
+                    }
+                    (crate::wire::ID_META, Err(ExtensionError::Malformed { .. })) => {}
                     (ID_RESUMED, Ok(Incoming::Resumed { received }))
                     | (ID_ACK, Ok(Incoming::Ack { received })) => {
                         prop_assert_eq!(&encode_count(id, received)[HEADER_LEN..], &body[..8]);
@@ -966,7 +983,7 @@ mod tests {
                         prop_assert!(
                             ![ID_REQUEST, ID_RESPONSE, ID_ERROR, ID_PING, ID_PONG, ID_BYE,
                               ID_HELLO, ID_WELCOME, ID_REFUSED, ID_GOAWAY, ID_RESUME, ID_RESUMED,
-                              ID_ACK]
+                              ID_ACK, crate::wire::ID_META]
                                 .contains(&id)
                         );
                     }

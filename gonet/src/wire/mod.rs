@@ -10,9 +10,12 @@
 mod extension;
 pub mod frame;
 mod message;
+mod metadata;
 mod status;
 
 pub use extension::ExtensionError;
 pub(crate) use extension::*;
 pub use message::{Message, RESERVED_ID_START, is_user_id};
+pub(crate) use metadata::ID_META;
+pub use metadata::{Metadata, MetadataError, Scoped, TRACE_ID};
 pub use status::{Code, Status};

@@ -276,3 +276,55 @@ async fn outbound_layers_see_and_may_rewrite_every_frame_leaving() {
     );
     server.shutdown().await;
 }
+
+/// Reads the trace id of each message it sees.
+#[derive(Clone, Default)]
+struct Traces(Arc<Mutex<Vec<Option<String>>>>);
+
+impl Layer for Traces {
+    fn before(&self, req: &Request) -> Before {
+        let trace = req.metadata().and_then(|m| m.trace_id().map(str::to_owned));
+        self.0.lock().unwrap().push(trace);
+        Before::Continue
+    }
+}
+
+#[tokio::test]
+async fn metadata_reaches_the_layers_and_the_handler_of_its_message_only() {
+    let traces = Traces::default();
+    let router = Router::new()
+        .route(|_: Session, say: Say| async move {
+            // Still current after the handler has waited.
+            tokio::task::yield_now().await;
+            let meta = gonet::Metadata::current();
+            SayAck {
+                content: format!(
+                    "{}:{}",
+                    say.content,
+                    meta.as_deref().and_then(|m| m.get("locale")).unwrap_or("-")
+                ),
+            }
+        })
+        .layer(traces.clone());
+    let server = json_server(router).await;
+    let client = json_client(&server).await;
+    let meta = gonet::Metadata::new()
+        .with(gonet::TRACE_ID, "t-1")
+        .with("locale", "fr");
+    let with: SayAck = client.call_with(&say("a"), &meta).await.unwrap();
+    let without: SayAck = client.call(&say("b")).await.unwrap();
+    client.send_with(&say("c"), &meta).unwrap();
+    let again: SayAck = client.call(&say("d")).await.unwrap();
+    assert_eq!(
+        (
+            with.content.as_str(),
+            without.content.as_str(),
+            again.content.as_str()
+        ),
+        ("a:fr", "b:-", "d:-")
+    );
+    let seen = traces.0.lock().unwrap().clone();
+    let t = |s: &str| Some(s.to_owned());
+    assert_eq!(seen, [t("t-1"), None, t("t-1"), None]);
+    server.shutdown().await;
+}
