@@ -55,6 +55,9 @@ pub(crate) struct Forward {
     /// Frames of at most this many bytes go to the client.
     #[prost(uint32, tag = "11")]
     pub(crate) max_frame_len: u32,
+    /// The message's metadata (its trace id among them), as the client sent it.
+    #[prost(btree_map = "string, string", tag = "12")]
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 /// The answer to a [`Forward`].

@@ -374,6 +374,8 @@ impl Node {
     /// Relays a message of a client of this gate to the node serving its id, and
     /// hands back that node's reply as if it were local.
     async fn relay(self, session: Session, packet: Packet, to: ReplyTo) -> Reply {
+        // The message's metadata goes with it to the node that handles it.
+        let meta = gonet::Metadata::current();
         let mut tried: Vec<Arc<str>> = Vec::new();
         loop {
             let Some(target) = self.pick(&session, packet.id, &tried) else {
@@ -404,6 +406,11 @@ impl Node {
                     .map(|d| d.snapshot())
                     .unwrap_or_default(),
                 max_frame_len: u32::try_from(to.max_frame_len()).unwrap_or(u32::MAX),
+                metadata: meta
+                    .iter()
+                    .flat_map(|m| m.iter())
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
             };
             let subject = self.inner.subjects.forward(&target);
             match self

@@ -671,11 +671,29 @@ impl Node {
         let uid_before = session.uid();
         let to = ReplyTo::new(session.codec(), fwd.call, fwd.max_frame_len as usize);
         let id = fwd.id;
-        let outcome = self
+        let meta = (!fwd.metadata.is_empty()).then(|| {
+            let mut meta = gonet::Metadata::new();
+            for (k, v) in &fwd.metadata {
+                meta.insert(k.as_str(), v.as_str());
+            }
+            Arc::new(meta)
+        });
+        let span = tracing::debug_span!(
+            "relayed",
+            id,
+            gate = %fwd.gate,
+            session = fwd.session,
+            trace = tracing::field::Empty
+        );
+        if let Some(trace) = meta.as_deref().and_then(gonet::Metadata::trace_id) {
+            span.record("trace", trace);
+        }
+        let dispatch = self
             .inner
             .router
-            .dispatch(session.clone(), id, fwd.body, to)
-            .await;
+            .dispatch(session.clone(), id, fwd.body, to);
+        let outcome =
+            tracing::Instrument::instrument(gonet::Metadata::scope(meta, dispatch), span).await;
         let mut out = Forwarded::default();
         entry.outbox.try_take(&mut out.frames);
         match outcome {

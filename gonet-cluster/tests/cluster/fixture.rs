@@ -60,6 +60,10 @@ pub(crate) struct Dumped {
     pub(crate) node: String,
     #[prost(string, optional, tag = "3")]
     pub(crate) uid: Option<String>,
+    /// The trace id the handler saw in the message's metadata.
+    #[prost(string, optional, tag = "4")]
+    #[serde(default)]
+    pub(crate) trace: Option<String>,
 }
 gonet::message!(Dumped = 14, [prost, serde]);
 
@@ -184,6 +188,7 @@ pub(crate) fn rooms(node_id: &str, ctl: &RoomCtl) -> Router {
                     seq: SessionData::of(&session).get("seq").unwrap_or_default(),
                     node,
                     uid: session.uid().map(|u| u.to_string()),
+                    trace: gonet::Metadata::current().and_then(|m| m.trace_id().map(str::to_owned)),
                 }
             }
         })

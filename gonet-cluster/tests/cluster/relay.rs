@@ -44,6 +44,21 @@ cluster_test! {
 }
 
 cluster_test! {
+    async fn a_trace_id_crosses_the_hop_to_the_handler() {
+        let nats = NatsServer::start().await;
+        let gate = gate(&nats, "gate-1").await;
+        let _r1 = room(&nats, "room-1", &RoomCtl::default()).await;
+        sees(&gate.node, &["room-1"]).await;
+        let c = client(&gate.tcp.url()).await;
+        let meta = gonet::Metadata::new().with(gonet::TRACE_ID, "trace-42");
+        let traced: Dumped = within("dump", c.session.call_with(&Dump {}, &meta)).await.unwrap();
+        assert_eq!(traced.trace.as_deref(), Some("trace-42"));
+        let plain: Dumped = within("dump", c.session.call(&Dump {})).await.unwrap();
+        assert_eq!(plain.trace, None, "metadata belongs to its message only");
+    }
+}
+
+cluster_test! {
     async fn what_a_remote_handler_sends_arrives_before_its_reply() {
         let nats = NatsServer::start().await;
         let gate = gate(&nats, "gate-1").await;
