@@ -236,6 +236,16 @@ mod tests {
     }
 
     #[test]
+    fn the_frame_is_as_protocol_md_shows() {
+        let frame = Metadata::new().with(TRACE_ID, "4bf92f35").encode().unwrap();
+        let hex: Vec<String> = frame.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex.join(" "),
+            "17 00 04 ff ff ff 08 74 72 61 63 65 2d 69 64 08 00 34 62 66 39 32 66 33 35"
+        );
+    }
+
+    #[test]
     fn malformed_metadata_is_named() {
         assert_eq!(
             Metadata::decode(&[5, b'a'][..]),
