@@ -935,7 +935,25 @@ impl Node {
         let request = Request::new()
             .payload(payload.into())
             .timeout(Some(self.inner.request_timeout));
-        match self.inner.client.send_request(subject, request).await {
+        #[cfg(feature = "metrics")]
+        let started = gonet::codegen::metrics_on().then(std::time::Instant::now);
+        let answer = self.inner.client.send_request(subject, request).await;
+        #[cfg(feature = "metrics")]
+        if let Some(started) = started {
+            let outcome = match &answer {
+                Ok(_) => "ok",
+                Err(err) => match err.kind() {
+                    RequestErrorKind::NoResponders => "no_responders",
+                    RequestErrorKind::TimedOut => "timeout",
+                    _ => "error",
+                },
+            };
+            metrics::counter!("gonet_cluster_requests_total", "kind" => name, "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("gonet_cluster_request_seconds", "kind" => name)
+                .record(started.elapsed().as_secs_f64());
+        }
+        match answer {
             Ok(msg) => Ok(msg.payload),
             Err(err) => Err(match err.kind() {
                 RequestErrorKind::NoResponders => {

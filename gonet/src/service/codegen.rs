@@ -11,6 +11,12 @@ pub use std::time::Duration;
 
 pub use crate::codec::{Codec, CodecError};
 pub use crate::service::router::{Router, Service};
+
+/// Whether the runtime's metrics are on (see `Builder::metrics`): for the crates of the
+/// workspace that record their own (gonet-cluster).
+pub fn metrics_on() -> bool {
+    crate::telemetry::on()
+}
 pub use crate::session::Session;
 pub use crate::session::error::{CallError, SendError};
 pub use crate::wire::Message;
