@@ -16,6 +16,13 @@
 //! cargo run -p gonet-examples --example chat -- client quic://127.0.0.1:7100 ada --ca /tmp/chat.der
 //! ```
 //!
+//! A server given `--metrics ADDR` serves the runtime's metrics as Prometheus text at
+//! `http://ADDR/metrics`:
+//!
+//! ```text
+//! cargo run -p gonet-examples --example chat -- server tcp://127.0.0.1:7100 --metrics 127.0.0.1:9100
+//! ```
+//!
 //! In the client, type a line to say it, `/join ROOM` to change rooms, `/leave` to leave
 //! the room and `/quit` (or end of input) to quit. Both ends take `--codec
 //! protobuf|json|xml|binary` (the same on both; protobuf by default).
@@ -30,7 +37,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gonet::{Builder, Codec, LinkEvent, Reconnect, Router, Session, Status};
-use gonet_examples::{ClientTlsArgs, CodecName, ServerTlsArgs, explain_dial, url};
+use gonet_examples::{ClientTlsArgs, CodecName, MetricsArgs, ServerTlsArgs, explain_dial, url};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 gonet::include_protos!();
@@ -49,6 +56,7 @@ Examples:
   chat client tcp://127.0.0.1:7100 ada
   chat server quic://127.0.0.1:7100 --write-cert /tmp/chat.der
   chat client quic://127.0.0.1:7100 ada --ca /tmp/chat.der
+  chat server tcp://127.0.0.1:7100 --metrics 127.0.0.1:9100
 
 In the client, type a line to say it, /join ROOM to change rooms, /leave to leave the
 room and /quit (or end of input) to quit.";
@@ -74,6 +82,8 @@ enum Command {
         codec: CodecName,
         #[command(flatten)]
         tls: ServerTlsArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Join the lobby of a server as NAME, and chat from the terminal
     #[command(after_help = EXAMPLES)]
@@ -274,8 +284,13 @@ fn chat_client(builder: Builder, name: &str, codec: Codec, printer: Printer) -> 
         })
 }
 
-async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<()> {
-    let server = chat_server(tls.server(Builder::new())?, codec)
+async fn serve(
+    url: &str,
+    codec: Codec,
+    tls: &ServerTlsArgs,
+    metrics: &MetricsArgs,
+) -> anyhow::Result<()> {
+    let server = chat_server(metrics.server(tls.server(Builder::new())?)?, codec)
         .serve(url)
         .await?;
     tls.after_serve(&server)?;
@@ -357,7 +372,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Server { url, codec, tls } => serve(&url, codec.into(), &tls).await,
+        Command::Server {
+            url,
+            codec,
+            tls,
+            metrics,
+        } => serve(&url, codec.into(), &tls, &metrics).await,
         Command::Client {
             url,
             name,
@@ -481,6 +501,104 @@ mod tests {
         server.shutdown().await;
     }
 
+    /// The documented server with `--metrics ADDR` (on a free port, with an exporter on
+    /// another) serves Prometheus text over HTTP, with what the runtime counted of a
+    /// real client's join and line.
+    #[tokio::test]
+    async fn a_server_with_metrics_serves_what_it_counted() {
+        let port = gonet_examples::free_port();
+        let args = documented()
+            .into_iter()
+            .find(|args| args.iter().any(|arg| arg == "--metrics"))
+            .expect("a documented server with --metrics")
+            .into_iter()
+            .map(|arg| {
+                arg.replace(":7100", ":0")
+                    .replace("127.0.0.1:9100", &format!("127.0.0.1:{port}"))
+            });
+        let Command::Server {
+            url,
+            codec,
+            tls,
+            metrics,
+        } = Cli::try_parse_from(args).expect("parses").command
+        else {
+            panic!("a server command");
+        };
+        let addr = metrics.addr.expect("--metrics ADDR");
+        assert_eq!(addr.port(), port);
+        // What `serve` starts, without its wait for a signal.
+        let builder = metrics
+            .server(tls.server(Builder::new()).unwrap())
+            .expect("the exporter");
+        let server = chat_server(builder, codec.into())
+            .serve(&url)
+            .await
+            .unwrap();
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        let printer = Printer { lines: Some(tx) };
+        let ada = chat_client(Builder::new(), "ada", codec.into(), printer)
+            .dial(&server.url())
+            .await
+            .unwrap();
+        let chat = ChatServiceClient::new(ada);
+        chat.join(Join {
+            room: "lobby".into(),
+            name: String::new(),
+        })
+        .await
+        .unwrap();
+        chat.say(Say {
+            content: "counted".into(),
+        })
+        .await
+        .unwrap();
+        next_line(&mut lines, "[lobby] ada: counted").await;
+
+        // Other tests of this process count too: at least what this one did. The
+        // exporter may still be starting, or a scrape see an older state: ask again.
+        let at_least = |text: &str, series: &str, n: f64| {
+            gonet_examples::sample(text, series).is_some_and(|v| v >= n)
+        };
+        let mut last = String::new();
+        let scraped = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match gonet_examples::scrape(addr).await {
+                    Ok(text)
+                        if at_least(
+                            &text,
+                            r#"gonet_messages_in_total{message="chat.Say"}"#,
+                            1.0,
+                        ) && at_least(
+                            &text,
+                            r#"gonet_broadcasts_total{message="chat.Said"}"#,
+                            1.0,
+                        ) =>
+                    {
+                        return text;
+                    }
+                    Ok(text) => last = text,
+                    Err(err) => last = format!("{err:#}"),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let text = scraped.unwrap_or_else(|_| panic!("the line was never counted: {last}"));
+        for (series, n) in [
+            (r#"gonet_messages_in_total{message="chat.Join"}"#, 1.0),
+            // The server's session and the client's, both in this process.
+            (r#"gonet_sessions_opened_total{transport="tcp"}"#, 2.0),
+            (
+                r#"gonet_broadcast_deliveries_total{message="chat.Said"}"#,
+                1.0,
+            ),
+        ] {
+            assert!(at_least(&text, series, n), "{series} < {n}: {text}");
+        }
+        server.shutdown().await;
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
@@ -533,6 +651,29 @@ mod tests {
                 &["chat", "server", "tcp://127.0.0.1:7100", "--codec", "yaml"],
                 ErrorKind::InvalidValue,
                 "invalid value 'yaml' for '--codec <CODEC>'",
+            ),
+            (
+                &[
+                    "chat",
+                    "server",
+                    "tcp://127.0.0.1:7100",
+                    "--metrics",
+                    "localhost",
+                ],
+                ErrorKind::ValueValidation,
+                "invalid value 'localhost' for '--metrics <ADDR>'",
+            ),
+            (
+                &[
+                    "chat",
+                    "client",
+                    "tcp://127.0.0.1:7100",
+                    "ada",
+                    "--metrics",
+                    "127.0.0.1:9100",
+                ],
+                ErrorKind::UnknownArgument,
+                "unexpected argument '--metrics' found",
             ),
             (
                 &["chat", "server", "tcp://127.0.0.1:7100", "--ca", "a.der"],

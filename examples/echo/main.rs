@@ -32,6 +32,14 @@
 //! cargo run -p gonet-examples --example echo -- client quic://127.0.0.1:7000 --ca /tmp/echo.der
 //! ```
 //!
+//! A server given `--metrics ADDR` serves the runtime's metrics as Prometheus text at
+//! `http://ADDR/metrics`:
+//!
+//! ```text
+//! cargo run -p gonet-examples --example echo -- server tcp://127.0.0.1:7000 --metrics 127.0.0.1:9100
+//! curl http://127.0.0.1:9100/metrics
+//! ```
+//!
 //! Both ends take `--codec protobuf|json|xml|binary` (the same on both; protobuf by
 //! default) and the client `--count N` (10 by default); `--help` lists every option.
 
@@ -40,7 +48,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gonet::{Builder, Codec, Router, Session, Status};
-use gonet_examples::{ClientTlsArgs, CodecName, ServerTlsArgs, explain_dial, trust_server, url};
+use gonet_examples::{
+    ClientTlsArgs, CodecName, MetricsArgs, ServerTlsArgs, explain_dial, trust_server, url,
+};
 
 gonet::include_protos!();
 
@@ -55,6 +65,9 @@ Examples:
   echo quic://127.0.0.1:0                      both ends over QUIC
   echo server tcp://127.0.0.1:7000             a server, until Ctrl-C or SIGTERM
   echo client tcp://127.0.0.1:7000 --count 3   three pings to it
+  echo server tcp://127.0.0.1:7000 --metrics 127.0.0.1:9100
+                                               and its metrics at
+                                               http://127.0.0.1:9100/metrics
   echo server quic://127.0.0.1:7000 --write-cert /tmp/echo.der
   echo client quic://127.0.0.1:7000 --ca /tmp/echo.der";
 
@@ -90,6 +103,8 @@ enum Command {
         codec: CodecName,
         #[command(flatten)]
         tls: ServerTlsArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Send --count pings to a server and print the pongs
     #[command(after_help = EXAMPLES)]
@@ -120,9 +135,14 @@ impl Echo for EchoService {
     }
 }
 
-async fn serve(url: &str, codec: Codec, tls: &ServerTlsArgs) -> anyhow::Result<gonet::Server> {
+async fn serve(
+    builder: Builder,
+    url: &str,
+    codec: Codec,
+    tls: &ServerTlsArgs,
+) -> anyhow::Result<gonet::Server> {
     let server = tls
-        .server(Builder::new())?
+        .server(builder)?
         .codec(codec)
         .router(Router::new().service(EchoServer::new(EchoService)))
         .on_connect(|s| tracing::info!(session = s.id(), peer = %s.peer_addr(), "connected"))
@@ -156,15 +176,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => {
             let codec = cli.codec.into();
-            let server = serve(&cli.url, codec, &cli.tls).await?;
+            let server = serve(Builder::new(), &cli.url, codec, &cli.tls).await?;
             println!("echo server on {}", server.url());
             let builder = trust_server(Builder::new(), &server)?;
             client(builder, &server.url(), codec, cli.count).await?;
             server.shutdown().await;
         }
-        Some(Command::Server { url, codec, tls }) => {
+        Some(Command::Server {
+            url,
+            codec,
+            tls,
+            metrics,
+        }) => {
             let codec = codec.into();
-            let server = serve(&url, codec, &tls).await?;
+            let server = serve(metrics.server(Builder::new())?, &url, codec, &tls).await?;
             let stop = gonet::shutdown_signal()?;
             println!(
                 "echo server on {} ({codec} codec); Ctrl-C or SIGTERM stops it",
@@ -205,10 +230,17 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::CommandFactory;
     use clap::error::ErrorKind;
 
     use super::*;
+
+    /// Taken (shared) by the tests that send pings, and alone by the one that counts
+    /// them: the runtime's metrics are on for the whole process once that test turns
+    /// them on, and count every ping of the process under one name.
+    static PINGS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
     /// The arguments of every `--example echo` command in the README and in this file's
     /// docs, as a shell splits them.
@@ -272,6 +304,22 @@ mod tests {
                 "invalid value 'sctp://127.0.0.1:0' for '[URL]': bad url \"sctp://127.0.0.1:0\": unknown scheme \"sctp\"",
             ),
             (
+                &[
+                    "echo",
+                    "server",
+                    "tcp://127.0.0.1:7000",
+                    "--metrics",
+                    "9100",
+                ],
+                ErrorKind::ValueValidation,
+                "invalid value '9100' for '--metrics <ADDR>'",
+            ),
+            (
+                &["echo", "--metrics", "127.0.0.1:9100"],
+                ErrorKind::UnknownArgument,
+                "unexpected argument '--metrics' found",
+            ),
+            (
                 &["echo", "--codec", "yaml"],
                 ErrorKind::InvalidValue,
                 "invalid value 'yaml' for '--codec <CODEC>'\n  [possible values: protobuf, json, xml, binary]",
@@ -307,6 +355,7 @@ mod tests {
     /// free port of each transport, and pings answered.
     #[tokio::test]
     async fn every_documented_one_process_command_runs() {
+        let _pinging = PINGS.read().await;
         let mut ran = Vec::new();
         for args in documented() {
             let cli = Cli::try_parse_from(&args).expect("parses");
@@ -331,6 +380,7 @@ mod tests {
     /// and the file a temporary one.
     #[tokio::test]
     async fn a_server_and_a_client_apart_share_the_certificate() {
+        let _pinging = PINGS.read().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let der = dir.path().join("echo.der").display().to_string();
         let apart = |mode: &str| {
@@ -350,10 +400,15 @@ mod tests {
             });
             Cli::try_parse_from(args).expect("parses")
         };
-        let Some(Command::Server { url, codec, tls }) = apart("server").command else {
+        let Some(Command::Server {
+            url, codec, tls, ..
+        }) = apart("server").command
+        else {
             panic!("a server command");
         };
-        let server = serve(&url, codec.into(), &tls).await.expect("serves");
+        let server = serve(Builder::new(), &url, codec.into(), &tls)
+            .await
+            .expect("serves");
         let Some(Command::Client {
             codec, count, tls, ..
         }) = apart("client").command
@@ -373,6 +428,82 @@ mod tests {
             .await
             .expect_err("no trust");
         assert!(err.to_string().contains("--ca FILE"), "{err}");
+        server.shutdown().await;
+    }
+
+    /// The documented server with `--metrics ADDR` (on a free port, with an exporter on
+    /// another) serves Prometheus text over HTTP, with what the runtime counted of the
+    /// pings of a real client.
+    #[tokio::test]
+    async fn a_server_with_metrics_serves_what_it_counted() {
+        const PINGS_SENT: u64 = 7;
+        let _alone = PINGS.write().await;
+        let port = gonet_examples::free_port();
+        let args = documented()
+            .into_iter()
+            .find(|args| args.iter().any(|arg| arg == "--metrics"))
+            .expect("a documented server with --metrics")
+            .into_iter()
+            .map(|arg| {
+                arg.replace(":7000", ":0")
+                    .replace("127.0.0.1:9100", &format!("127.0.0.1:{port}"))
+            });
+        let Some(Command::Server {
+            url,
+            codec,
+            tls,
+            metrics,
+        }) = Cli::try_parse_from(args).expect("parses").command
+        else {
+            panic!("a server command");
+        };
+        let addr = metrics.addr.expect("--metrics ADDR");
+        assert_eq!(addr.port(), port);
+        let builder = metrics.server(Builder::new()).expect("the exporter");
+        let server = serve(builder, &url, codec.into(), &tls)
+            .await
+            .expect("serves");
+        client(Builder::new(), &server.url(), codec.into(), PINGS_SENT)
+            .await
+            .expect("pings answered");
+
+        // The client has every pong, so the server has counted every ping; the
+        // exporter may still be starting, or the scrape see an older state: ask again.
+        let pings = r#"gonet_messages_in_total{message="echo.Ping"}"#;
+        let mut last = String::new();
+        let scraped = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match gonet_examples::scrape(addr).await {
+                    Ok(text) if gonet_examples::sample(&text, pings) == Some(PINGS_SENT as f64) => {
+                        return text;
+                    }
+                    Ok(text) => last = text,
+                    Err(err) => last = format!("{err:#}"),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let text = scraped.unwrap_or_else(|_| panic!("{pings} never reached {PINGS_SENT}: {last}"));
+        let opened =
+            gonet_examples::sample(&text, r#"gonet_sessions_opened_total{transport="tcp"}"#);
+        assert!(opened.is_some_and(|n| n >= 1.0), "{text}");
+        assert_eq!(
+            gonet_examples::sample(&text, r#"gonet_handler_seconds_count{message="echo.Ping"}"#),
+            Some(PINGS_SENT as f64),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|line| line
+                    .starts_with(r#"gonet_handler_seconds{message="echo.Ping",quantile="#)),
+            "{text}"
+        );
+        assert_eq!(
+            gonet_examples::sample(&text, r#"gonet_messages_out_total{message="echo.Pong"}"#),
+            Some(PINGS_SENT as f64),
+            "{text}"
+        );
         server.shutdown().await;
     }
 }

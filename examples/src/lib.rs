@@ -1,7 +1,11 @@
 //! Shared helpers for the examples: the command-line options they have in common
-//! (clap) and what a client's user is told when a TLS dial fails.
+//! (clap), what a client's user is told when a TLS dial fails, and the Prometheus
+//! endpoint of the servers' `--metrics ADDR`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use anyhow::Context as _;
 
 use gonet::{Builder, ClientTls, Codec, DialError, Server, ServerTls, TlsError};
 
@@ -116,6 +120,33 @@ impl ClientTlsArgs {
     }
 }
 
+/// The servers' `--metrics ADDR` option.
+#[derive(Debug, Default, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve the runtime's metrics as Prometheus text at http://ADDR/metrics (such as
+    /// 127.0.0.1:9100)
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub addr: Option<SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// With `--metrics ADDR`: installs a Prometheus exporter listening on ADDR as the
+    /// process's metrics recorder, and turns the runtime's metrics on in `builder`.
+    /// Without it, `builder` as it was. Runs inside the Tokio runtime, which serves
+    /// the endpoint.
+    pub fn server(&self, builder: gonet::Builder) -> anyhow::Result<gonet::Builder> {
+        let Some(addr) = self.addr else {
+            return Ok(builder);
+        };
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("--metrics {addr}"))?;
+        tracing::info!(url = %format!("http://{addr}/metrics"), "metrics served");
+        Ok(builder.metrics(true))
+    }
+}
+
 /// `err` as the user of an example needs to hear it: a TLS dial without trust is
 /// answered with the example's own `--ca` and `--insecure` options, not with the
 /// `Builder` calls a program would make.
@@ -168,6 +199,50 @@ pub fn documented_commands(example: &str, docs: &[&str]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A port of 127.0.0.1 that was free a moment ago (for tests that need an address
+/// before they can bind it, such as `--metrics ADDR`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// The Prometheus text served at `http://addr/metrics`, through a plain HTTP/1.1
+/// request.
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect to {addr}"))?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8(response).context("a response in UTF-8")?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no end of headers in {response:?}"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200 "), "GET /metrics: {head}");
+    anyhow::ensure!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "a chunked answer: {head}"
+    );
+    Ok(body.to_owned())
+}
+
+/// The value of `series` (a metric's name with its labels as Prometheus writes them,
+/// such as `gonet_messages_in_total{message="echo.Ping"}`) in the text `metrics`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +272,27 @@ mod tests {
             );
             server.shutdown().await;
         }
+    }
+
+    #[test]
+    fn a_sample_is_the_value_of_exactly_that_series() {
+        let text = "# TYPE gonet_messages_in_total counter\n\
+                    gonet_messages_in_total{message=\"echo.Ping\"} 7\n\
+                    gonet_handler_seconds{message=\"echo.Ping\",quantile=\"0.5\"} 0.00003\n\
+                    gonet_handler_seconds_count{message=\"echo.Ping\"} 7\n";
+        let ping = r#"gonet_messages_in_total{message="echo.Ping"}"#;
+        assert_eq!(sample(text, ping), Some(7.0));
+        let count = r#"gonet_handler_seconds_count{message="echo.Ping"}"#;
+        assert_eq!(sample(text, count), Some(7.0));
+        // Neither another series that starts the same nor another label value.
+        assert_eq!(
+            sample(text, r#"gonet_handler_seconds{message="echo.Ping"}"#),
+            None
+        );
+        assert_eq!(
+            sample(text, r#"gonet_messages_in_total{message="echo.Pong"}"#),
+            None
+        );
     }
 
     #[tokio::test]

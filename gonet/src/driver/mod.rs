@@ -556,6 +556,8 @@ async fn inbound<S: PacketSource>(
     };
     // When what came in must be acknowledged, if nothing more comes.
     let mut ack_due: Option<Instant> = None;
+    // Reading is held up by a full inbound queue (counted once per stall).
+    let mut stalled = false;
     work.lost = false;
     // A packet the last wait brought.
     let mut arrived: Option<Packet> = None;
@@ -632,7 +634,11 @@ async fn inbound<S: PacketSource>(
         let mut room = std::pin::pin!(room);
         if full {
             live.heard = true;
-            crate::telemetry::backpressure("inbound");
+            if reading && !std::mem::replace(&mut stalled, true) {
+                crate::telemetry::backpressure("inbound");
+            }
+        } else {
+            stalled = false;
         }
         tokio::select! {
             biased;
@@ -1230,7 +1236,7 @@ impl<'s> Work<'s> {
         let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
             Metadata::enter(&meta, || {
                 let (name, started) = router.start(session.clone(), id, body, to, slot)?;
-                if timed.is_some() {
+                if timed.is_some() && started.is_ok() {
                     routed = name;
                     crate::telemetry::message_in(name);
                 }

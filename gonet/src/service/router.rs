@@ -117,14 +117,19 @@ impl ReplyTo {
     /// goes straight into the buffer of the session's replies, to be written when the
     /// handler's batch of messages is done.
     pub fn encode<M: Message>(&self, msg: &M) -> Reply {
-        crate::telemetry::message_out(M::NAME);
         let wrap = match self.call {
             Some(call) => Wrap::Response(call),
             None => Wrap::Plain,
         };
         match wire::encode_reply(msg, self.codec, wrap, self.max_frame_len, self.session) {
-            Ok(Some(frame)) => Reply::frame(frame),
-            Ok(None) => Reply(ReplyKind::Queued),
+            Ok(Some(frame)) => {
+                crate::telemetry::message_out(M::NAME);
+                Reply::frame(frame)
+            }
+            Ok(None) => {
+                crate::telemetry::message_out(M::NAME);
+                Reply(ReplyKind::Queued)
+            }
             Err(e) => Reply::error(Status::internal(format!("reply not sent: {e}"))),
         }
     }

@@ -135,6 +135,7 @@ impl Handshakes {
             inner.pending.fetch_add(1, Ordering::AcqRel);
             return Some(Pending(inner.clone()));
         }
+        crate::telemetry::connection_refused("handshakes");
         if let Some(due) = inner.refused.hit() {
             tracing::warn!(
                 %peer,

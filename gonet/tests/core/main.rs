@@ -9,6 +9,7 @@ mod layers;
 mod lifecycle;
 mod limits;
 mod messages;
+mod metrics;
 mod pool;
 mod shutdown;
 mod wire;
