@@ -80,18 +80,23 @@ use crate::wire::{self, Code, Incoming, Metadata, ReplyBlock, Status};
 use handshake::Verdict;
 use link::{FrameSink, PacketSource, ReadEnd};
 
+/// The span every log line of a session's tasks is in.
+fn session_span(session: &Session) -> tracing::Span {
+    tracing::info_span!(
+        "session",
+        id = session.id(),
+        peer = %session.peer_addr(),
+        transport = %session.transport(),
+    )
+}
+
 /// Starts the tasks of a session over a packet source and a frame sink.
 pub(crate) fn spawn<S, K>(session: Session, source: S, sink: K, tracker: Option<&TaskTracker>)
 where
     S: PacketSource,
     K: FrameSink,
 {
-    let span = tracing::info_span!(
-        "session",
-        id = session.id(),
-        peer = %session.peer_addr(),
-        transport = %session.transport(),
-    );
+    let span = session_span(&session);
     let fut = run(session, source, sink, None).instrument(span);
     match tracker {
         Some(tracker) => tracker.spawn(fut),
@@ -110,12 +115,7 @@ where
     S: PacketSource,
     K: FrameSink,
 {
-    let span = tracing::info_span!(
-        "session",
-        id = session.id(),
-        peer = %session.peer_addr(),
-        transport = %session.transport(),
-    );
+    let span = session_span(&session);
     let redial = session
         .inner
         .shared
