@@ -389,14 +389,17 @@ pub(crate) struct PipelinedClient {
 const LOST: Duration = Duration::from_millis(100);
 
 impl PipelinedClient {
-    /// Dials `url` (trusting `cert` for `wss://` and `quic://`); the clock has not
-    /// started yet.
+    /// Dials `url` (trusting `cert` for `wss://` and `quic://`), with a reconnect policy
+    /// if `reconnect` (a session that resumes: it makes a handshake, counts and
+    /// acknowledges what it receives, and keeps what it sends until the server
+    /// acknowledges it); the clock has not started yet.
     pub(crate) async fn dial(
         url: &str,
         cert: Option<&[u8]>,
         size: usize,
         window: usize,
         salt: u8,
+        reconnect: bool,
     ) -> Result<Self> {
         use gonet::{Builder, Codec, Router, Session};
         let expect = Arc::new(Expect {
@@ -438,6 +441,9 @@ impl PipelinedClient {
         let mut builder = Builder::new().codec(Codec::Protobuf).router(router);
         if let Some(cert) = cert {
             builder = builder.client_tls(gonet::ClientTls::trust_der(cert)?);
+        }
+        if reconnect {
+            builder = builder.reconnect(gonet::Reconnect::new());
         }
         let session = builder
             .dial(url)

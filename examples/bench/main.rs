@@ -12,10 +12,15 @@
 //! figures hold even though the load generator shares the machine. `BENCHMARKS.md`
 //! explains every figure.
 //!
+//! The resume rows (`resume64`, `resume1k`) measure what session resume costs: the
+//! pipelined TCP scenario through a gonet-rs client, against a server with resume on
+//! (and a client with a reconnect policy) and the same server with it off, alternating
+//! in the same way; they get a table of their own.
+//!
 //! Options: `--rounds N` (alternations, default 3), `--secs S` (seconds per timed run,
-//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, fanout, idle),
-//! `--transports tcp,...` (transports of the per-transport rows: tcp, udp, ws, wss, quic,
-//! kcp; all by default), `--quick`.
+//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k,
+//! fanout, idle), `--transports tcp,...` (transports of the per-transport rows: tcp, udp,
+//! ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`.
 
 mod load;
 mod procfs;
@@ -36,12 +41,14 @@ use crate::servers::Kind;
 enum Scenario {
     /// One connection, one request in flight.
     RoundTrip { size: usize },
-    /// `conns` connections with `window` requests in flight each.
+    /// `conns` connections with `window` requests in flight each. With `resume`, through
+    /// a gonet-rs client, session resume on against off (not gonet-rs against raw tokio).
     Pipelined {
         transport: &'static str,
         size: usize,
         conns: usize,
         window: usize,
+        resume: bool,
     },
     /// One publisher; every broadcast goes to `members` sessions.
     Fanout { members: usize, size: usize },
@@ -71,6 +78,20 @@ impl Scenario {
             Scenario::Pipelined { transport, .. } => transport,
             _ => "tcp",
         }
+    }
+
+    /// The server under test and the baseline it is compared with in the same run, if
+    /// any.
+    fn kinds(&self) -> (Kind, Option<Kind>) {
+        match self {
+            Scenario::Pipelined { resume: true, .. } => (Kind::GonetResume, Some(Kind::Gonet)),
+            _ if self.transport() == "tcp" => (Kind::Gonet, Some(Kind::Raw)),
+            _ => (Kind::Gonet, None),
+        }
+    }
+
+    fn is_resume(&self) -> bool {
+        matches!(self, Scenario::Pipelined { resume: true, .. })
     }
 }
 
@@ -136,7 +157,7 @@ fn parse_options() -> Result<Options> {
             "--quick" => opts.quick = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,fanout,idle] [--transports tcp,...]"
+                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,fanout,idle] [--transports tcp,...]"
                 );
                 std::process::exit(0);
             }
@@ -171,6 +192,22 @@ fn scenarios(opts: &Options) -> Vec<(&'static str, Scenario)> {
                     size,
                     conns: if q { 4 } else { 50 },
                     window: 64,
+                    resume: false,
+                },
+            ));
+        }
+    }
+    // Session resume on against off: the pipelined TCP rows again.
+    if opts.transports.iter().any(|t| t == "tcp") {
+        for (name, size) in [("resume64", 64), ("resume1k", 1024)] {
+            list.push((
+                name,
+                Scenario::Pipelined {
+                    transport: "tcp",
+                    size,
+                    conns: if q { 4 } else { 50 },
+                    window: 64,
+                    resume: true,
                 },
             ));
         }
@@ -273,7 +310,7 @@ impl Drop for ServerProc {
 
 async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
     let url = format!("{}://127.0.0.1:0", scenario.transport());
-    if kind == Kind::Raw && scenario.transport() != "tcp" {
+    if kind == Kind::Raw && (scenario.transport() != "tcp" || scenario.is_resume()) {
         bail!("no raw baseline for {url}");
     }
     let server = tokio::task::block_in_place(|| ServerProc::start(kind, &url))?;
@@ -302,10 +339,15 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             size,
             conns,
             window,
+            resume,
         } => {
             // TCP is driven by the raw wire-format client; other transports by a gonet-rs
-            // client, so that a new transport is only a new URL scheme here.
-            let raw_client = *transport == "tcp";
+            // client, so that a new transport is only a new URL scheme here. The resume
+            // rows use the gonet-rs client on TCP too, whether resume is on or off: a
+            // resumable server asks every client for a handshake, which the raw client
+            // does not make; the client with a reconnect policy makes it and resumes.
+            let raw_client = *transport == "tcp" && !resume;
+            let reconnect = kind == Kind::GonetResume;
             let mut streams = Vec::with_capacity(*conns);
             let mut clients = Vec::new();
             for i in 0..*conns {
@@ -314,8 +356,15 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
                 } else {
                     let cert = server.cert.as_deref();
                     clients.push(
-                        load::PipelinedClient::dial(&server.url, cert, *size, *window, i as u8)
-                            .await?,
+                        load::PipelinedClient::dial(
+                            &server.url,
+                            cert,
+                            *size,
+                            *window,
+                            i as u8,
+                            reconnect,
+                        )
+                        .await?,
                     );
                 }
             }
@@ -448,8 +497,10 @@ struct Row {
     scenario: String,
     transport: &'static str,
     metric: &'static str,
-    gonet: Option<f64>,
-    raw: Option<f64>,
+    /// The server under test (gonet-rs; with resume on in the resume table).
+    measured: Option<f64>,
+    /// Its baseline in the same run (raw tokio; gonet-rs with resume off).
+    baseline: Option<f64>,
     unit: fn(f64) -> String,
 }
 
@@ -472,6 +523,7 @@ fn main() -> Result<()> {
         procfs::load_average()
     );
     let mut rows = Vec::new();
+    let mut resume_rows = Vec::new();
     for (_, scenario) in scenarios(&opts) {
         if let Scenario::Idle { sessions } = scenario {
             // Each side of every session holds a descriptor: ours and the server's.
@@ -484,11 +536,8 @@ fn main() -> Result<()> {
                 continue;
             }
         }
-        let kinds: &[Kind] = if scenario.transport() == "tcp" {
-            &[Kind::Gonet, Kind::Raw]
-        } else {
-            &[Kind::Gonet]
-        };
+        let (measured, baseline) = scenario.kinds();
+        let kinds: Vec<Kind> = std::iter::once(measured).chain(baseline).collect();
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
         for round in 0..opts.rounds {
             for (k, kind) in kinds.iter().enumerate() {
@@ -496,7 +545,7 @@ fn main() -> Result<()> {
                     .block_on(run(*kind, &scenario, opts.secs))
                     .with_context(|| format!("{} on {}", scenario.label(), kind.name()))?;
                 eprintln!(
-                    "  round {} {:5} {:40} {:>10}/s {:>10}/cpu-s p50 {:.0} us p99 {:.0} us rss/session {:.0} B (load {})",
+                    "  round {} {:12} {:40} {:>10}/s {:>10}/cpu-s p50 {:.0} us p99 {:.0} us rss/session {:.0} B (load {})",
                     round + 1,
                     kind.name(),
                     scenario.label(),
@@ -516,14 +565,18 @@ fn main() -> Result<()> {
                 .filter(|s| !s.is_empty())
                 .map(|s| median(s.iter().map(f).collect()))
         };
-        let raw_k = kinds.iter().position(|k| *k == Kind::Raw);
+        let table = if scenario.is_resume() {
+            &mut resume_rows
+        } else {
+            &mut rows
+        };
         let mut push = |metric, f: fn(&Sample) -> f64, unit: fn(f64) -> String| {
-            rows.push(Row {
+            table.push(Row {
                 scenario: scenario.label(),
                 transport: scenario.transport(),
                 metric,
-                gonet: med(0, f),
-                raw: raw_k.and_then(|k| med(k, f)),
+                measured: med(0, f),
+                baseline: med(1, f),
                 unit,
             });
         };
@@ -551,7 +604,18 @@ fn main() -> Result<()> {
             }
         }
     }
-    print_table(&rows);
+    if !rows.is_empty() {
+        print_table(&rows, "gonet-rs", "raw tokio");
+    }
+    if !resume_rows.is_empty() {
+        if !rows.is_empty() {
+            println!();
+        }
+        println!(
+            "session resume: the pipelined TCP rows through a gonet-rs client, the server with resume on (the client with a reconnect policy) and off; ratio = on / off"
+        );
+        print_table(&resume_rows, "resume on", "resume off");
+    }
     println!(
         "medians of {} round(s); load average {} at the end",
         opts.rounds,
@@ -560,18 +624,20 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn print_table(rows: &[Row]) {
+/// Prints rows with `measured` and `baseline` as the headings of the two figures; the
+/// ratio is measured / baseline.
+fn print_table(rows: &[Row], measured: &str, baseline: &str) {
     let cell = |v: Option<f64>, unit: fn(f64) -> String| v.map_or_else(|| "-".into(), unit);
     println!(
         "| {:<34} | {:<9} | {:<23} | {:>12} | {:>12} | {:>7} |",
-        "scenario", "transport", "metric", "gonet-rs", "raw tokio", "ratio"
+        "scenario", "transport", "metric", measured, baseline, "ratio"
     );
     println!(
         "|{:-<36}|{:-<11}|{:-<25}|{:->14}|{:->14}|{:->9}|",
         "", "", "", "", "", ""
     );
     for row in rows {
-        let ratio = match (row.gonet, row.raw) {
+        let ratio = match (row.measured, row.baseline) {
             (Some(g), Some(r)) if r > 0.0 => format!("{:.2}x", g / r),
             _ => "-".into(),
         };
@@ -580,8 +646,8 @@ fn print_table(rows: &[Row]) {
             row.scenario,
             row.transport,
             row.metric,
-            cell(row.gonet, row.unit),
-            cell(row.raw, row.unit),
+            cell(row.measured, row.unit),
+            cell(row.baseline, row.unit),
             ratio
         );
     }

@@ -3,6 +3,10 @@
 //!
 //! - `gonet`: a gonet-rs server with a real service: every request is decoded with the
 //!   protobuf codec, handled by an async handler and its reply encoded.
+//! - `gonet-resume`: the same server keeping its sessions across a dropped connection
+//!   (`Builder::resume`): it counts what it receives, acknowledges it, and keeps what it
+//!   sends until the client acknowledges it. Only clients that make a handshake (a
+//!   gonet-rs client with a reconnect policy) can connect.
 //! - `raw`: the baseline, hand-written on tokio: a large read buffer, frames parsed in
 //!   place, every complete frame of one read answered in one write. It decodes nothing;
 //!   it is the practical ceiling of the machine for this wire format.
@@ -10,6 +14,7 @@
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -29,6 +34,8 @@ const GROUP: &str = "fanout";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Gonet,
+    /// The gonet-rs server with session resume on.
+    GonetResume,
     Raw,
 }
 
@@ -36,6 +43,7 @@ impl Kind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Gonet => "gonet",
+            Kind::GonetResume => "gonet-resume",
             Kind::Raw => "raw",
         }
     }
@@ -43,8 +51,9 @@ impl Kind {
     pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "gonet" => Ok(Kind::Gonet),
+            "gonet-resume" => Ok(Kind::GonetResume),
             "raw" => Ok(Kind::Raw),
-            other => bail!("unknown server kind {other:?} (gonet or raw)"),
+            other => bail!("unknown server kind {other:?} (gonet, gonet-resume or raw)"),
         }
     }
 }
@@ -60,8 +69,8 @@ pub(crate) fn serve(kind: Kind, url: &str) -> Result<()> {
     runtime.block_on(async {
         let stop = gonet::shutdown_signal()?;
         let (mut dial, server) = match kind {
-            Kind::Gonet => {
-                let server = gonet_server(url).await?;
+            Kind::Gonet | Kind::GonetResume => {
+                let server = gonet_server(url, kind == Kind::GonetResume).await?;
                 (server.url(), Some(server))
             }
             Kind::Raw => (raw_server(url).await?, None),
@@ -127,10 +136,15 @@ pub(crate) fn router() -> Router {
         })
 }
 
-async fn gonet_server(url: &str) -> Result<gonet::Server> {
-    Builder::new()
-        .codec(Codec::Protobuf)
-        .router(router())
+/// How long a resumable session waits for its client to come back.
+const RESUME_GRACE: Duration = Duration::from_secs(30);
+
+async fn gonet_server(url: &str, resume: bool) -> Result<gonet::Server> {
+    let mut builder = Builder::new().codec(Codec::Protobuf).router(router());
+    if resume {
+        builder = builder.resume(RESUME_GRACE);
+    }
+    builder
         .serve(url)
         .await
         .with_context(|| format!("serving {url}"))

@@ -492,8 +492,9 @@ impl Builder {
     /// ([`on_handshake`](Self::on_handshake)) every handshake is accepted), so plain
     /// gonet v3 clients cannot connect; serve them on another listener. Resume works on
     /// the stream transports: `tcp://`, `ws://` and `wss://`. Each session keeps what
-    /// it sent until the client acknowledges it (acknowledgements come at least every
-    /// 32 KiB), up to [`replay_limit`](Self::replay_limit) bytes.
+    /// it sent until the client acknowledges it (an acknowledgement rides on the next
+    /// batch the client writes, or comes alone within 20 ms), up to
+    /// [`replay_limit`](Self::replay_limit) bytes.
     ///
     /// ```
     /// use std::time::Duration;

@@ -617,7 +617,7 @@ async fn inbound<S: PacketSource>(
             work.release();
             block.release();
         }
-        if work.counting && work.rx > work.acked && ack_due.is_none() {
+        if work.ack_waiting && ack_due.is_none() {
             ack_due = Some(Instant::now() + resume::ACK_DELAY);
         }
         // Reading waits while the queue is full: the peer is not silent, it is not
@@ -655,7 +655,8 @@ async fn inbound<S: PacketSource>(
             }
             () = async { tokio::time::sleep_until(ack_due.expect("due")).await }, if ack_due.is_some() => {
                 ack_due = None;
-                work.acknowledge();
+                work.ack_waiting = false;
+                session.inner.out.ack_now();
             }
             () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
                 if reading && full && room.is_some() => {}
@@ -762,6 +763,8 @@ struct Work<'s> {
     rx: u64,
     /// The count last acknowledged to the peer.
     acked: u64,
+    /// An acknowledgement was handed to the writer since the timer last sent one.
+    ack_waiting: bool,
     /// The connection was lost under a resumable session.
     lost: bool,
     /// Where a client's resume stands.
@@ -808,6 +811,7 @@ impl<'s> Work<'s> {
             counting: false,
             rx: 0,
             acked: 0,
+            ack_waiting: false,
             lost: false,
             phase: Phase::Open,
             attempts: 0,
@@ -887,6 +891,7 @@ impl<'s> Work<'s> {
         self.counting = false;
         self.rx = 0;
         self.acked = 0;
+        self.ack_waiting = false;
         self.session.inner.calls.fail_pending();
     }
 
@@ -968,13 +973,15 @@ impl<'s> Work<'s> {
         true
     }
 
-    /// Tells the peer what has been received so far.
-    fn acknowledge(&mut self) {
+    /// Has what was received so far acknowledged with the next frames written; true when
+    /// there was something new to acknowledge.
+    fn acknowledge(&mut self) -> bool {
         if self.counting && self.rx > self.acked {
             self.acked = self.rx;
-            self.session
-                .send_control(wire::encode_count(wire::ID_ACK, self.rx));
+            self.session.inner.out.ack_later(self.rx);
+            return true;
         }
+        false
     }
 
     /// Whether nothing is running or waiting.
@@ -1036,9 +1043,9 @@ impl<'s> Work<'s> {
             if let Some(resume) = &session.inner.resume {
                 resume.received.store(self.rx, Ordering::Release);
             }
-            if self.rx - self.acked >= resume::ACK_EVERY {
-                self.acknowledge();
-            }
+            // The acknowledgement rides on the next batch the writer sends; the
+            // inbound part's timer sends it alone if nothing else goes out.
+            self.ack_waiting |= self.acknowledge();
         }
         if self.bytes_in > 0 {
             crate::telemetry::bytes_in(session.transport(), std::mem::take(&mut self.bytes_in));

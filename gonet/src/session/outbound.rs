@@ -85,6 +85,8 @@ struct State {
     held: bool,
     /// The connection is lost: the writer stops.
     lost: bool,
+    /// A count of received bytes to acknowledge with the next batch written.
+    ack: Option<u64>,
     /// No more pushes; the writer drains what is queued, then stops.
     finished: bool,
     /// The writer stops at once; queued frames are dropped.
@@ -208,6 +210,27 @@ impl OutQueue {
         state.held = false;
     }
 
+    /// Acknowledges `received` counted bytes with the next batch the writer takes,
+    /// rather than in a write of its own.
+    pub(crate) fn ack_later(&self, received: u64) {
+        self.lock().ack = Some(received);
+    }
+
+    /// Sends the acknowledgement still waiting for a batch, on its own.
+    pub(crate) fn ack_now(&self) {
+        let mut state = self.lock();
+        if state.lost || state.finished || state.aborted {
+            return;
+        }
+        if let Some(received) = state.ack.take() {
+            let frame = crate::wire::encode_count(crate::wire::ID_ACK, received);
+            state.bytes += frame.len();
+            state.frames.push_back(frame);
+            drop(state);
+            self.notify.notify_one();
+        }
+    }
+
     /// The peer has received `received` counted bytes: forget them. False when it
     /// claims more than was sent.
     pub(crate) fn ack(&self, received: u64) -> bool {
@@ -222,6 +245,7 @@ impl OutQueue {
     pub(crate) fn detach(&self) {
         let mut state = self.lock();
         state.lost = true;
+        state.ack = None;
         state.held = state.log.is_some();
         state.frames.clear();
         state.bytes = 0;
@@ -235,6 +259,7 @@ impl OutQueue {
     pub(crate) fn reattach(&self, first: Bytes, release: bool) {
         let mut state = self.lock();
         state.lost = false;
+        state.ack = None;
         state.frames.clear();
         state.bytes = first.len();
         state.frames.push_back(first);
@@ -409,6 +434,9 @@ impl OutQueue {
                         state.bytes -= frame.len();
                         len += frame.len();
                         put(frame);
+                    }
+                    if let Some(received) = state.ack.take() {
+                        put(crate::wire::encode_count(crate::wire::ID_ACK, received));
                     }
                     return Batch::Write;
                 }

@@ -146,9 +146,8 @@ pub(crate) struct ResumeSettings {
     pub(crate) replay_limit: usize,
 }
 
-/// Acknowledge at the latest after this many counted bytes.
-pub(crate) const ACK_EVERY: u64 = 32 * 1024;
-/// Acknowledge what came in at the latest this long after it, when nothing more comes.
+/// Acknowledge what came in at the latest this long after it, when nothing else is
+/// written to the peer meanwhile (an acknowledgement rides on the next batch written).
 pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// A connection handed to a detached session: the transport's packet source and frame
