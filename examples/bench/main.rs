@@ -15,10 +15,13 @@
 //! The resume rows (`resume64`, `resume1k`) measure what session resume costs: the
 //! pipelined TCP scenario through a gonet-rs client, against a server with resume on
 //! (and a client with a reconnect policy) and the same server with it off, alternating
-//! in the same way; they get a table of their own.
+//! in the same way; they get a table of their own. The metrics rows (`metrics64`,
+//! `metrics1k`) do the same for the runtime's metrics: the pipelined TCP scenario
+//! through the raw client, against a server with its metrics on (a Prometheus recorder
+//! installed) and the same server with them off.
 //!
 //! Options: `--rounds N` (alternations, default 3), `--secs S` (seconds per timed run,
-//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k,
+//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k, metrics64, metrics1k,
 //! fanout, idle), `--transports tcp,...` (transports of the per-transport rows: tcp, udp,
 //! ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`.
 
@@ -49,6 +52,8 @@ enum Scenario {
         conns: usize,
         window: usize,
         resume: bool,
+        /// The server with its metrics on, against off (through the raw client).
+        metrics: bool,
     },
     /// One publisher; every broadcast goes to `members` sessions.
     Fanout { members: usize, size: usize },
@@ -85,6 +90,7 @@ impl Scenario {
     fn kinds(&self) -> (Kind, Option<Kind>) {
         match self {
             Scenario::Pipelined { resume: true, .. } => (Kind::GonetResume, Some(Kind::Gonet)),
+            Scenario::Pipelined { metrics: true, .. } => (Kind::GonetMetrics, Some(Kind::Gonet)),
             _ if self.transport() == "tcp" => (Kind::Gonet, Some(Kind::Raw)),
             _ => (Kind::Gonet, None),
         }
@@ -92,6 +98,10 @@ impl Scenario {
 
     fn is_resume(&self) -> bool {
         matches!(self, Scenario::Pipelined { resume: true, .. })
+    }
+
+    fn is_metrics(&self) -> bool {
+        matches!(self, Scenario::Pipelined { metrics: true, .. })
     }
 }
 
@@ -157,7 +167,7 @@ fn parse_options() -> Result<Options> {
             "--quick" => opts.quick = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,fanout,idle] [--transports tcp,...]"
+                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,metrics64,metrics1k,fanout,idle] [--transports tcp,...]"
                 );
                 std::process::exit(0);
             }
@@ -193,6 +203,7 @@ fn scenarios(opts: &Options) -> Vec<(&'static str, Scenario)> {
                     conns: if q { 4 } else { 50 },
                     window: 64,
                     resume: false,
+                    metrics: false,
                 },
             ));
         }
@@ -208,6 +219,21 @@ fn scenarios(opts: &Options) -> Vec<(&'static str, Scenario)> {
                     conns: if q { 4 } else { 50 },
                     window: 64,
                     resume: true,
+                    metrics: false,
+                },
+            ));
+        }
+        // Metrics on against off: the pipelined TCP rows again.
+        for (name, size) in [("metrics64", 64), ("metrics1k", 1024)] {
+            list.push((
+                name,
+                Scenario::Pipelined {
+                    transport: "tcp",
+                    size,
+                    conns: if q { 4 } else { 50 },
+                    window: 64,
+                    resume: false,
+                    metrics: true,
                 },
             ));
         }
@@ -310,7 +336,9 @@ impl Drop for ServerProc {
 
 async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
     let url = format!("{}://127.0.0.1:0", scenario.transport());
-    if kind == Kind::Raw && (scenario.transport() != "tcp" || scenario.is_resume()) {
+    if kind == Kind::Raw
+        && (scenario.transport() != "tcp" || scenario.is_resume() || scenario.is_metrics())
+    {
         bail!("no raw baseline for {url}");
     }
     let server = tokio::task::block_in_place(|| ServerProc::start(kind, &url))?;
@@ -340,6 +368,7 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             conns,
             window,
             resume,
+            metrics: _,
         } => {
             // TCP is driven by the raw wire-format client; other transports by a gonet-rs
             // client, so that a new transport is only a new URL scheme here. The resume
@@ -524,6 +553,7 @@ fn main() -> Result<()> {
     );
     let mut rows = Vec::new();
     let mut resume_rows = Vec::new();
+    let mut metrics_rows = Vec::new();
     for (_, scenario) in scenarios(&opts) {
         if let Scenario::Idle { sessions } = scenario {
             // Each side of every session holds a descriptor: ours and the server's.
@@ -567,6 +597,8 @@ fn main() -> Result<()> {
         };
         let table = if scenario.is_resume() {
             &mut resume_rows
+        } else if scenario.is_metrics() {
+            &mut metrics_rows
         } else {
             &mut rows
         };
@@ -615,6 +647,13 @@ fn main() -> Result<()> {
             "session resume: the pipelined TCP rows through a gonet-rs client, the server with resume on (the client with a reconnect policy) and off; ratio = on / off"
         );
         print_table(&resume_rows, "resume on", "resume off");
+    }
+    if !metrics_rows.is_empty() {
+        println!();
+        println!(
+            "metrics: the pipelined TCP rows, the server with its metrics on (a Prometheus recorder installed) and off; ratio = on / off"
+        );
+        print_table(&metrics_rows, "metrics on", "metrics off");
     }
     println!(
         "medians of {} round(s); load average {} at the end",

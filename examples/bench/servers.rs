@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Gonet,
     /// The gonet-rs server with session resume on.
     GonetResume,
+    /// The gonet-rs server with its metrics on, recorded by a Prometheus recorder.
+    GonetMetrics,
     Raw,
 }
 
@@ -44,6 +46,7 @@ impl Kind {
         match self {
             Kind::Gonet => "gonet",
             Kind::GonetResume => "gonet-resume",
+            Kind::GonetMetrics => "gonet-metrics",
             Kind::Raw => "raw",
         }
     }
@@ -52,8 +55,11 @@ impl Kind {
         match s {
             "gonet" => Ok(Kind::Gonet),
             "gonet-resume" => Ok(Kind::GonetResume),
+            "gonet-metrics" => Ok(Kind::GonetMetrics),
             "raw" => Ok(Kind::Raw),
-            other => bail!("unknown server kind {other:?} (gonet, gonet-resume or raw)"),
+            other => {
+                bail!("unknown server kind {other:?} (gonet, gonet-resume, gonet-metrics or raw)")
+            }
         }
     }
 }
@@ -69,8 +75,8 @@ pub(crate) fn serve(kind: Kind, url: &str) -> Result<()> {
     runtime.block_on(async {
         let stop = gonet::shutdown_signal()?;
         let (mut dial, server) = match kind {
-            Kind::Gonet | Kind::GonetResume => {
-                let server = gonet_server(url, kind == Kind::GonetResume).await?;
+            Kind::Gonet | Kind::GonetResume | Kind::GonetMetrics => {
+                let server = gonet_server(url, kind).await?;
                 (server.url(), Some(server))
             }
             Kind::Raw => (raw_server(url).await?, None),
@@ -139,10 +145,18 @@ pub(crate) fn router() -> Router {
 /// How long a resumable session waits for its client to come back.
 const RESUME_GRACE: Duration = Duration::from_secs(30);
 
-async fn gonet_server(url: &str, resume: bool) -> Result<gonet::Server> {
+async fn gonet_server(url: &str, kind: Kind) -> Result<gonet::Server> {
     let mut builder = Builder::new().codec(Codec::Protobuf).router(router());
-    if resume {
+    if kind == Kind::GonetResume {
         builder = builder.resume(RESUME_GRACE);
+    }
+    if kind == Kind::GonetMetrics {
+        // What a production server would run: every metric recorded into a Prometheus
+        // registry (scraped or not, the recording is the cost).
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the metrics recorder")?;
+        builder = builder.metrics(true);
     }
     builder
         .serve(url)

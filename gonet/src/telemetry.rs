@@ -64,10 +64,63 @@ pub(crate) fn session_closed(transport: Transport, reason: &'static str) {
     let _ = (transport, reason);
 }
 
+/// The per-message handles, by message name, cached per thread: registering a
+/// labelled metric looks it up in the recorder's registry, which costs more than the
+/// message itself; a handle, once had, is an atomic add.
+#[cfg(feature = "metrics")]
+mod cache {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Which per-message metric.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    pub(super) enum Which {
+        In,
+        Out,
+    }
+
+    #[derive(Default)]
+    struct Handles {
+        counters: HashMap<(Which, usize), metrics::Counter>,
+        histograms: HashMap<usize, metrics::Histogram>,
+    }
+
+    thread_local! {
+        static HANDLES: RefCell<Handles> = RefCell::new(Handles::default());
+    }
+
+    /// The counter `which` of message `name` (names are `&'static str`: their address
+    /// is their identity here).
+    pub(super) fn count(which: Which, name: &'static str, n: u64) {
+        HANDLES.with(|h| {
+            let mut h = h.borrow_mut();
+            let counter = h
+                .counters
+                .entry((which, name.as_ptr() as usize))
+                .or_insert_with(|| match which {
+                    Which::In => metrics::counter!("gonet_messages_in_total", "message" => name),
+                    Which::Out => metrics::counter!("gonet_messages_out_total", "message" => name),
+                });
+            counter.increment(n);
+        });
+    }
+
+    /// Records a handler's time.
+    pub(super) fn handler_time(name: &'static str, seconds: f64) {
+        HANDLES.with(|h| {
+            let mut h = h.borrow_mut();
+            h.histograms
+                .entry(name.as_ptr() as usize)
+                .or_insert_with(|| metrics::histogram!("gonet_handler_seconds", "message" => name))
+                .record(seconds);
+        });
+    }
+}
+
 /// A message arrived for a handler.
 pub(crate) fn message_in(name: &'static str) {
     when_on! {
-        metrics::counter!("gonet_messages_in_total", "message" => name).increment(1);
+        cache::count(cache::Which::In, name, 1);
     }
     let _ = name;
 }
@@ -75,7 +128,7 @@ pub(crate) fn message_in(name: &'static str) {
 /// A message was queued for a peer (a send, a reply, a call).
 pub(crate) fn message_out(name: &'static str) {
     when_on! {
-        metrics::counter!("gonet_messages_out_total", "message" => name).increment(1);
+        cache::count(cache::Which::Out, name, 1);
     }
     let _ = name;
 }
@@ -92,7 +145,7 @@ pub(crate) fn broadcast(name: &'static str, recipients: usize) {
 /// A handler took `seconds`.
 pub(crate) fn handler_time(name: &'static str, seconds: f64) {
     when_on! {
-        metrics::histogram!("gonet_handler_seconds", "message" => name).record(seconds);
+        cache::handler_time(name, seconds);
     }
     let _ = (name, seconds);
 }
