@@ -547,8 +547,9 @@ impl Builder {
     /// messages, bytes, handler times, queues, limits and refusals of every server and
     /// client, under the names of the README's "Operating it" table, recorded through
     /// the [`metrics`](https://docs.rs/metrics) facade into whatever recorder the
-    /// application installed (a Prometheus exporter, statsd, ...). Off (the default),
-    /// they cost a relaxed atomic load at each place they would be counted.
+    /// application installed (a Prometheus exporter, statsd, ...): install it first,
+    /// since the runtime keeps the handles it gets. Off (the default), they cost a
+    /// relaxed atomic load at each place they would be counted.
     ///
     /// ```
     /// let server = gonet::Builder::new().metrics(true);
