@@ -560,31 +560,11 @@ mod tests {
         let at_least = |text: &str, series: &str, n: f64| {
             gonet_examples::sample(text, series).is_some_and(|v| v >= n)
         };
-        let mut last = String::new();
-        let scraped = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match gonet_examples::scrape(addr).await {
-                    Ok(text)
-                        if at_least(
-                            &text,
-                            r#"gonet_messages_in_total{message="chat.Say"}"#,
-                            1.0,
-                        ) && at_least(
-                            &text,
-                            r#"gonet_broadcasts_total{message="chat.Said"}"#,
-                            1.0,
-                        ) =>
-                    {
-                        return text;
-                    }
-                    Ok(text) => last = text,
-                    Err(err) => last = format!("{err:#}"),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        let text = gonet_examples::scrape_until(addr, "the line's count", |text| {
+            at_least(text, r#"gonet_messages_in_total{message="chat.Say"}"#, 1.0)
+                && at_least(text, r#"gonet_broadcasts_total{message="chat.Said"}"#, 1.0)
         })
         .await;
-        let text = scraped.unwrap_or_else(|_| panic!("the line was never counted: {last}"));
         for (series, n) in [
             (r#"gonet_messages_in_total{message="chat.Join"}"#, 1.0),
             // The server's session and the client's, both in this process.

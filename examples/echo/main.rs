@@ -230,7 +230,6 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use clap::CommandFactory;
     use clap::error::ErrorKind;
@@ -470,21 +469,10 @@ mod tests {
         // The client has every pong, so the server has counted every ping; the
         // exporter may still be starting, or the scrape see an older state: ask again.
         let pings = r#"gonet_messages_in_total{message="echo.Ping"}"#;
-        let mut last = String::new();
-        let scraped = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match gonet_examples::scrape(addr).await {
-                    Ok(text) if gonet_examples::sample(&text, pings) == Some(PINGS_SENT as f64) => {
-                        return text;
-                    }
-                    Ok(text) => last = text,
-                    Err(err) => last = format!("{err:#}"),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        let text = gonet_examples::scrape_until(addr, pings, |text| {
+            gonet_examples::sample(text, pings) == Some(PINGS_SENT as f64)
         })
         .await;
-        let text = scraped.unwrap_or_else(|_| panic!("{pings} never reached {PINGS_SENT}: {last}"));
         let opened =
             gonet_examples::sample(&text, r#"gonet_sessions_opened_total{transport="tcp"}"#);
         assert!(opened.is_some_and(|n| n >= 1.0), "{text}");

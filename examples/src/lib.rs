@@ -234,6 +234,25 @@ pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
+/// Scrapes `http://addr/metrics` until `done` holds for what it serves, and returns
+/// that text; panics with the last answer after 20 s. The exporter may still be starting,
+/// or a scrape see an older state: asking again is the way to wait for a count.
+pub async fn scrape_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    let scraped = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match scrape(addr).await {
+                Ok(text) if done(&text) => return text,
+                Ok(text) => last = text,
+                Err(err) => last = format!("{err:#}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    scraped.unwrap_or_else(|_| panic!("{what} never came; the last scrape: {last}"))
+}
+
 /// The value of `series` (a metric's name with its labels as Prometheus writes them,
 /// such as `gonet_messages_in_total{message="echo.Ping"}`) in the text `metrics`.
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {
