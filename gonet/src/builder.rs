@@ -184,8 +184,12 @@ impl Builder {
     ///
     /// Default: off on TCP, WebSocket and QUIC; 5 s on UDP and KCP, whose sessions have
     /// no other way to learn that a peer is gone. Heartbeats are frames of the
-    /// framework's reserved id range (see `PROTOCOL.md`); enable them only towards peers
-    /// that answer them (every gonet-rs peer does).
+    /// framework's reserved id range (see `PROTOCOL.md`): in [plain mode](Self::plain)
+    /// (a server's default) a peer is pinged only once it has used the extension itself,
+    /// so a plain gonet v3 peer never receives one; every gonet-rs peer answers them.
+    ///
+    /// The first ping goes out exactly `interval` after the peer was last heard, and one
+    /// more every `interval` while it stays silent.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.settings.heartbeat = Some(interval);
         self
@@ -200,6 +204,39 @@ impl Builder {
     /// connection's idle timeout (default 30 s there, with a 5 s keep-alive).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.settings.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Plain mode: the framework sends a peer nothing outside gonet v3's plain frames
+    /// until that peer has itself sent a frame of the protocol extension (a call, a ping,
+    /// a handshake: see `PROTOCOL.md`). No ping, no bye, nothing a Go gonet peer would
+    /// take for an unknown message id. The [idle timeout](Self::idle_timeout) still
+    /// applies: a plain peer that falls silent for it is closed with
+    /// [`CloseReason::IdleTimeout`].
+    ///
+    /// What the application asks for itself (a [`Session::call`], a handshake, metadata)
+    /// is sent in either mode: it is the application's choice to speak the extension.
+    ///
+    /// Default: **on for a server's sessions** (any peer may be a Go gonet client; a
+    /// gonet-rs client pings and says bye, which tells the server it may do the same),
+    /// **off for a client's** (it speaks first, and a gonet-rs server knows every frame).
+    /// Turn it on for a client that talks to a Go gonet server over UDP or KCP, where
+    /// heartbeats are on by default:
+    ///
+    /// ```
+    /// # #[cfg(feature = "udp")]
+    /// # async fn example() -> Result<(), gonet::DialError> {
+    /// // Nothing but plain frames towards a Go gonet v3 UDP server.
+    /// let session = gonet::Builder::new()
+    ///     .plain(true)
+    ///     .dial("udp://127.0.0.1:9000")
+    ///     .await?;
+    /// # drop(session);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn plain(mut self, on: bool) -> Self {
+        self.settings.plain = Some(on);
         self
     }
 
@@ -289,6 +326,25 @@ impl Builder {
     #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
     pub fn quic_receive_window(mut self, bytes: u32) -> Self {
         self.transport.quic.receive_window = bytes;
+        self
+    }
+
+    /// The ALPN protocol ids a QUIC client offers or a QUIC server accepts, in order of
+    /// preference (default: `gonet`). TLS refuses a connection whose two ends share
+    /// none. Go gonet v3's QUIC transport uses `quic-echo-example`:
+    ///
+    /// ```
+    /// let builder = gonet::Builder::new().quic_alpn(["quic-echo-example"]);
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "quic")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+    pub fn quic_alpn<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Vec<u8>>,
+    {
+        self.transport.quic.alpn = protocols.into_iter().map(Into::into).collect();
         self
     }
 

@@ -95,6 +95,8 @@ pub(crate) struct Settings {
     pub(crate) heartbeat: Option<Duration>,
     /// `None`: the transport's default; a zero duration: off.
     pub(crate) idle_timeout: Option<Duration>,
+    /// `None`: plain on a server's sessions, off on a client's (see `Builder::plain`).
+    pub(crate) plain: Option<bool>,
     /// Zero: off.
     pub(crate) frame_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
@@ -113,10 +115,10 @@ pub(crate) struct Settings {
 /// The heartbeat interval and idle timeout of a transport when the builder sets none.
 ///
 /// TCP, WebSocket and QUIC report a peer that closes or resets, and QUIC has its own
-/// keep-alive and idle timeout; their defaults are off, so a plain gonet v3 peer never
-/// receives a heartbeat it does not know. UDP and KCP have no connection to lose: a
-/// silent peer is the only sign that it is gone, so they ping after 5 s of silence and
-/// close after 15 s.
+/// keep-alive and idle timeout; their defaults are off. UDP and KCP have no connection
+/// to lose: a silent peer is the only sign that it is gone, so they ping after 5 s of
+/// silence and close after 15 s (in plain mode, a server's default, only a peer that has
+/// used the extension is pinged).
 pub(crate) fn default_heartbeat(t: Transport) -> (Option<Duration>, Option<Duration>) {
     match t {
         Transport::Udp | Transport::Kcp => {
@@ -142,6 +144,7 @@ impl Default for Settings {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             heartbeat: None,
             idle_timeout: None,
+            plain: None,
             frame_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             hello: None,

@@ -107,6 +107,7 @@ pub(super) async fn serve<S: PacketSource>(
     match verdict {
         Ok(Ok(())) => {
             session.inner.greeted.store(true, Ordering::Relaxed);
+            session.peer_extends();
             match (&session.inner.resume, session.inner.shared.settings.resume) {
                 (Some(resume), Some(settings)) => {
                     // Everything sent from the welcome on is kept until acknowledged.

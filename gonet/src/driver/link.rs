@@ -119,8 +119,15 @@ pub(crate) trait FrameSink: Send + 'static {
     fn write(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Ends the connection after the last batch; `reason` is why the session closes.
-    /// Called only when the queue finished normally (not on abort).
-    fn shutdown(&mut self, reason: Option<&CloseReason>) -> impl Future<Output = ()> + Send;
+    /// `bye`: a transport with no end of its own (UDP, KCP) tells the peer with the
+    /// extension's bye frame; false when the peer closed or went silent itself, or is a
+    /// plain peer that would not know the frame. Called only when the queue finished
+    /// normally (not on abort).
+    fn shutdown(
+        &mut self,
+        reason: Option<&CloseReason>,
+        bye: bool,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// A byte stream cut into frames.
@@ -471,7 +478,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StreamSink<W> {
         self.writer.flush().await
     }
 
-    async fn shutdown(&mut self, _: Option<&CloseReason>) {
+    async fn shutdown(&mut self, _: Option<&CloseReason>, _: bool) {
         // Tell the peer we are done (TCP FIN, QUIC stream FIN). It may already be gone.
         let _ = self.writer.shutdown().await;
     }

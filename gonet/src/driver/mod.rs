@@ -62,7 +62,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -463,13 +463,13 @@ async fn guarded(part: &'static str, session: &Session, fut: impl Future<Output 
 }
 
 /// The heartbeat state of one reader: when the peer was last heard, when we last
-/// pinged. The message path only sets a flag; the clock is read once per tick.
+/// pinged. The clock is read once per batch of packets, never per message.
 struct Liveness {
     ping: Option<Duration>,
     idle: Option<Duration>,
-    heard: bool,
     last_heard: Instant,
-    last_ping: Instant,
+    /// When the last ping went out, if one has since the peer was last heard.
+    pinged: Option<Instant>,
 }
 
 impl Liveness {
@@ -477,43 +477,45 @@ impl Liveness {
         Liveness {
             ping,
             idle,
-            heard: false,
             last_heard: now,
-            last_ping: now,
+            pinged: None,
         }
     }
 
-    fn new(session: &Session) -> (Self, Option<tokio::time::Interval>) {
+    fn new(session: &Session) -> Self {
         let (ping, idle) = session.heartbeat();
-        let now = Instant::now();
-        let live = Liveness::with(ping, idle, now);
-        // Tick often enough that an idle peer is noticed at most a quarter late.
-        let tick = match (ping, idle) {
-            (None, None) => return (live, None),
-            (Some(p), None) => p,
-            (None, Some(i)) => i / 4,
-            (Some(p), Some(i)) => p.min(i / 4),
-        }
-        .max(Duration::from_millis(1));
-        let mut timer = tokio::time::interval_at(now + tick, tick);
-        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        (live, Some(timer))
+        Liveness::with(ping, idle, Instant::now())
     }
 
-    /// One tick: `Err` when the peer has been silent too long, else whether to ping.
-    fn tick(&mut self, now: Instant) -> Result<bool, Duration> {
-        if std::mem::take(&mut self.heard) {
-            self.last_heard = now;
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.pinged = None;
+    }
+
+    /// When the next ping or the timeout is due.
+    fn due(&self) -> Option<Instant> {
+        let ping = self
+            .ping
+            .map(|every| self.pinged.unwrap_or(self.last_heard) + every);
+        let idle = self.idle.map(|idle| self.last_heard + idle);
+        match (ping, idle) {
+            (Some(p), Some(i)) => Some(p.min(i)),
+            (p, i) => p.or(i),
         }
+    }
+
+    /// One check: `Err` with how long the peer has been silent when that is the idle
+    /// timeout or more, else whether to ping now.
+    fn tick(&mut self, now: Instant) -> Result<bool, Duration> {
         let silent = now - self.last_heard;
-        if let Some(idle) = self.idle {
-            if silent >= idle {
-                return Err(silent);
-            }
+        if let Some(idle) = self.idle
+            && silent >= idle
+        {
+            return Err(silent);
         }
         match self.ping {
-            Some(ping) if silent >= ping && now - self.last_ping >= ping => {
-                self.last_ping = now;
+            Some(every) if now >= self.pinged.unwrap_or(self.last_heard) + every => {
+                self.pinged = Some(now);
                 Ok(true)
             }
             _ => Ok(false),
@@ -539,10 +541,12 @@ async fn inbound<S: PacketSource>(
     work: &mut Work<'_>,
     block: &mut ReplyBlock,
 ) -> Ended {
-    let (mut live, mut timer) = match lane {
+    let mut live = match lane {
         Lane::Main => Liveness::new(session),
-        Lane::Extra => (Liveness::with(None, None, Instant::now()), None),
+        Lane::Extra => Liveness::with(None, None, Instant::now()),
     };
+    // The next heartbeat check; none without heartbeat or idle timeout.
+    let mut timer = std::pin::pin!(live.due().map(tokio::time::sleep_until));
     let ticking = timer.is_some();
     let stopped =
         crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
@@ -591,13 +595,15 @@ async fn inbound<S: PacketSource>(
                             reading = false;
                             work.end(end, lane);
                         }
-                        live.heard |= took;
                     }
                 });
                 Poll::Ready(())
             })
             .await;
             work.flush(block);
+            if took && ticking {
+                live.heard(Instant::now());
+            }
             if work.lost {
                 return Ended::Lost;
             }
@@ -633,7 +639,9 @@ async fn inbound<S: PacketSource>(
         }
         let mut room = std::pin::pin!(room);
         if full {
-            live.heard = true;
+            if ticking {
+                live.heard(Instant::now());
+            }
             if reading && !std::mem::replace(&mut stalled, true) {
                 crate::telemetry::backpressure("inbound");
             }
@@ -661,10 +669,7 @@ async fn inbound<S: PacketSource>(
             () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
                 if reading && full && room.is_some() => {}
             next = source.next_packet(session), if reading && !full => match next {
-                Ok(packet) => {
-                    live.heard = true;
-                    arrived = Some(packet);
-                }
+                Ok(packet) => arrived = Some(packet),
                 Err(end) => {
                     reading = false;
                     work.end(end, lane);
@@ -673,13 +678,24 @@ async fn inbound<S: PacketSource>(
                     }
                 }
             },
-            now = async { timer.as_mut().expect("ticking").tick().await }, if ticking && reading => {
-                match live.tick(now) {
-                    Ok(true) => {
-                        // A full queue closes the session itself; nothing more to do.
+            () = async { timer.as_mut().as_pin_mut().expect("ticking").await }, if ticking && reading => {
+                let now = Instant::now();
+                if full {
+                    // Not read, so not silent: the queue is full.
+                    live.heard(now);
+                }
+                let tick = live.tick(now);
+                if let (Some(timer), Some(due)) = (timer.as_mut().as_pin_mut(), live.due()) {
+                    timer.reset(due);
+                }
+                match tick {
+                    // A plain peer is never pinged (it would not know the frame); the
+                    // idle timeout alone tells whether it is gone. A full queue closes
+                    // the session itself; nothing more to do.
+                    Ok(true) if session.may_extend() => {
                         session.send_control(wire::encode_control(wire::ID_PING));
                     }
-                    Ok(false) => {}
+                    Ok(_) => {}
                     Err(silent) if lane == Lane::Main && session.link_lost() => {
                         tracing::info!(?silent, "peer silent: connection given up");
                         return Ended::Lost;
@@ -1100,6 +1116,9 @@ impl<'s> Work<'s> {
         if crate::telemetry::on() {
             self.bytes_in += (wire::frame::HEADER_LEN + body.len()) as u64;
         }
+        if id >= wire::RESERVED_ID_START {
+            session.peer_extends();
+        }
         match wire::classify(id, body) {
             Ok(Incoming::Message { id, body, call }) => {
                 self.received += 1;
@@ -1488,7 +1507,13 @@ async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
     }
     if !out.is_aborted() {
         let reason = session.close_reason();
-        let _ = tokio::time::timeout(timeout, sink.shutdown(reason.as_ref())).await;
+        // The peer closed or vanished: nobody to tell.
+        let bye = session.may_extend()
+            && !matches!(
+                reason,
+                Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
+            );
+        let _ = tokio::time::timeout(timeout, sink.shutdown(reason.as_ref(), bye)).await;
     }
 }
 
@@ -1502,14 +1527,23 @@ mod tests {
     fn a_silent_peer_is_pinged_then_timed_out() {
         let t0 = Instant::now();
         let mut live = Liveness::with(Some(100 * MS), Some(400 * MS), t0);
-        assert_eq!(live.tick(t0 + 50 * MS), Ok(false));
+        assert_eq!(
+            live.due(),
+            Some(t0 + 100 * MS),
+            "first ping after the interval"
+        );
+        assert_eq!(live.tick(t0 + 99 * MS), Ok(false));
         assert_eq!(
             live.tick(t0 + 100 * MS),
             Ok(true),
             "silent for the interval: ping"
         );
+        assert_eq!(live.due(), Some(t0 + 200 * MS));
         assert_eq!(live.tick(t0 + 150 * MS), Ok(false), "one ping per interval");
         assert_eq!(live.tick(t0 + 200 * MS), Ok(true));
+        assert_eq!(live.tick(t0 + 300 * MS), Ok(true));
+        assert_eq!(live.due(), Some(t0 + 400 * MS), "the timeout is next");
+        assert_eq!(live.tick(t0 + 399 * MS), Ok(false));
         assert_eq!(live.tick(t0 + 400 * MS), Err(400 * MS));
     }
 
@@ -1518,18 +1552,37 @@ mod tests {
         let t0 = Instant::now();
         let mut live = Liveness::with(Some(100 * MS), Some(400 * MS), t0);
         for step in 1..=10 {
-            live.heard = true;
-            assert_eq!(live.tick(t0 + step * 100 * MS), Ok(false), "step {step}");
+            live.heard(t0 + step * 90 * MS);
+            assert_eq!(
+                live.tick(t0 + step * 90 * MS + 99 * MS),
+                Ok(false),
+                "step {step}"
+            );
         }
-        assert_eq!(live.tick(t0 + 1_300 * MS), Ok(true));
-        assert_eq!(live.tick(t0 + 1_400 * MS), Err(400 * MS));
+        let last = t0 + 900 * MS;
+        assert_eq!(live.due(), Some(last + 100 * MS));
+        assert_eq!(live.tick(last + 100 * MS), Ok(true));
+        live.heard(last + 150 * MS);
+        assert_eq!(
+            live.due(),
+            Some(last + 250 * MS),
+            "a ping answered starts over"
+        );
+        assert_eq!(live.tick(last + 550 * MS), Err(400 * MS));
     }
 
     #[test]
     fn idle_timeout_alone_never_pings() {
         let t0 = Instant::now();
         let mut live = Liveness::with(None, Some(100 * MS), t0);
+        assert_eq!(live.due(), Some(t0 + 100 * MS));
         assert_eq!(live.tick(t0 + 99 * MS), Ok(false));
         assert_eq!(live.tick(t0 + 100 * MS), Err(100 * MS));
+    }
+
+    #[test]
+    fn nothing_to_watch_has_no_timer() {
+        let live = Liveness::with(None, None, Instant::now());
+        assert_eq!(live.due(), None);
     }
 }

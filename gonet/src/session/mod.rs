@@ -259,6 +259,11 @@ pub(crate) struct Inner {
     pub(crate) unwelcome: AtomicBool,
     /// The client made a handshake: it knows the extension's later frames (go-away).
     pub(crate) greeted: AtomicBool,
+    /// Plain mode: the framework sends the peer none of the extension's frames of its
+    /// own accord (ping, bye) until the peer has used the extension itself.
+    plain: bool,
+    /// The peer has sent a frame of the extension (a call, a ping, a handshake...).
+    pub(crate) extended: AtomicBool,
     /// Where a client's handshake answer goes.
     pub(crate) welcome: Mutex<Option<tokio::sync::oneshot::Sender<Welcome>>>,
     /// The address the pool admitted the session from (see `IpLimit`).
@@ -403,6 +408,7 @@ impl Session {
             }
             _ => None,
         };
+        let plain = shared.settings.plain.unwrap_or(shared.pool.is_some());
         Session {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -425,6 +431,8 @@ impl Session {
                 uid: Mutex::new(None),
                 unwelcome: AtomicBool::new(unwelcome),
                 greeted: AtomicBool::new(false),
+                plain,
+                extended: AtomicBool::new(false),
                 welcome: Mutex::new(None),
                 resume,
                 admitted: OnceLock::new(),
@@ -580,6 +588,21 @@ impl Session {
             frame = layer.frame(self, id, frame);
         }
         frame
+    }
+
+    /// Whether the framework may send the peer a frame of the protocol extension of its
+    /// own accord (a ping, a bye): not in plain mode, or the peer has used the extension
+    /// itself, so it knows the frames.
+    pub(crate) fn may_extend(&self) -> bool {
+        !self.inner.plain || self.inner.extended.load(Ordering::Relaxed)
+    }
+
+    /// Notes a frame of the extension from the peer (see [`may_extend`](Self::may_extend)).
+    #[inline]
+    pub(crate) fn peer_extends(&self) {
+        if !self.inner.extended.load(Ordering::Relaxed) {
+            self.inner.extended.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Queues a frame of the connection itself (heartbeat, handshake, acknowledgement):

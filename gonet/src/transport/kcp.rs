@@ -236,8 +236,10 @@ pub(super) async fn dial(
     let (source, sink) =
         client::connect(socket, options.kcp, session.max_frame_len()).map_err(connect_err)?;
     // KCP has no handshake: a pong (which a reader ignores), sent first, makes the
-    // server's session start now rather than at the first message.
-    let _ = session.queue_frame(wire::encode_control(wire::ID_PONG));
+    // server's session start now rather than at the first message. Not to a plain peer.
+    if session.may_extend() {
+        let _ = session.queue_frame(wire::encode_control(wire::ID_PONG));
+    }
     driver::spawn(session.clone(), source, sink, None);
     Ok(session)
 }
@@ -261,11 +263,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for KcpSink<W> {
         self.stream.write().await
     }
 
-    async fn shutdown(&mut self, reason: Option<&CloseReason>) {
-        if !matches!(
-            reason,
-            Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
-        ) {
+    async fn shutdown(&mut self, _: Option<&CloseReason>, bye: bool) {
+        if bye {
             let writer = self.stream.writer_mut();
             let _ = writer.write_all(&wire::encode_control(wire::ID_BYE)).await;
             let _ = writer.flush().await;

@@ -55,8 +55,8 @@ use crate::wire::Message;
 use crate::wire::frame::{Packet, split_message};
 use crate::wire::{self, Wrap};
 
-/// The ALPN protocol id of gonet over QUIC.
-const ALPN: &[u8] = b"gonet";
+/// The ALPN protocol id of gonet over QUIC, unless `Builder::quic_alpn` sets others.
+pub(crate) const ALPN: &[u8] = b"gonet";
 /// How long a closing session waits for its peer to read what it sent.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long a server waits for a refused client to read its refusal.
@@ -72,6 +72,19 @@ pub(crate) struct QuicSettings {
     /// Bytes a peer may have sent on a connection, over all its streams, that the
     /// session has not read yet.
     pub(crate) receive_window: u32,
+    /// The ALPN protocol ids offered (a client) or accepted (a server); empty: [`ALPN`].
+    pub(crate) alpn: Vec<Vec<u8>>,
+}
+
+impl QuicSettings {
+    /// The ALPN protocol ids in force.
+    fn alpn(&self) -> Vec<&[u8]> {
+        if self.alpn.is_empty() {
+            vec![ALPN]
+        } else {
+            self.alpn.iter().map(Vec::as_slice).collect()
+        }
+    }
 }
 
 /// The default of `Builder::quic_max_channels`.
@@ -89,6 +102,7 @@ impl Default for QuicSettings {
         Self {
             max_channels: DEFAULT_MAX_CHANNELS,
             receive_window: DEFAULT_RECEIVE_WINDOW,
+            alpn: Vec::new(),
         }
     }
 }
@@ -184,7 +198,9 @@ pub(super) async fn listen(
     };
     let identity = crate::transport::tls::server_identity(options.server_tls.as_ref(), url.host())
         .map_err(tls_err)?;
-    let tls = identity.config(&[ALPN], true).map_err(tls_err)?;
+    let tls = identity
+        .config(&options.quic.alpn(), true)
+        .map_err(tls_err)?;
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -331,8 +347,9 @@ pub(super) async fn dial(
         .map_err(tls_err)?;
     // Checked here so that a bad name is a TLS error, not a handshake failure.
     tls.name_for(url.host()).map_err(tls_err)?;
-    let crypto = QuicClientConfig::try_from(tls.config(&[ALPN], true).map_err(tls_err)?)
-        .map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
+    let crypto =
+        QuicClientConfig::try_from(tls.config(&options.quic.alpn(), true).map_err(tls_err)?)
+            .map_err(|e| tls_err(TlsError::Config(e.to_string())))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(
         transport_config(&shared.settings, &options.quic).map_err(tls_err)?,
@@ -356,10 +373,13 @@ pub(super) async fn dial(
         .await
         .map_err(|e| handshake_err(e.to_string()))?;
     // A stream is invisible to the peer until something is written on it: a pong
-    // (which a reader ignores) makes the server's session start now.
-    send.write_all(&wire::encode_control(wire::ID_PONG))
-        .await
-        .map_err(|e| handshake_err(e.to_string()))?;
+    // (which a reader ignores) makes the server's session start now. A plain client
+    // sends nothing of the extension: its stream starts with its first message.
+    if shared.settings.plain != Some(true) {
+        send.write_all(&wire::encode_control(wire::ID_PONG))
+            .await
+            .map_err(|e| handshake_err(e.to_string()))?;
+    }
     let local = endpoint.local_addr().map_err(connect_err)?;
     let session = Session::new(shared, target, local, Transport::Quic);
     start(session.clone(), conn, Some(endpoint), send, recv, None);
@@ -466,7 +486,7 @@ impl FrameSink for QuicSink {
         self.stream.write().await
     }
 
-    async fn shutdown(&mut self, reason: Option<&CloseReason>) {
+    async fn shutdown(&mut self, reason: Option<&CloseReason>, _: bool) {
         let send = self.stream.writer_mut();
         if send.finish().is_ok() {
             // Closing the connection discards what the peer has not read: wait until it

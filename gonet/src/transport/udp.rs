@@ -367,12 +367,8 @@ impl FrameSink for UdpSink {
         result
     }
 
-    async fn shutdown(&mut self, reason: Option<&CloseReason>) {
-        // The peer closed or vanished: nobody to tell.
-        if matches!(
-            reason,
-            Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
-        ) {
+    async fn shutdown(&mut self, _: Option<&CloseReason>, bye: bool) {
+        if !bye {
             return;
         }
         let bye = wire::encode_control(wire::ID_BYE);

@@ -850,7 +850,7 @@ where
         }
     }
 
-    async fn shutdown(&mut self, reason: Option<&CloseReason>) {
+    async fn shutdown(&mut self, reason: Option<&CloseReason>, _: bool) {
         let frame = close_frame(reason);
         // Fails when the peer's close frame came first: tungstenite has answered it.
         let _ = self.sink.send(Message::Close(Some(frame))).await;

@@ -12,6 +12,7 @@ use gonet::{Builder, CloseReason, Codec, Router, Server, Session, Status};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+mod plain;
 mod proxy;
 
 /// How long any one test may wait for all its events.

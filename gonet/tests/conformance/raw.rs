@@ -205,15 +205,24 @@ async fn kcp(server: &Server) -> Garbage {
     let mut stream = tokio_kcp::KcpStream::connect(&config, server.local_addr())
         .await
         .expect("connect");
+    // A ping first: a peer that has used the extension is told bye (a plain one is not).
+    let ping = gonet::frame::encode_frame(0xFFFF_FF10, &[]).expect("fits");
+    stream.write_all(&ping).await.expect("write");
     stream.write_all(&SHORT_LENGTH).await.expect("write");
     stream.flush().await.expect("flush");
     Garbage {
         error_contains: "frame length 2 is below the minimum",
         closes: true,
         after: Some(Box::pin(async move {
-            // The server says bye, then goes quiet.
+            // The server answers the ping, says bye, then goes quiet.
+            let bye = gonet::frame::encode_frame(0xFFFF_FF12, &[]).expect("fits");
+            let mut seen = Vec::new();
             let mut buf = [0u8; 64];
-            let _ = stream.read(&mut buf).await;
+            while !seen.ends_with(&bye) {
+                let n = stream.read(&mut buf).await.expect("read");
+                assert!(n > 0, "the stream ended before the bye");
+                seen.extend_from_slice(&buf[..n]);
+            }
         })),
     }
 }

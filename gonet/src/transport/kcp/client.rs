@@ -289,7 +289,7 @@ impl FrameSink for ClientSink {
         self.send(&self.buf).await
     }
 
-    async fn shutdown(&mut self, reason: Option<&CloseReason>) {
+    async fn shutdown(&mut self, reason: Option<&CloseReason>, bye: bool) {
         if matches!(
             reason,
             Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
@@ -297,7 +297,9 @@ impl FrameSink for ClientSink {
             return;
         }
         let _ = tokio::time::timeout(LINGER, async {
-            self.send(&wire::encode_control(wire::ID_BYE)).await?;
+            if bye {
+                self.send(&wire::encode_control(wire::ID_BYE)).await?;
+            }
             // Wait until everything, the bye included, is acknowledged.
             while self.engine.lock().wait_snd() > 0 {
                 self.engine.writable.notified().await;
