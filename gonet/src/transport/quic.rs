@@ -55,6 +55,19 @@ use crate::wire::Message;
 use crate::wire::frame::{Packet, split_message};
 use crate::wire::{self, Wrap};
 
+/// Why a QUIC connection could not be made, with a hint where TLS found no ALPN
+/// protocol id in common (TLS alert 120, `no_application_protocol`).
+fn connect_failure(e: &quinn::ConnectionError) -> String {
+    let text = e.to_string();
+    if text.contains("error 120") {
+        format!(
+            "{text} (no ALPN protocol id in common: the server accepts others; see `quic_alpn`)"
+        )
+    } else {
+        text
+    }
+}
+
 /// The ALPN protocol id of gonet over QUIC, unless `Builder::quic_alpn` sets others.
 pub(crate) const ALPN: &[u8] = b"gonet";
 /// How long a closing session waits for its peer to read what it sent.
@@ -367,7 +380,7 @@ pub(super) async fn dial(
         .connect(target, &name)
         .map_err(|e| handshake_err(e.to_string()))?
         .await
-        .map_err(|e| handshake_err(e.to_string()))?;
+        .map_err(|e| handshake_err(connect_failure(&e)))?;
     let (mut send, recv) = conn
         .open_bi()
         .await

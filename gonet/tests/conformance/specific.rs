@@ -336,6 +336,34 @@ mod tls {
 mod quic {
     use super::*;
 
+    /// The ALPN is a setting: both ends with Go gonet's id connect; a client offering
+    /// only the default is refused by TLS, with an error that says so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_alpn_is_a_setting() {
+        let (builder, closes, errors) = server_builder();
+        let builder = builder.quic_alpn(["quic-echo-example"]);
+        let fx = serve_with("quic://127.0.0.1:0", builder, closes, errors).await;
+        let client = client_builder(&fx.server)
+            .quic_alpn(["quic-echo-example"])
+            .dial(&fx.server.url())
+            .await
+            .expect("dial with the server's ALPN");
+        let reply: Echo = within("echo", client.call(&Echo { text: "go".into() }))
+            .await
+            .expect("call");
+        assert_eq!(reply.text, "go");
+        let refused = client_builder(&fx.server)
+            .dial(&fx.server.url())
+            .await
+            .expect_err("no ALPN in common");
+        let text = refused.to_string();
+        assert!(
+            text.to_lowercase().contains("alpn") || text.contains("no_application_protocol"),
+            "{text}"
+        );
+        fx.server.shutdown().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_channel_never_waits_behind_the_main_stream() {
         let gate = Arc::new(Semaphore::new(0));
