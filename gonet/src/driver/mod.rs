@@ -577,25 +577,28 @@ async fn inbound<S: PacketSource>(
             if let Some(limiter) = &mut work.limiter {
                 limiter.refill();
             }
+            work.since_timed = 0;
             std::future::poll_fn(|cx| {
                 wire::with_reply_block(session.id(), block, || {
-                    // Queued messages go first; a newly arrived one queues behind them.
-                    let _ = work.progress(cx);
-                    if let Some(packet) = arrived.take() {
-                        took = true;
-                        reading &= work.accept(packet.id, Body::new(&packet.body), cx);
-                    }
-                    if reading && work.has_room() {
-                        let ended = source.drain(session, &mut |id, body| {
+                    crate::telemetry::batch(|| {
+                        // Queued messages go first; a newly arrived one queues behind them.
+                        let _ = work.progress(cx);
+                        if let Some(packet) = arrived.take() {
                             took = true;
-                            reading = work.accept(id, body, cx);
-                            reading && work.has_room()
-                        });
-                        if let Some(end) = ended {
-                            reading = false;
-                            work.end(end, lane);
+                            reading &= work.accept(packet.id, Body::new(&packet.body), cx);
                         }
-                    }
+                        if reading && work.has_room() {
+                            let ended = source.drain(session, &mut |id, body| {
+                                took = true;
+                                reading = work.accept(id, body, cx);
+                                reading && work.has_room()
+                            });
+                            if let Some(end) = ended {
+                                reading = false;
+                                work.end(end, lane);
+                            }
+                        }
+                    })
                 });
                 Poll::Ready(())
             })
@@ -793,6 +796,8 @@ struct Work<'s> {
     limiter: Option<Limiter>,
     /// Bytes read since the last flush, while metrics are on.
     bytes_in: u64,
+    /// Messages started in this batch since one was timed (metrics on).
+    since_timed: u32,
     /// The metadata of the next message, just read.
     meta: Option<Arc<Metadata>>,
 }
@@ -841,6 +846,7 @@ impl<'s> Work<'s> {
                 .filter(|_| session.pool().is_some())
                 .map(Limiter::new),
             bytes_in: 0,
+            since_timed: 0,
             meta: None,
         }
     }
@@ -1010,6 +1016,15 @@ impl<'s> Work<'s> {
     /// are fewer than its inbound queue.
     fn has_room(&self) -> bool {
         self.is_idle() || self.session.inner.inbound.waiting.load(Ordering::Relaxed) < self.capacity
+    }
+
+    /// Whether to time the handler of the message starting now (while metrics are on):
+    /// the first of a batch, and one in [`TIME_ONE_IN`](crate::telemetry::TIME_ONE_IN)
+    /// after it.
+    fn time_next(&mut self) -> bool {
+        let n = self.since_timed;
+        self.since_timed = (n + 1) % crate::telemetry::TIME_ONE_IN;
+        n == 0
     }
 
     /// Queues a message behind the running handler.
@@ -1252,17 +1267,17 @@ impl<'s> Work<'s> {
         }
         let to = ReplyTo { call, ..self.to };
         let router = &session.inner.shared.router;
+        let timed = (crate::telemetry::on() && self.time_next()).then(std::time::Instant::now);
         let slot = &mut self.slot;
         // Anything but a reply already encoded goes through here, so that the common
         // case returns a single word from the unwind guard.
         let mut other = None;
-        let timed = crate::telemetry::on().then(std::time::Instant::now);
         let mut routed = crate::service::router::UNROUTED;
         // One unwind guard for decoding, starting and the first poll.
         let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
             Metadata::enter(&meta, || {
                 let (name, started) = router.start(session.clone(), id, body, to, slot)?;
-                if timed.is_some() && started.is_ok() {
+                if started.is_ok() && crate::telemetry::on() {
                     routed = name;
                     crate::telemetry::message_in(name);
                 }
