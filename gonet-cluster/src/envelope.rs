@@ -103,6 +103,10 @@ pub(crate) struct Bodies {
     pub(crate) codecs: Vec<String>,
     #[prost(bytes = "bytes", repeated, tag = "4")]
     pub(crate) bodies: Vec<bytes::Bytes>,
+    /// The metadata of the message being handled when this one was sent (its trace id
+    /// among them), for the receiving client's handler and the relaying node's logs.
+    #[prost(btree_map = "string, string", tag = "5")]
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 /// What a node is asked to do with one of its sessions (on `<prefix>.node.<node>`).

@@ -148,6 +148,32 @@ fn transport_of(scheme: &str) -> Transport {
     }
 }
 
+/// The metadata a message sent from another node came with, if any.
+fn metadata_of(bodies: &Bodies) -> Option<gonet::Metadata> {
+    (!bodies.metadata.is_empty()).then(|| {
+        let mut meta = gonet::Metadata::new();
+        for (k, v) in &bodies.metadata {
+            meta.insert(k.as_str(), v.as_str());
+        }
+        meta
+    })
+}
+
+/// The span of a push or call relayed to a client for another node: it carries the
+/// trace id of the message whose handler sent it, so one request can be followed
+/// across nodes in the logs.
+fn relay_span(
+    kind: &'static str,
+    bodies: &Bodies,
+    meta: Option<&gonet::Metadata>,
+) -> tracing::Span {
+    let span = tracing::debug_span!("relay", kind, id = bodies.id, name = %bodies.name, trace = tracing::field::Empty);
+    if let Some(trace) = meta.and_then(gonet::Metadata::trace_id) {
+        span.record("trace", trace);
+    }
+    span
+}
+
 /// The body of `bodies` in `codec`.
 pub(crate) fn body_for(bodies: &Bodies, codec: Codec) -> Option<&Bytes> {
     let name = codec.to_string();
@@ -819,10 +845,23 @@ impl Node {
                 session.id()
             )));
         };
-        match session
-            .call_raw(bodies.id, body, self.inner.request_timeout)
-            .await
-        {
+        let meta = metadata_of(bodies);
+        let span = relay_span("call", bodies, meta.as_ref());
+        let call = async {
+            match &meta {
+                Some(meta) => {
+                    session
+                        .call_raw_with(bodies.id, body, self.inner.request_timeout, meta)
+                        .await
+                }
+                None => {
+                    session
+                        .call_raw(bodies.id, body, self.inner.request_timeout)
+                        .await
+                }
+            }
+        };
+        match tracing::Instrument::instrument(call, span).await {
             Ok(reply) => ControlReply {
                 error: None,
                 id: reply.id,
@@ -843,9 +882,13 @@ impl Node {
                 bodies.name
             )));
         };
-        session
-            .send_raw(bodies.id, body)
-            .map_err(|e| Status::unavailable(e.to_string()))
+        let meta = metadata_of(bodies);
+        let _span = relay_span("push", bodies, meta.as_ref()).entered();
+        match &meta {
+            Some(meta) => session.send_raw_with(bodies.id, body, meta),
+            None => session.send_raw(bodies.id, body),
+        }
+        .map_err(|e| Status::unavailable(e.to_string()))
     }
 
     async fn groups_in(self, mut sub: Subscriber) {
@@ -903,6 +946,13 @@ impl Node {
             name: M::NAME.to_owned(),
             ..Bodies::default()
         };
+        // Sent while handling a message: what it came with goes on (its trace id).
+        if let Some(meta) = gonet::Metadata::current() {
+            bodies.metadata = meta
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        }
         for codec in &self.inner.codecs {
             let mut buf = BytesMut::new();
             msg.encode_body(*codec, &mut buf)

@@ -108,6 +108,12 @@ gonet::message!(Leave = 20, [prost, serde]);
 pub(crate) struct Boom {}
 gonet::message!(Boom = 21, [prost, serde]);
 
+/// The room node pushes `Pushed { n: 42, text: "shout" }` to the sender through
+/// `Node::push` (from node to gate), then replies `Poked`.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Shout {}
+gonet::message!(Shout = 23, [prost, serde]);
+
 /// Served by no node.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Nobody {}
@@ -207,6 +213,18 @@ pub(crate) fn rooms(node_id: &str, ctl: &RoomCtl) -> Router {
             session.bind(login.user.as_str());
             login
         })
+        .route(|session: Session, _: Shout| async move {
+            let node = Node::of(&session).expect("a relayed message's session knows its node");
+            let remote = Remote::of(&session).expect("a relayed message has a remote session");
+            let shout = Pushed {
+                n: 42,
+                text: "shout".into(),
+            };
+            node.push(&remote.addr, &shout)
+                .await
+                .expect("push through the gate");
+            Poked {}
+        })
         .route(move |_: Session, _: Slow| {
             let ctl = ctl.clone();
             async move {
@@ -276,7 +294,13 @@ pub(crate) async fn client(url: &str) -> Client {
         gonet::Codec::Protobuf
     };
     let router = Router::new()
-        .route(move |_: Session, p: Pushed| {
+        .route(move |_: Session, mut p: Pushed| {
+            // What came with a push: its trace id, if any.
+            if let Some(trace) =
+                gonet::Metadata::current().and_then(|m| m.trace_id().map(str::to_owned))
+            {
+                p.text = format!("{} trace={trace}", p.text);
+            }
             let _ = tx.send(p);
             async {}
         })

@@ -59,6 +59,24 @@ cluster_test! {
 }
 
 cluster_test! {
+    async fn a_trace_id_comes_back_with_what_the_handler_sends_through_other_nodes() {
+        let nats = NatsServer::start().await;
+        let gate = gate(&nats, "gate-1").await;
+        let _r1 = room(&nats, "room-1", &RoomCtl::default()).await;
+        sees(&gate.node, &["room-1"]).await;
+        let mut c = client(&gate.tcp.url()).await;
+        let meta = gonet::Metadata::new().with(gonet::TRACE_ID, "trace-7");
+        let _: Poked = within("shout", c.session.call_with(&Shout {}, &meta)).await.unwrap();
+        let pushed = within("the push", c.pushed.recv()).await.unwrap();
+        assert_eq!((pushed.n, pushed.text.as_str()), (42, "shout trace=trace-7"));
+        // Without metadata, none comes back.
+        let _: Poked = within("shout", c.session.call(&Shout {})).await.unwrap();
+        let pushed = within("the push", c.pushed.recv()).await.unwrap();
+        assert_eq!(pushed.text, "shout");
+    }
+}
+
+cluster_test! {
     async fn what_a_remote_handler_sends_arrives_before_its_reply() {
         let nats = NatsServer::start().await;
         let gate = gate(&nats, "gate-1").await;

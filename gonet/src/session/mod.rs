@@ -517,6 +517,21 @@ impl Session {
         self.send_frame(frame)
     }
 
+    /// [`send_raw`](Self::send_raw) with [`Metadata`](crate::Metadata) for the peer's
+    /// handler (a relay passes on what the message it relays came with).
+    pub fn send_raw_with(
+        &self,
+        id: u32,
+        body: &[u8],
+        meta: &crate::Metadata,
+    ) -> Result<(), SendError> {
+        if !crate::wire::is_user_id(id) {
+            return Err(SendError::ReservedId(id));
+        }
+        let frame = wire::encode_raw(id, body, self.max_frame_len())?;
+        self.send_frame(with_meta(meta, frame)?)
+    }
+
     /// Queues one complete frame, as it is: a frame encoded once and sent to many
     /// sessions, or relayed from another process. The frame must be a whole gonet frame
     /// (header and body) in this session's codec; it is not checked.
@@ -820,6 +835,28 @@ impl Session {
         body: &[u8],
         timeout: Duration,
     ) -> Result<crate::Packet, CallError> {
+        self.call_raw_meta(id, body, timeout, None).await
+    }
+
+    /// [`call_raw`](Self::call_raw) with [`Metadata`](crate::Metadata) for the peer's
+    /// handler (a relay passes on what the message it relays came with).
+    pub async fn call_raw_with(
+        &self,
+        id: u32,
+        body: &[u8],
+        timeout: Duration,
+        meta: &crate::Metadata,
+    ) -> Result<crate::Packet, CallError> {
+        self.call_raw_meta(id, body, timeout, Some(meta)).await
+    }
+
+    async fn call_raw_meta(
+        &self,
+        id: u32,
+        body: &[u8],
+        timeout: Duration,
+        meta: Option<&crate::Metadata>,
+    ) -> Result<crate::Packet, CallError> {
         const NAME: &str = "raw";
         let closed = || CallError::Closed {
             name: NAME,
@@ -834,8 +871,11 @@ impl Session {
             calls: &self.inner.calls,
             call,
         };
-        let frame = wire::encode_raw_request(id, call, body, self.max_frame_len())
+        let mut frame = wire::encode_raw_request(id, call, body, self.max_frame_len())
             .map_err(|err| send(err.into()))?;
+        if let Some(meta) = meta {
+            frame = with_meta(meta, frame).map_err(send)?;
+        }
         self.send_frame(frame).map_err(send)?;
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(CallError::Timeout {
