@@ -202,6 +202,71 @@ pub(crate) async fn pipelined(
     Ok(received)
 }
 
+/// A handshake of a client of a resumable server, with no payload (see PROTOCOL.md).
+const HELLO: [u8; 14] = [0x0c, 0, 0x20, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0];
+/// The acknowledgement's id: `received u64 LE` follows.
+const ACK: u32 = 0xFFFF_FF26;
+/// Ids from here on are the protocol extension's.
+const RESERVED: u32 = 0xFFFF_FF00;
+
+/// [`pipelined`] as a client of a server with session resume on: a handshake first,
+/// then the same load, counting the bytes of the replies and acknowledging them with
+/// each write, as a resuming client does (the server's welcome and acknowledgements are
+/// skipped). The wire-level client keeps the client's side of resume (its replay log)
+/// out of the figure: what is measured is the server's.
+pub(crate) async fn pipelined_resumable(
+    mut stream: TcpStream,
+    size: usize,
+    window: usize,
+    salt: u8,
+    until: Instant,
+) -> Result<u64> {
+    let template = Template::new(proto::ECHO, size, salt);
+    let mut out = Vec::with_capacity((size + 6) * window + 14);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let (mut sent, mut received, mut counted) = (0u64, 0u64, 0u64);
+    let mut stopped = false;
+    let mut to_send = window;
+    stream.write_all(&HELLO).await?;
+    loop {
+        if !stopped && Instant::now() >= until {
+            stopped = true;
+        }
+        if !stopped && to_send > 0 {
+            out.clear();
+            for _ in 0..to_send {
+                sent += 1;
+                template.put(&mut out, sent);
+            }
+            if counted > 0 {
+                out.extend_from_slice(&12u16.to_le_bytes());
+                out.extend_from_slice(&ACK.to_le_bytes());
+                out.extend_from_slice(&counted.to_le_bytes());
+            }
+            stream.write_all(&out).await?;
+        }
+        if received == sent {
+            break;
+        }
+        read_more(&mut stream, &mut buf).await?;
+        let mut replies = 0;
+        frames(&mut buf, |f| {
+            let id = u32::from_le_bytes([f[2], f[3], f[4], f[5]]);
+            if id >= RESERVED {
+                // The welcome, or an acknowledgement of what was sent.
+                return Ok(());
+            }
+            counted += f.len() as u64;
+            received += 1;
+            replies += 1;
+            template.check(f, proto::ECHO_REPLY, received)
+        })?;
+        to_send = replies;
+        ensure!(received <= sent, "more replies than requests");
+    }
+    Ok(received)
+}
+
 /// Connects and joins the fan-out group; returns once the server has confirmed.
 pub(crate) async fn join(addr: &str) -> Result<TcpStream> {
     let mut stream = connect(addr).await?;

@@ -558,8 +558,12 @@ async fn inbound<S: PacketSource>(
         Lane::Main => session.inner.resume.as_ref(),
         Lane::Extra => None,
     };
+    // Kept across waits: not a waiter registered and removed per wait.
+    let mut link_news = std::pin::pin!(resume.map(|r| r.wake.notified()));
     // When what came in must be acknowledged, if nothing more comes.
     let mut ack_due: Option<Instant> = None;
+    // Its timer, made on first use and reset after: not a timer registered per wait.
+    let mut ack_timer = std::pin::pin!(None::<tokio::time::Sleep>);
     // Reading is held up by a full inbound queue (counted once per stall).
     let mut stalled = false;
     work.lost = false;
@@ -627,7 +631,12 @@ async fn inbound<S: PacketSource>(
             block.release();
         }
         if work.ack_waiting && ack_due.is_none() {
-            ack_due = Some(Instant::now() + resume::ACK_DELAY);
+            let due = Instant::now() + resume::ACK_DELAY;
+            ack_due = Some(due);
+            match ack_timer.as_mut().as_pin_mut() {
+                Some(timer) => timer.reset(due),
+                None => ack_timer.set(Some(tokio::time::sleep_until(due))),
+            }
         }
         // Reading waits while the queue is full: the peer is not silent, it is not
         // being read. The queue may be full of another channel's messages: any part
@@ -659,12 +668,13 @@ async fn inbound<S: PacketSource>(
             () = std::future::poll_fn(|cx| {
                 wire::with_reply_block(session.id(), block, || work.poll_running(cx))
             }), if work.running.is_some() => {}
-            () = async { resume.expect("resumable").wake.notified().await }, if resume.is_some() => {
+            () = async { link_news.as_mut().as_pin_mut().expect("resumable").await }, if resume.is_some() => {
+                link_news.set(resume.map(|r| r.wake.notified()));
                 if session.inner.out.is_lost() {
                     return Ended::Lost;
                 }
             }
-            () = async { tokio::time::sleep_until(ack_due.expect("due")).await }, if ack_due.is_some() => {
+            () = async { ack_timer.as_mut().as_pin_mut().expect("set with its due time").await }, if ack_due.is_some() => {
                 ack_due = None;
                 work.ack_waiting = false;
                 session.inner.out.ack_now();
@@ -995,15 +1005,14 @@ impl<'s> Work<'s> {
         true
     }
 
-    /// Has what was received so far acknowledged with the next frames written; true when
-    /// there was something new to acknowledge.
-    fn acknowledge(&mut self) -> bool {
+    /// The count of received bytes to acknowledge with the next frames written, when
+    /// there is something new to acknowledge.
+    fn acknowledge(&mut self) -> Option<u64> {
         if self.counting && self.rx > self.acked {
             self.acked = self.rx;
-            self.session.inner.out.ack_later(self.rx);
-            return true;
+            return Some(self.rx);
         }
-        false
+        None
     }
 
     /// Whether nothing is running or waiting.
@@ -1064,19 +1073,24 @@ impl<'s> Work<'s> {
     /// Queues the replies of the batch and adds its counts to the session's counters.
     fn flush(&mut self, block: &mut ReplyBlock) {
         let session = self.session;
-        if let Some((replies, count)) = block.take() {
-            match session.queue_replies(replies, count) {
-                Ok(()) | Err(PushError::Closed | PushError::Disconnected) => {}
-                Err(PushError::Full { queued }) => session.queue_full(queued),
-            }
-        }
+        // What came in is acknowledged with the next batch the writer sends (these
+        // replies, if any); the inbound part's timer sends it alone if nothing else
+        // goes out.
+        let mut ack = None;
         if self.counting {
             if let Some(resume) = &session.inner.resume {
                 resume.received.store(self.rx, Ordering::Release);
             }
-            // The acknowledgement rides on the next batch the writer sends; the
-            // inbound part's timer sends it alone if nothing else goes out.
-            self.ack_waiting |= self.acknowledge();
+            ack = self.acknowledge();
+            self.ack_waiting |= ack.is_some();
+        }
+        if let Some((replies, count)) = block.take() {
+            match session.queue_replies(replies, count, ack) {
+                Ok(()) | Err(PushError::Closed | PushError::Disconnected) => {}
+                Err(PushError::Full { queued }) => session.queue_full(queued),
+            }
+        } else if let Some(received) = ack {
+            session.inner.out.ack_later(received);
         }
         if self.bytes_in > 0 {
             crate::telemetry::bytes_in(session.transport(), std::mem::take(&mut self.bytes_in));

@@ -582,7 +582,7 @@ impl Session {
         // Replies this thread has encoded for the session but not queued yet go first:
         // a handler's sends and replies leave in the order it made them.
         if let Some((replies, count)) = wire::take_lent(self.id()) {
-            self.queue_replies(replies, count)?;
+            self.queue_replies(replies, count, None)?;
         }
         let frame = match &self.inner.shared.hooks.outbound {
             None => frame,
@@ -679,8 +679,16 @@ impl Session {
     }
 
     /// Queues `count` replies encoded back to back in one buffer.
-    pub(crate) fn queue_replies(&self, replies: Bytes, count: u64) -> Result<(), PushError> {
+    pub(crate) fn queue_replies(
+        &self,
+        replies: Bytes,
+        count: u64,
+        ack: Option<u64>,
+    ) -> Result<(), PushError> {
         if let Some(layers) = &self.inner.shared.hooks.outbound {
+            if let Some(received) = ack {
+                self.inner.out.ack_later(received);
+            }
             // Each reply of the block passes the layers on its own.
             let mut rest = replies;
             while rest.len() >= wire::frame::HEADER_LEN {
@@ -692,7 +700,7 @@ impl Session {
             self.inner.counters.sent.fetch_add(count, Ordering::Relaxed);
             return Ok(());
         }
-        self.inner.out.push(replies)?;
+        self.inner.out.push_acking(replies, ack)?;
         self.inner.counters.sent.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }

@@ -133,9 +133,18 @@ impl OutQueue {
     }
 
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        self.push_acking(frame, None)
+    }
+
+    /// [`push`](Self::push), and acknowledges `ack` received bytes with the next batch
+    /// (see [`ack_later`](Self::ack_later)), under one lock.
+    pub(crate) fn push_acking(&self, frame: Bytes, ack: Option<u64>) -> Result<(), PushError> {
         let mut state = self.lock();
         if state.finished || state.aborted {
             return Err(PushError::Closed);
+        }
+        if ack.is_some() {
+            state.ack = ack;
         }
         if let Some(log) = &mut state.log {
             if log.bytes() + frame.len() > log.limit && log.bytes() > 0 {
