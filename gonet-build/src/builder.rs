@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use prost_build::Module;
 
 use crate::error::{BuildError, Problem, ProblemKind};
-use crate::frontend::{self, FieldShape};
+use crate::frontend::{self, FieldShape, FieldValue};
 use crate::generate::{self, GenConfig};
 
 /// A body codec whose glue the generated messages get.
@@ -255,6 +255,44 @@ impl Builder {
                 // XML has no notion of an enum: name the variant and its value
                 // explicitly so every codec reads back what it wrote.
                 prost.enum_attribute(oneof, "#[serde(tag = \"case\", content = \"value\")]");
+            }
+            for (path, names) in &parsed.names {
+                let path = path.trim_start_matches('.');
+                let with =
+                    |helper: &str| format!("#[serde(with = \"::gonet::codegen::{helper}\")]");
+                if names.oneof_member {
+                    // A variant keeps its case name; only its bytes need help.
+                    if names.value == (FieldValue::Zeroable { bytes: true }) {
+                        prost.field_attribute(path, with("base64_bytes"));
+                    }
+                    continue;
+                }
+                // The names of the `.proto` file, as Go's encoding/json writes them
+                // for protoc-gen-go structs; the lowerCamel JSON name is read too.
+                let mut rename = format!("#[serde(rename = {:?}", names.proto);
+                if names.json != names.proto {
+                    rename.push_str(&format!(", alias = {:?}", names.json));
+                }
+                rename.push_str(")]");
+                prost.field_attribute(path, rename);
+                match names.value {
+                    FieldValue::Zeroable { bytes } => {
+                        prost.field_attribute(
+                            path,
+                            "#[serde(skip_serializing_if = \"::gonet::codegen::is_zero\")]",
+                        );
+                        if bytes {
+                            prost.field_attribute(path, with("base64_bytes"));
+                        }
+                    }
+                    FieldValue::OptionalBytes => {
+                        prost.field_attribute(path, with("base64_option"));
+                    }
+                    FieldValue::RepeatedBytes => {
+                        prost.field_attribute(path, with("base64_list"));
+                    }
+                    FieldValue::Other => {}
+                }
             }
             for (path, shape) in &parsed.fields {
                 let skip = match shape {

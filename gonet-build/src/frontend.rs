@@ -34,6 +34,36 @@ pub(crate) enum FieldShape {
     Oneof,
 }
 
+/// How a field is named and written in the serde codecs (JSON, XML, binary).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FieldNames {
+    /// The name as written in the `.proto` file: what the serde codecs write.
+    pub(crate) proto: String,
+    /// The lowerCamel `json_name`: also accepted on input when it differs.
+    pub(crate) json: String,
+    /// How the value is held, when serde needs help with it.
+    pub(crate) value: FieldValue,
+    /// A member of a oneof: a variant of the oneof's enum, named by its case, not a
+    /// struct field.
+    pub(crate) oneof_member: bool,
+}
+
+/// The Rust form of a field's value, where the serde codecs treat it specially.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FieldValue {
+    /// A plain singular scalar, string, bytes or enum: left out when zero, as Go does.
+    Zeroable {
+        /// `bytes`: base64 text in JSON and XML.
+        bytes: bool,
+    },
+    /// `optional bytes`, a `google.protobuf.BytesValue` or a oneof's bytes member.
+    OptionalBytes,
+    /// `repeated bytes`.
+    RepeatedBytes,
+    /// Anything else.
+    Other,
+}
+
 /// What the front end hands to the generator.
 #[derive(Debug)]
 pub(crate) struct Parsed {
@@ -45,6 +75,8 @@ pub(crate) struct Parsed {
     pub(crate) fields: Vec<(String, FieldShape)>,
     /// Oneof paths (`.pkg.Msg.kind`).
     pub(crate) oneofs: Vec<String>,
+    /// Every field's names and value form, by path (`.pkg.Msg.field`).
+    pub(crate) names: Vec<(String, FieldNames)>,
     /// Every file read from disk, for `cargo:rerun-if-changed`.
     pub(crate) sources: Vec<PathBuf>,
 }
@@ -103,13 +135,14 @@ pub(crate) fn parse(
 
     let pool = compiler.descriptor_pool();
     let fds = compiler.file_descriptor_set();
-    let (schema, files, fields, oneofs) = model_from(&pool, fds);
+    let (schema, files, fields, oneofs, names) = model_from(&pool, fds);
     if problems.is_empty() {
         Ok(Parsed {
             schema,
             files,
             fields,
             oneofs,
+            names,
             sources,
         })
     } else {
@@ -128,6 +161,7 @@ type Model = (
     FileDescriptorSet,
     Vec<(String, FieldShape)>,
     Vec<String>,
+    Vec<(String, FieldNames)>,
 );
 
 fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
@@ -155,6 +189,7 @@ fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
     let mut schema = Schema::default();
     let mut fields = Vec::new();
     let mut oneofs = Vec::new();
+    let mut names = Vec::new();
     let mut files = Vec::new();
     for file in fds.file {
         if !wanted.contains(file.name()) {
@@ -174,8 +209,11 @@ fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
                 "",
                 vec![4, i as i32],
                 &mut schema,
-                &mut fields,
-                &mut oneofs,
+                &mut Collect {
+                    fields: &mut fields,
+                    oneofs: &mut oneofs,
+                    names: &mut names,
+                },
             );
         }
         for (s, svc) in file.service.iter().enumerate() {
@@ -207,7 +245,20 @@ fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
         }
         files.push(file);
     }
-    (schema, FileDescriptorSet { file: files }, fields, oneofs)
+    (
+        schema,
+        FileDescriptorSet { file: files },
+        fields,
+        oneofs,
+        names,
+    )
+}
+
+/// What the walk over messages collects.
+struct Collect<'a> {
+    fields: &'a mut Vec<(String, FieldShape)>,
+    oneofs: &'a mut Vec<String>,
+    names: &'a mut Vec<(String, FieldNames)>,
 }
 
 struct Walk<'a> {
@@ -223,8 +274,7 @@ fn walk_message(
     parent: &str,
     path: Vec<i32>,
     schema: &mut Schema,
-    fields: &mut Vec<(String, FieldShape)>,
-    oneofs: &mut Vec<String>,
+    out: &mut Collect<'_>,
 ) {
     if msg.options.as_ref().is_some_and(|o| o.map_entry()) {
         return;
@@ -278,8 +328,8 @@ fn walk_message(
                 && seen_oneofs.insert(oneof)
             {
                 let oneof_path = format!(".{full}.{}", decl.name());
-                oneofs.push(oneof_path.clone());
-                fields.push((oneof_path, FieldShape::Oneof));
+                out.oneofs.push(oneof_path.clone());
+                out.fields.push((oneof_path, FieldShape::Oneof));
             }
             None
         } else if field.r#type() == Type::Message
@@ -290,15 +340,63 @@ fn walk_message(
         } else {
             None
         };
+        let bytes = field.r#type() == Type::Bytes;
+        let value = match shape {
+            Some(FieldShape::Collection) if bytes => FieldValue::RepeatedBytes,
+            Some(FieldShape::Optional) if bytes => FieldValue::OptionalBytes,
+            // A oneof member's variant holds the value itself.
+            None if field.r#type() != Type::Message => FieldValue::Zeroable { bytes },
+            _ => FieldValue::Other,
+        };
+        // prost-build finds a oneof member below its oneof.
+        let names_path = match field
+            .oneof_index
+            .and_then(|i| msg.oneof_decl.get(i as usize))
+        {
+            Some(decl) if !field.proto3_optional() => {
+                format!(".{full}.{}.{}", decl.name(), field.name())
+            }
+            _ => field_path.clone(),
+        };
+        out.names.push((
+            names_path,
+            FieldNames {
+                proto: field.name().to_owned(),
+                json: field
+                    .json_name
+                    .clone()
+                    .unwrap_or_else(|| json_name(field.name())),
+                value,
+                oneof_member: field.oneof_index.is_some() && !field.proto3_optional(),
+            },
+        ));
         if let Some(shape) = shape {
-            fields.push((field_path, shape));
+            out.fields.push((field_path, shape));
         }
     }
     for (j, nested) in msg.nested_type.iter().enumerate() {
         let mut npath = path.clone();
         npath.extend([3, j as i32]);
-        walk_message(walk, nested, &name, npath, schema, fields, oneofs);
+        walk_message(walk, nested, &name, npath, schema, out);
     }
+}
+
+/// The lowerCamel JSON name protoc gives a field: underscores dropped, the letter after
+/// each one upper-cased.
+fn json_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Source lines and comments by descriptor path.

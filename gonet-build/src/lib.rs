@@ -36,11 +36,18 @@
 //! # Message forms per codec
 //!
 //! - protobuf: prost's encoding, byte-compatible with every protobuf implementation.
-//! - JSON and XML: serde's field names as in the `.proto` file. Enums are their numbers
-//!   (this is not the canonical proto3 JSON mapping); absent optional fields and empty
-//!   repeated fields and maps are left out and read back as absent or empty; a oneof is
+//! - JSON (`Codec::Json`) and XML: what Go's `encoding/json` writes for a protoc-gen-go
+//!   struct, so a Go gonet peer reads and writes the same bodies. Keys are the field
+//!   names exactly as written in the `.proto` file (`user_name`, `userId`); on input the
+//!   lowerCamel `json_name` (`userName`) is read too. Zero values (`0`, `false`, `""`,
+//!   empty bytes), absent optional fields and empty repeated fields and maps are left
+//!   out and read back as zero, absent or empty; a zero written out reads as well.
+//!   `bytes` are base64 text (standard alphabet, padded; URL-safe and unpadded text and
+//!   a list of numbers read too). Enums and 64-bit integers are numbers. A oneof is
 //!   `{"case": "Word", "value": ..}` (XML `<choice><case>Word</case><value>..</value>`);
-//!   an XML map is a list of `<key>`/`<value>` entries, so any key type works.
+//!   an XML map is a list of `<key>`/`<value>` entries, so any key type works. A JSON key
+//!   that matches no field is skipped, as Go skips it, and reported: a debug-level log
+//!   line naming its path and the `gonet_codec_ignored_keys_total` counter.
 //! - binary: MessagePack with field names (the runtime's binary codec).
 //!
 //! A value a codec cannot carry fails to encode with an error naming the message rather

@@ -5,7 +5,8 @@
 //! protobuf on one port and JSON on another with the same handlers.
 //!
 //! The bottom of the message path: this folder turns a message's fields into body bytes
-//! and back, and uses no other part of the crate. Frames, sessions and transports never
+//! and back, and uses no other part of the crate but telemetry (JSON keys that match no
+//! field are counted). Frames, sessions and transports never
 //! look inside a body; they carry it.
 
 use std::fmt;
@@ -14,8 +15,9 @@ use std::str::FromStr;
 #[cfg(feature = "binary")]
 pub(crate) mod binary;
 mod body;
-#[cfg(any(feature = "xml", feature = "binary"))]
+#[cfg(any(feature = "xml", feature = "binary", feature = "json"))]
 mod depth;
+pub(crate) mod fields;
 #[cfg(feature = "json")]
 pub(crate) mod json;
 #[cfg(feature = "protobuf")]

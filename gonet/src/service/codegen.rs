@@ -9,6 +9,7 @@ pub use std::future::Future;
 pub use std::sync::Arc;
 pub use std::time::Duration;
 
+pub use crate::codec::fields::{IsZero, base64_bytes, base64_list, base64_option, is_zero};
 pub use crate::codec::{Codec, CodecError};
 pub use crate::service::router::{Router, Service};
 
@@ -32,11 +33,9 @@ use crate::codec::Body;
 #[allow(unused_imports, reason = "each codec arm uses some of these")]
 use crate::codec::{CodecErrorKind, CodecOp};
 
-thread_local! {
-    /// Whether maps are written as lists of `key`/`value` entries (XML: map keys such as
-    /// `1` or `a b` are not element names).
-    static MAP_ENTRIES: Cell<bool> = const { Cell::new(false) };
-}
+/// Whether maps are written as lists of `key`/`value` entries (XML: map keys such as
+/// `1` or `a b` are not element names). Set while the XML codec runs.
+use crate::codec::fields::XML_FORM as MAP_ENTRIES;
 
 /// Runs `f` with `flag` set to `value`, restoring it afterwards (also on panic).
 #[allow(dead_code, reason = "used by some codecs only")]
