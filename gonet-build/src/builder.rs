@@ -157,8 +157,25 @@ impl Builder {
             return Err(BuildError::new(problems));
         }
         let out_dir = self.target_dir()?;
-        let files = self.render(&parsed, &config)?;
-        write_all(&out_dir, files, &self.include_file, self.out_dir.is_none())
+        let descriptors = if self.out_dir.is_none() {
+            quote::quote!(include_bytes!(
+                concat!(env!("OUT_DIR"), "/", #DESCRIPTORS_FILE)
+            ))
+        } else {
+            let path = out_dir.join(DESCRIPTORS_FILE);
+            let path = std::path::absolute(&path).unwrap_or(path);
+            let path = path.display().to_string();
+            quote::quote!(include_bytes!(#path))
+        };
+        let files = self.render(&parsed, &config, &descriptors)?;
+        write_all(&out_dir, files, &self.include_file, self.out_dir.is_none())?;
+        let path = out_dir.join(DESCRIPTORS_FILE);
+        let bytes = parsed.descriptor_bytes();
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        std::fs::write(&path, bytes)
+            .map_err(|e| output_problem(format!("cannot write {}: {e}", path.display())))
     }
 
     fn gen_config(&self) -> Result<GenConfig, BuildError> {
@@ -237,6 +254,7 @@ impl Builder {
         &self,
         parsed: &frontend::Parsed,
         config: &GenConfig,
+        descriptors: &proc_macro2::TokenStream,
     ) -> Result<BTreeMap<Vec<String>, String>, BuildError> {
         let mut prost = prost_build::Config::new();
         prost
@@ -333,7 +351,10 @@ impl Builder {
             .into_iter()
             .map(|(m, code)| (m.parts().map(str::to_owned).collect(), code))
             .collect();
-        for (package, tokens) in generate::generate(&parsed.schema, config) {
+        for (package, mut tokens) in generate::generate(&parsed.schema, config) {
+            if config.protobuf && config.serde {
+                tokens.extend(generate::descriptors_static(descriptors));
+            }
             let parts = generate::module_parts(&package);
             by_parts
                 .entry(parts)
@@ -357,6 +378,9 @@ impl Builder {
         Ok(out)
     }
 }
+
+/// The encoded `FileDescriptorSet` of a run, beside the generated files.
+const DESCRIPTORS_FILE: &str = "gonet_descriptors.bin";
 
 fn output_problem(message: String) -> BuildError {
     BuildError::new(vec![Problem {

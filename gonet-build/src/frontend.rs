@@ -79,6 +79,16 @@ pub(crate) struct Parsed {
     pub(crate) names: Vec<(String, FieldNames)>,
     /// Every file read from disk, for `cargo:rerun-if-changed`.
     pub(crate) sources: Vec<PathBuf>,
+    /// Every file of the run with what it imports, without source information: what
+    /// the `protojson` codec reads the schema from.
+    pub(crate) all_files: FileDescriptorSet,
+}
+
+impl Parsed {
+    /// [`all_files`](Self::all_files), encoded.
+    pub(crate) fn descriptor_bytes(&self) -> Vec<u8> {
+        prost::Message::encode_to_vec(&self.all_files)
+    }
 }
 
 /// Serves `gonet/options.proto` from memory.
@@ -135,6 +145,10 @@ pub(crate) fn parse(
 
     let pool = compiler.descriptor_pool();
     let fds = compiler.file_descriptor_set();
+    let mut all_files = fds.clone();
+    for file in &mut all_files.file {
+        file.source_code_info = None;
+    }
     let (schema, files, fields, oneofs, names) = model_from(&pool, fds);
     if problems.is_empty() {
         Ok(Parsed {
@@ -144,6 +158,7 @@ pub(crate) fn parse(
             oneofs,
             names,
             sources,
+            all_files,
         })
     } else {
         // The files that did compile are still checked, so one run reports everything.

@@ -125,6 +125,12 @@ fn moves() -> Vec<Move> {
     ]
 }
 
+/// The codecs hand-written types can use: every one but `protojson`, which needs the
+/// descriptors of generated types (tested in tests/codegen).
+fn serde_and_prost_codecs() -> impl Iterator<Item = &'static Codec> {
+    Codec::ALL.iter().filter(|c| c.name() != "protojson")
+}
+
 fn round_trip<M: Message + PartialEq + std::fmt::Debug>(msg: &M, codec: Codec) -> M {
     let mut buf = bytes::BytesMut::new();
     msg.encode_body(codec, &mut buf)
@@ -134,7 +140,7 @@ fn round_trip<M: Message + PartialEq + std::fmt::Debug>(msg: &M, codec: Codec) -
 
 #[test]
 fn every_codec_round_trips_every_shape() {
-    for &codec in Codec::ALL {
+    for &codec in serde_and_prost_codecs() {
         for p in profiles() {
             assert_eq!(round_trip(&p, codec), p, "{codec}");
         }
@@ -200,7 +206,7 @@ async fn codec_is_chosen_per_listener_and_client() {
         .route(|_: Session, p: Profile| async move { p })
         .route(|_: Session, m: Move| async move { m });
     let mut servers = Vec::new();
-    for &codec in Codec::ALL {
+    for &codec in serde_and_prost_codecs() {
         let server = Builder::new()
             .codec(codec)
             .router(router.clone())

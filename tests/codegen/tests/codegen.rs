@@ -2,6 +2,7 @@
 
 mod cluster;
 mod json;
+mod protojson;
 
 use std::time::Duration;
 
@@ -227,11 +228,30 @@ fn round_trip<M: Message + PartialEq + std::fmt::Debug>(codec: Codec, msg: &M) -
         .unwrap_or_else(|e| panic!("{codec} decode of {text}: {e}"))
 }
 
+/// What `case` reads back as in `codec`: the proto3 JSON mapping has no form for a
+/// `Value` without a kind, and writes it as `null`, a `Value` holding `NullValue`.
+fn read_back(codec: Codec, mut case: Shapes) -> Shapes {
+    fn fill(value: &mut Value) {
+        match &mut value.kind {
+            None => value.kind = Some(value::Kind::NullValue(0)),
+            Some(value::Kind::ListValue(list)) => list.values.iter_mut().for_each(fill),
+            Some(value::Kind::StructValue(s)) => s.fields.values_mut().for_each(fill),
+            Some(_) => {}
+        }
+    }
+    if codec.name() == "protojson"
+        && let Some(doc) = &mut case.doc
+    {
+        doc.fields.values_mut().for_each(fill);
+    }
+    case
+}
+
 #[test]
 fn every_shape_round_trips_in_every_codec() {
     for codec in Codec::ALL.iter().copied() {
         for case in shape_cases() {
-            assert_eq!(round_trip(codec, &case), case, "{codec}");
+            assert_eq!(round_trip(codec, &case), read_back(codec, case), "{codec}");
         }
     }
 }
@@ -282,7 +302,7 @@ async fn generated_client_calls_generated_server_in_every_codec() {
         for case in shape_cases() {
             assert_eq!(
                 shapes.echo(case.clone()).await.expect("echo"),
-                case,
+                read_back(codec, case),
                 "{codec}"
             );
         }
