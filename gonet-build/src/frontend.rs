@@ -46,10 +46,15 @@ pub(crate) struct FieldNames {
     /// A member of a oneof: a variant of the oneof's enum, named by its case, not a
     /// struct field.
     pub(crate) oneof_member: bool,
+    /// How many modules deep the Rust item holding the field sits below the package's
+    /// module (a nested message's struct one, a oneof's enum one more).
+    pub(crate) depth: usize,
+    /// The number of parts of the package's module path.
+    pub(crate) package_depth: usize,
 }
 
 /// The Rust form of a field's value, where the serde codecs treat it specially.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum FieldValue {
     /// A plain singular scalar, string, bytes or enum: left out when zero, as Go does.
     Zeroable {
@@ -60,9 +65,46 @@ pub(crate) enum FieldValue {
     OptionalBytes,
     /// `repeated bytes`.
     RepeatedBytes,
+    /// A `google.protobuf.Empty` held as `Option<()>`: `{}` when present.
+    Empty,
+    /// A well-known message type, held as its `prost_types` struct: the serde codecs
+    /// write it through its serde-capable copy (named here, `Timestamp`) in `gonet_wkt`.
+    Wkt {
+        /// The type's name in `google.protobuf`.
+        name: String,
+        /// How the field holds it.
+        holder: WktHolder,
+    },
     /// Anything else.
     Other,
 }
+
+/// How a field holds a well-known message type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WktHolder {
+    /// `Option<T>`.
+    Option,
+    /// `Vec<T>`.
+    List,
+    /// A map's values.
+    Map,
+    /// A oneof member's variant: `T`.
+    One,
+}
+
+/// The well-known types prost-build maps to Rust primitives (wrappers) or `()` rather
+/// than to `prost_types` structs.
+const WRAPPERS: &[&str] = &[
+    "BoolValue",
+    "BytesValue",
+    "DoubleValue",
+    "FloatValue",
+    "Int32Value",
+    "Int64Value",
+    "StringValue",
+    "UInt32Value",
+    "UInt64Value",
+];
 
 /// What the front end hands to the generator.
 #[derive(Debug)]
@@ -168,7 +210,12 @@ pub(crate) fn parse(
 }
 
 fn is_user_file(name: &str) -> bool {
-    !name.starts_with("google/protobuf/") && name != OPTIONS_FILE
+    !is_wkt_file(name) && name != OPTIONS_FILE
+}
+
+/// A file of the well-known types.
+pub(crate) fn is_wkt_file(name: &str) -> bool {
+    name.starts_with("google/protobuf/")
 }
 
 type Model = (
@@ -356,11 +403,47 @@ fn walk_message(
             None
         };
         let bytes = field.r#type() == Type::Bytes;
-        let value = match shape {
-            Some(FieldShape::Collection) if bytes => FieldValue::RepeatedBytes,
-            Some(FieldShape::Optional) if bytes => FieldValue::OptionalBytes,
+        let oneof_member = field.oneof_index.is_some() && !field.proto3_optional();
+        // The type a field (or a map field's value) holds, when it is well-known.
+        let value_type = if is_map {
+            msg.nested_type
+                .iter()
+                .find(|n| field.type_name() == format!(".{full}.{}", n.name()))
+                .and_then(|entry| entry.field.iter().find(|f| f.number() == 2))
+                .map(|v| v.type_name().to_owned())
+                .unwrap_or_default()
+        } else {
+            field.type_name().to_owned()
+        };
+        let wkt = value_type.strip_prefix(".google.protobuf.").filter(|name| {
+            !is_wkt_file(walk.file.name()) && !name.contains('.') && {
+                let kind = if is_map {
+                    Type::Message
+                } else {
+                    field.r#type()
+                };
+                kind == Type::Message
+            }
+        });
+        let value = match (wkt, shape) {
+            (Some("BytesValue"), Some(FieldShape::Collection)) => FieldValue::RepeatedBytes,
+            (Some("BytesValue"), Some(FieldShape::Optional)) => FieldValue::OptionalBytes,
+            (Some("BytesValue"), None) if oneof_member => FieldValue::Zeroable { bytes: true },
+            (Some("Empty"), Some(FieldShape::Optional)) => FieldValue::Empty,
+            (Some(name), _) if WRAPPERS.contains(&name) || name == "Empty" => FieldValue::Other,
+            (Some(name), shape) => FieldValue::Wkt {
+                name: name.to_owned(),
+                holder: match shape {
+                    Some(FieldShape::Collection) => WktHolder::List,
+                    Some(FieldShape::Map) => WktHolder::Map,
+                    None if oneof_member => WktHolder::One,
+                    _ => WktHolder::Option,
+                },
+            },
+            (None, Some(FieldShape::Collection)) if bytes => FieldValue::RepeatedBytes,
+            (None, Some(FieldShape::Optional)) if bytes => FieldValue::OptionalBytes,
             // A oneof member's variant holds the value itself.
-            None if field.r#type() != Type::Message => FieldValue::Zeroable { bytes },
+            (None, None) if field.r#type() != Type::Message => FieldValue::Zeroable { bytes },
             _ => FieldValue::Other,
         };
         // prost-build finds a oneof member below its oneof.
@@ -382,7 +465,9 @@ fn walk_message(
                     .clone()
                     .unwrap_or_else(|| json_name(field.name())),
                 value,
-                oneof_member: field.oneof_index.is_some() && !field.proto3_optional(),
+                oneof_member,
+                depth: name.matches('.').count() + usize::from(oneof_member),
+                package_depth: package.split('.').filter(|p| !p.is_empty()).count(),
             },
         ));
         if let Some(shape) = shape {

@@ -9,6 +9,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, general_purpose};
+use serde::Serialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 
@@ -16,6 +17,51 @@ thread_local! {
     /// Whether the XML codec is running: maps are written as entry lists, and a text
     /// value is read as text (an XML element reads as a map to `deserialize_any`).
     pub(crate) static XML_FORM: Cell<bool> = const { Cell::new(false) };
+}
+
+#[derive(serde::Serialize)]
+struct EntryRef<'a, K, V> {
+    key: &'a K,
+    value: &'a V,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry<K, V> {
+    key: K,
+    value: V,
+}
+
+/// `serialize_with` of generated map fields: a map for JSON and binary, a list of
+/// `key`/`value` entries for XML.
+pub fn serialize_map<'a, M, K, V, S>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
+where
+    M: Serialize,
+    &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+    K: Serialize + 'a,
+    V: Serialize + 'a,
+    S: serde::Serializer,
+{
+    if XML_FORM.with(Cell::get) {
+        serializer.collect_seq(map.into_iter().map(|(key, value)| EntryRef { key, value }))
+    } else {
+        map.serialize(serializer)
+    }
+}
+
+/// `deserialize_with` of generated map fields, the reverse of [`serialize_map`].
+pub fn deserialize_map<'de, M, K, V, D>(deserializer: D) -> Result<M, D::Error>
+where
+    M: serde::Deserialize<'de> + FromIterator<(K, V)>,
+    K: serde::Deserialize<'de>,
+    V: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    if XML_FORM.with(Cell::get) {
+        let entries: Vec<Entry<K, V>> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
+    } else {
+        M::deserialize(deserializer)
+    }
 }
 
 /// Values that proto3 does not write when they are zero.
@@ -240,6 +286,162 @@ struct OneOwned(Vec<u8>);
 impl<'de> serde::Deserialize<'de> for OneOwned {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserialize_one(deserializer).map(OneOwned)
+    }
+}
+
+/// A `google.protobuf.Empty` field, held as `Option<()>`: an empty map when present
+/// (`{}` in JSON, as every JSON mapping writes it), left out when absent.
+pub mod empty {
+    use super::*;
+    use serde::ser::SerializeMap;
+
+    /// Writes `{}`, or nothing.
+    pub fn serialize<S: Serializer>(value: &Option<()>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(()) => serializer.serialize_some(&EmptyMap),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads any map (its entries skipped) as present.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<()>, D::Error> {
+        Ok(Option::<serde::de::IgnoredAny>::deserialize(deserializer)?.map(|_| ()))
+    }
+
+    struct EmptyMap;
+
+    impl serde::Serialize for EmptyMap {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_map(Some(0))?.end()
+        }
+    }
+
+    use serde::Deserialize;
+}
+
+/// Fields that hold a well-known type of `prost_types`, which has no serde impls: each
+/// value is written and read as `M`, a copy of the type generated with serde derives
+/// (the same protobuf encoding, so a value passes between the two through it).
+#[cfg(feature = "protobuf")]
+pub mod wkt {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    fn convert<A: prost::Message, B: prost::Message + Default>(a: &A) -> Result<B, String> {
+        B::decode(a.encode_to_vec().as_slice()).map_err(|e| e.to_string())
+    }
+
+    fn to<M: prost::Message + Default, P: prost::Message, E: serde::ser::Error>(
+        p: &P,
+    ) -> Result<M, E> {
+        convert(p).map_err(E::custom)
+    }
+
+    fn from<P: prost::Message + Default, M: prost::Message, E: serde::de::Error>(
+        m: &M,
+    ) -> Result<P, E> {
+        convert(m).map_err(E::custom)
+    }
+
+    /// Writes an `Option<P>`.
+    pub fn option_ser<M, P, S>(value: &Option<P>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        M: prost::Message + Default + Serialize,
+        P: prost::Message,
+        S: Serializer,
+    {
+        match value {
+            Some(p) => serializer.serialize_some(&to::<M, P, S::Error>(p)?),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads an `Option<P>`.
+    pub fn option_de<'de, M, P, D>(deserializer: D) -> Result<Option<P>, D::Error>
+    where
+        M: prost::Message + Default + Deserialize<'de>,
+        P: prost::Message + Default,
+        D: Deserializer<'de>,
+    {
+        Option::<M>::deserialize(deserializer)?
+            .map(|m| from(&m))
+            .transpose()
+    }
+
+    /// Writes a oneof member's `P`.
+    pub fn one_ser<M, P, S>(value: &P, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        M: prost::Message + Default + Serialize,
+        P: prost::Message,
+        S: Serializer,
+    {
+        to::<M, P, S::Error>(value)?.serialize(serializer)
+    }
+
+    /// Reads a oneof member's `P`.
+    pub fn one_de<'de, M, P, D>(deserializer: D) -> Result<P, D::Error>
+    where
+        M: prost::Message + Default + Deserialize<'de>,
+        P: prost::Message + Default,
+        D: Deserializer<'de>,
+    {
+        from(&M::deserialize(deserializer)?)
+    }
+
+    /// Writes a `Vec<P>`.
+    pub fn list_ser<M, P, S>(value: &[P], serializer: S) -> Result<S::Ok, S::Error>
+    where
+        M: prost::Message + Default + Serialize,
+        P: prost::Message,
+        S: Serializer,
+    {
+        let list = value
+            .iter()
+            .map(to::<M, P, S::Error>)
+            .collect::<Result<Vec<M>, _>>()?;
+        serializer.collect_seq(&list)
+    }
+
+    /// Reads a `Vec<P>`.
+    pub fn list_de<'de, M, P, D>(deserializer: D) -> Result<Vec<P>, D::Error>
+    where
+        M: prost::Message + Default + Deserialize<'de>,
+        P: prost::Message + Default,
+        D: Deserializer<'de>,
+    {
+        Vec::<M>::deserialize(deserializer)?
+            .iter()
+            .map(from)
+            .collect()
+    }
+
+    /// Writes a map of `P` values (as entries in XML, like every map).
+    pub fn map_ser<M, K, P, S>(value: &HashMap<K, P>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        M: prost::Message + Default + Serialize,
+        K: Serialize + Eq + Hash + Clone,
+        P: prost::Message,
+        S: Serializer,
+    {
+        let map = value
+            .iter()
+            .map(|(k, p)| Ok((k.clone(), to::<M, P, S::Error>(p)?)))
+            .collect::<Result<HashMap<K, M>, S::Error>>()?;
+        super::serialize_map(&map, serializer)
+    }
+
+    /// Reads a map of `P` values.
+    pub fn map_de<'de, M, K, P, D>(deserializer: D) -> Result<HashMap<K, P>, D::Error>
+    where
+        M: prost::Message + Default + Deserialize<'de>,
+        K: Deserialize<'de> + Eq + Hash,
+        P: prost::Message + Default,
+        D: Deserializer<'de>,
+    {
+        let map: HashMap<K, M> = super::deserialize_map(deserializer)?;
+        map.into_iter().map(|(k, m)| Ok((k, from(&m)?))).collect()
     }
 }
 

@@ -9,9 +9,16 @@ pub use std::future::Future;
 pub use std::sync::Arc;
 pub use std::time::Duration;
 
-pub use crate::codec::fields::{IsZero, base64_bytes, base64_list, base64_option, is_zero};
+#[cfg(feature = "protobuf")]
+pub use crate::codec::fields::wkt;
+pub use crate::codec::fields::{
+    IsZero, base64_bytes, base64_list, base64_option, deserialize_map, empty, is_zero,
+    serialize_map,
+};
 pub use crate::codec::{Codec, CodecError};
 pub use crate::service::router::{Router, Service};
+#[cfg(feature = "protobuf")]
+pub use prost_types;
 
 /// Whether the runtime's metrics are on (see `Builder::metrics`): for the crates of the
 /// workspace that record their own (gonet-cluster).
@@ -52,51 +59,6 @@ fn with_flag<R>(
     }
     let _restore = Restore(flag, flag.with(|s| s.replace(value)));
     f()
-}
-
-#[derive(serde::Serialize)]
-struct EntryRef<'a, K, V> {
-    key: &'a K,
-    value: &'a V,
-}
-
-#[derive(serde::Deserialize)]
-struct Entry<K, V> {
-    key: K,
-    value: V,
-}
-
-/// `serialize_with` of generated map fields: a map for JSON and binary, a list of
-/// `key`/`value` entries for XML.
-pub fn serialize_map<'a, M, K, V, S>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
-where
-    M: Serialize,
-    &'a M: IntoIterator<Item = (&'a K, &'a V)>,
-    K: Serialize + 'a,
-    V: Serialize + 'a,
-    S: serde::Serializer,
-{
-    if MAP_ENTRIES.with(Cell::get) {
-        serializer.collect_seq(map.into_iter().map(|(key, value)| EntryRef { key, value }))
-    } else {
-        map.serialize(serializer)
-    }
-}
-
-/// `deserialize_with` of generated map fields, the reverse of [`serialize_map`].
-pub fn deserialize_map<'de, M, K, V, D>(deserializer: D) -> Result<M, D::Error>
-where
-    M: serde::Deserialize<'de> + FromIterator<(K, V)>,
-    K: serde::Deserialize<'de>,
-    V: serde::Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    if MAP_ENTRIES.with(Cell::get) {
-        let entries: Vec<Entry<K, V>> = serde::Deserialize::deserialize(deserializer)?;
-        Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
-    } else {
-        M::deserialize(deserializer)
-    }
 }
 
 /// Runs `f` with maps as entry lists (XML).

@@ -12,13 +12,13 @@ use gonet_codegen_tests::chat::{
     Fail, Note, PushService, PushServiceClient, PushServiceServer, Pushed, Say, SayAck, SayService,
     SayServiceClient, SayServiceServer,
 };
-use gonet_codegen_tests::google::protobuf::{
-    Any, Api, Duration as PbDuration, ListValue, Method, SourceContext, StringValue, Struct,
-    Timestamp, Value, value,
-};
 use gonet_codegen_tests::test::common::Point;
 use gonet_codegen_tests::test::shapes::{
     Color, ShapeService, ShapeServiceClient, ShapeServiceServer, Shapes, shapes,
+};
+use prost_types::{
+    Any, Api, Duration as PbDuration, ListValue, Method, SourceContext, Struct, Timestamp, Value,
+    value,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -138,7 +138,7 @@ fn full_shapes() -> Shapes {
             seconds: 3,
             nanos: 0,
         }),
-        wrapped: Some(StringValue { value: "w".into() }),
+        wrapped: Some("w".into()),
         colors: vec![Color::Red as i32, Color::Unspecified as i32],
         doc: Some(Struct {
             fields: [

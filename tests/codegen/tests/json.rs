@@ -153,3 +153,49 @@ fn a_misspelled_key_is_reported_not_dropped_unseen() {
     assert!(log.contains("key=\"inner.lable\""), "{log}");
     assert!(log.contains("name=\"interop.Rich\""), "{log}");
 }
+
+/// Well-known types are `prost_types`' own, with their conversions; the `json` codec
+/// writes them as Go's `encoding/json` writes the protoc-gen-go structs.
+#[test]
+fn well_known_types_are_prost_types_written_as_go_writes_them() {
+    use gonet_codegen_tests::test::shapes::{Known, Shapes};
+    use std::time::{Duration, SystemTime};
+
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_500);
+    let took = Duration::from_millis(2_250);
+    let shapes = Shapes {
+        at: Some(prost_types::Timestamp::from(at)),
+        took: Some(prost_types::Duration::try_from(took).expect("in range")),
+        wrapped: Some("w".into()),
+        ..Shapes::default()
+    };
+    let mut buf = BytesMut::new();
+    shapes.encode_body(Codec::Json, &mut buf).expect("encode");
+    assert_eq!(
+        std::str::from_utf8(&buf).unwrap(),
+        r#"{"at":{"seconds":1,"nanos":500000000},"took":{"seconds":2,"nanos":250000000},"wrapped":"w"}"#
+    );
+    let back = Shapes::decode_body(Codec::Json, Body::new(&buf.freeze())).expect("decode");
+    assert_eq!(
+        SystemTime::try_from(back.at.expect("at")).expect("time"),
+        at
+    );
+    assert_eq!(
+        Duration::try_from(back.took.expect("took")).expect("span"),
+        took
+    );
+
+    let known = Known {
+        empty: Some(()),
+        data: Some(vec![1]),
+        ..Known::default()
+    };
+    let mut buf = BytesMut::new();
+    known.encode_body(Codec::Json, &mut buf).expect("encode");
+    assert_eq!(
+        std::str::from_utf8(&buf).unwrap(),
+        r#"{"data":"AQ==","empty":{}}"#
+    );
+    let back = Known::decode_body(Codec::Json, Body::new(&buf.freeze())).expect("decode");
+    assert_eq!(back, known);
+}

@@ -11,14 +11,12 @@ use std::process::{Command, Stdio};
 
 use bytes::{Bytes, BytesMut};
 use gonet::{Body, Codec, Message};
-use gonet_codegen_tests::google::protobuf::{
-    Any, BoolValue, BytesValue, DoubleValue, Duration as PbDuration, Empty, FieldMask, FloatValue,
-    Int32Value, Int64Value, ListValue, NullValue, StringValue, Struct, Timestamp, UInt32Value,
-    UInt64Value, Value, value,
-};
 use gonet_codegen_tests::interop::Rich;
 use gonet_codegen_tests::test::common::Point;
 use gonet_codegen_tests::test::shapes::{GONET_DESCRIPTORS, Known, Shapes};
+use prost_types::{
+    Any, Duration as PbDuration, FieldMask, ListValue, NullValue, Struct, Timestamp, Value, value,
+};
 use serde_json::json;
 
 use super::{read_back, shape_cases};
@@ -155,19 +153,15 @@ fn known_cases() -> Vec<Known> {
             seconds: -1,
             nanos: -500_000_000,
         }),
-        flag: Some(BoolValue { value: false }),
-        int32: Some(Int32Value { value: i32::MIN }),
-        int64: Some(Int64Value { value: i64::MIN }),
-        uint32: Some(UInt32Value { value: u32::MAX }),
-        uint64: Some(UInt64Value { value: u64::MAX }),
-        float: Some(FloatValue { value: 0.5 }),
-        double: Some(DoubleValue { value: -2.25 }),
-        text: Some(StringValue {
-            value: String::new(),
-        }),
-        data: Some(BytesValue {
-            value: vec![0xfb, 0xff],
-        }),
+        flag: Some(false),
+        int32: Some(i32::MIN),
+        int64: Some(i64::MIN),
+        uint32: Some(u32::MAX),
+        uint64: Some(u64::MAX),
+        float: Some(0.5),
+        double: Some(-2.25),
+        text: Some(String::new()),
+        data: Some(vec![0xfb, 0xff]),
         doc: Some(Struct {
             fields: [
                 ("n".to_owned(), kind(value::Kind::NumberValue(1.5))),
@@ -195,7 +189,7 @@ fn known_cases() -> Vec<Known> {
             type_url: "type.googleapis.com/test.common.Point".into(),
             value: encode(Codec::Protobuf, &Point { x: -1, y: 2 }),
         }),
-        empty: Some(Empty {}),
+        empty: Some(()),
         nothing: NullValue::NullValue as i32,
         times: vec![
             Timestamp {
