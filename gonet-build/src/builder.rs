@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use prost_build::Module;
 
 use crate::error::{BuildError, Problem, ProblemKind};
-use crate::frontend::{self, FieldShape};
+use crate::frontend::{self, FieldShape, FieldValue, WktHolder};
 use crate::generate::{self, GenConfig};
 
 /// A body codec whose glue the generated messages get.
@@ -157,8 +157,30 @@ impl Builder {
             return Err(BuildError::new(problems));
         }
         let out_dir = self.target_dir()?;
-        let files = self.render(&parsed, &config)?;
-        write_all(&out_dir, files, &self.include_file, self.out_dir.is_none())
+        // Named after the include file, so two runs into one directory keep theirs.
+        let descriptors_file = format!(
+            "{}.descriptors.bin",
+            self.include_file.trim_end_matches(".rs")
+        );
+        let descriptors = if self.out_dir.is_none() {
+            quote::quote!(include_bytes!(
+                concat!(env!("OUT_DIR"), "/", #descriptors_file)
+            ))
+        } else {
+            let path = out_dir.join(&descriptors_file);
+            let path = std::path::absolute(&path).unwrap_or(path);
+            let path = path.display().to_string();
+            quote::quote!(include_bytes!(#path))
+        };
+        let files = self.render(&parsed, &config, &descriptors)?;
+        write_all(&out_dir, files, &self.include_file, self.out_dir.is_none())?;
+        let path = out_dir.join(&descriptors_file);
+        let bytes = parsed.descriptor_bytes();
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        std::fs::write(&path, bytes)
+            .map_err(|e| output_problem(format!("cannot write {}: {e}", path.display())))
     }
 
     fn gen_config(&self) -> Result<GenConfig, BuildError> {
@@ -237,65 +259,34 @@ impl Builder {
         &self,
         parsed: &frontend::Parsed,
         config: &GenConfig,
+        descriptors: &proc_macro2::TokenStream,
     ) -> Result<BTreeMap<Vec<String>, String>, BuildError> {
-        let mut prost = prost_build::Config::new();
-        prost
-            .prost_path("::gonet::codegen::prost")
-            .compile_well_known_types();
-        if config.serde {
-            prost.message_attribute(
-                ".",
-                "#[derive(::gonet::codegen::serde::Serialize, ::gonet::codegen::serde::Deserialize)]\n#[serde(crate = \"::gonet::codegen::serde\", default)]",
-            );
-            prost.enum_attribute(
-                ".",
-                "#[derive(::gonet::codegen::serde::Serialize, ::gonet::codegen::serde::Deserialize)]\n#[serde(crate = \"::gonet::codegen::serde\")]",
-            );
-            for oneof in &parsed.oneofs {
-                // XML has no notion of an enum: name the variant and its value
-                // explicitly so every codec reads back what it wrote.
-                prost.enum_attribute(oneof, "#[serde(tag = \"case\", content = \"value\")]");
-            }
-            for (path, shape) in &parsed.fields {
-                let skip = match shape {
-                    FieldShape::Optional | FieldShape::Oneof => "::gonet::codegen::skip_none",
-                    FieldShape::Collection | FieldShape::Map => "::gonet::codegen::skip_empty",
-                };
-                // prost-build also applies a path's attributes to every path below it,
-                // and the variants of a oneof sit below the oneof's field. Without the
-                // leading dot the path matches as a suffix only: the field itself.
-                let path = path.trim_start_matches('.');
-                prost.field_attribute(path, format!("#[serde(skip_serializing_if = \"{skip}\")]"));
-                if *shape == FieldShape::Map {
-                    prost.field_attribute(
-                        path,
-                        "#[serde(serialize_with = \"::gonet::codegen::serialize_map\", deserialize_with = \"::gonet::codegen::deserialize_map\")]",
-                    );
-                }
-            }
-        }
-        for (target, path, attribute) in &self.attributes {
-            match target {
-                AttributeTarget::Type => prost.type_attribute(path, attribute),
-                AttributeTarget::Message => prost.message_attribute(path, attribute),
-                AttributeTarget::Enum => prost.enum_attribute(path, attribute),
-                AttributeTarget::Field => prost.field_attribute(path, attribute),
-            };
-        }
-        let requests = parsed
+        // The user's files refer to the well-known types of `prost_types`, so they mix
+        // with any other prost code. The serde codecs write those through copies of
+        // them generated with serde derives into `gonet_wkt` (see `FieldValue::Wkt`).
+        // prost-build needs the well-known files to know the types it refers to; their
+        // structs, generated too, are dropped.
+        let wkt_files: Vec<_> = parsed
             .files
             .file
             .iter()
-            .map(|f| (Module::from_protobuf_package_name(f.package()), f.clone()))
+            .filter(|f| frontend::is_wkt_file(f.name()))
+            .cloned()
             .collect();
-        let modules = prost
-            .generate(requests)
-            .map_err(|e| output_problem(format!("prost-build failed: {e}")))?;
-        let mut by_parts: BTreeMap<Vec<String>, String> = modules
-            .into_iter()
-            .map(|(m, code)| (m.parts().map(str::to_owned).collect(), code))
-            .collect();
-        for (package, tokens) in generate::generate(&parsed.schema, config) {
+        let mut by_parts = self.run_prost(parsed, config, parsed.files.file.clone(), false)?;
+        by_parts.remove(&vec!["google".to_owned(), "protobuf".to_owned()]);
+        if config.serde && !wkt_files.is_empty() {
+            for (_, code) in self.run_prost(parsed, config, wkt_files, true)? {
+                by_parts
+                    .entry(vec![WKT_MODULE.to_owned()])
+                    .or_default()
+                    .push_str(&code);
+            }
+        }
+        for (package, mut tokens) in generate::generate(&parsed.schema, config) {
+            if config.protobuf && config.serde {
+                tokens.extend(generate::descriptors_static(descriptors));
+            }
             let parts = generate::module_parts(&package);
             by_parts
                 .entry(parts)
@@ -318,6 +309,157 @@ impl Builder {
         }
         Ok(out)
     }
+}
+
+impl Builder {
+    /// prost-build's structs for `files`, with the serde glue; `wkt`: the files are
+    /// the well-known types, generated as the serde-capable copies of `gonet_wkt`.
+    fn run_prost(
+        &self,
+        parsed: &frontend::Parsed,
+        config: &GenConfig,
+        files: Vec<prost_types::FileDescriptorProto>,
+        wkt: bool,
+    ) -> Result<BTreeMap<Vec<String>, String>, BuildError> {
+        let mut prost = prost_build::Config::new();
+        prost.prost_path("::gonet::codegen::prost");
+        if wkt {
+            prost.compile_well_known_types();
+        } else {
+            prost.prost_types_path("::gonet::codegen::prost_types");
+        }
+        if config.serde {
+            prost.message_attribute(
+                ".",
+                "#[derive(::gonet::codegen::serde::Serialize, ::gonet::codegen::serde::Deserialize)]\n#[serde(crate = \"::gonet::codegen::serde\", default)]",
+            );
+            prost.enum_attribute(
+                ".",
+                "#[derive(::gonet::codegen::serde::Serialize, ::gonet::codegen::serde::Deserialize)]\n#[serde(crate = \"::gonet::codegen::serde\")]",
+            );
+            for oneof in &parsed.oneofs {
+                // XML has no notion of an enum: name the variant and its value
+                // explicitly so every codec reads back what it wrote.
+                prost.enum_attribute(oneof, "#[serde(tag = \"case\", content = \"value\")]");
+            }
+            for (path, names) in &parsed.names {
+                let path = path.trim_start_matches('.');
+                let with =
+                    |helper: &str| format!("#[serde(with = \"::gonet::codegen::{helper}\")]");
+                let up = names.package_depth + names.depth;
+                if names.oneof_member {
+                    // A variant keeps its case name; only its value may need help.
+                    match &names.value {
+                        FieldValue::Zeroable { bytes: true } => {
+                            prost.field_attribute(path, with("base64_bytes"));
+                        }
+                        FieldValue::Wkt { name, holder } => {
+                            prost.field_attribute(path, wkt_attribute(name, *holder, up));
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                // The names of the `.proto` file, as Go's encoding/json writes them
+                // for protoc-gen-go structs; the lowerCamel JSON name is read too.
+                let mut rename = format!("#[serde(rename = {:?}", names.proto);
+                if names.json != names.proto {
+                    rename.push_str(&format!(", alias = {:?}", names.json));
+                }
+                rename.push_str(")]");
+                prost.field_attribute(path, rename);
+                match &names.value {
+                    FieldValue::Zeroable { bytes } => {
+                        prost.field_attribute(
+                            path,
+                            "#[serde(skip_serializing_if = \"::gonet::codegen::is_zero\")]",
+                        );
+                        if *bytes {
+                            prost.field_attribute(path, with("base64_bytes"));
+                        }
+                    }
+                    FieldValue::OptionalBytes => {
+                        prost.field_attribute(path, with("base64_option"));
+                    }
+                    FieldValue::RepeatedBytes => {
+                        prost.field_attribute(path, with("base64_list"));
+                    }
+                    FieldValue::Empty => {
+                        prost.field_attribute(path, with("empty"));
+                    }
+                    FieldValue::Wkt { name, holder } => {
+                        prost.field_attribute(path, wkt_attribute(name, *holder, up));
+                    }
+                    FieldValue::Other => {}
+                }
+            }
+            for (path, shape) in &parsed.fields {
+                let skip = match shape {
+                    FieldShape::Optional | FieldShape::Oneof => "::gonet::codegen::skip_none",
+                    FieldShape::Collection | FieldShape::Map => "::gonet::codegen::skip_empty",
+                };
+                // prost-build also applies a path's attributes to every path below it,
+                // and the variants of a oneof sit below the oneof's field. Without the
+                // leading dot the path matches as a suffix only: the field itself.
+                let path = path.trim_start_matches('.');
+                prost.field_attribute(path, format!("#[serde(skip_serializing_if = \"{skip}\")]"));
+                let wkt_map = parsed.names.iter().any(|(p, n)| {
+                    p.trim_start_matches('.') == path
+                        && matches!(
+                            n.value,
+                            FieldValue::Wkt {
+                                holder: WktHolder::Map,
+                                ..
+                            }
+                        )
+                });
+                if *shape == FieldShape::Map && !wkt_map {
+                    prost.field_attribute(
+                        path,
+                        "#[serde(serialize_with = \"::gonet::codegen::serialize_map\", deserialize_with = \"::gonet::codegen::deserialize_map\")]",
+                    );
+                }
+            }
+        }
+        for (target, path, attribute) in &self.attributes {
+            match target {
+                AttributeTarget::Type => prost.type_attribute(path, attribute),
+                AttributeTarget::Message => prost.message_attribute(path, attribute),
+                AttributeTarget::Enum => prost.enum_attribute(path, attribute),
+                AttributeTarget::Field => prost.field_attribute(path, attribute),
+            };
+        }
+        let requests = files
+            .into_iter()
+            .map(|f| (Module::from_protobuf_package_name(f.package()), f))
+            .collect();
+        let modules = prost
+            .generate(requests)
+            .map_err(|e| output_problem(format!("prost-build failed: {e}")))?;
+        Ok(modules
+            .into_iter()
+            .map(|(m, code)| (m.parts().map(str::to_owned).collect(), code))
+            .collect())
+    }
+}
+
+/// The module of the serde-capable copies of the well-known types.
+const WKT_MODULE: &str = "gonet_wkt";
+
+/// The serde attribute of a field holding a well-known type `name` through `holder`,
+/// from an item `up` modules below the one that holds `gonet_wkt`.
+fn wkt_attribute(name: &str, holder: WktHolder, up: usize) -> String {
+    let mirror = format!("{}{WKT_MODULE}::{name}", "super::".repeat(up));
+    let (helper, rest) = match holder {
+        WktHolder::Option => ("option", "_, _"),
+        WktHolder::List => ("list", "_, _"),
+        WktHolder::Map => ("map", "_, _, _"),
+        WktHolder::One => ("one", "_, _"),
+    };
+    format!(
+        "#[serde(serialize_with = \"::gonet::codegen::wkt::{helper}_ser::<{mirror}, {rest}>\", \
+         deserialize_with = \"::gonet::codegen::wkt::{helper}_de::<{mirror}, {rest}>\")]"
+    )
 }
 
 fn output_problem(message: String) -> BuildError {

@@ -34,6 +34,78 @@ pub(crate) enum FieldShape {
     Oneof,
 }
 
+/// How a field is named and written in the serde codecs (JSON, XML, binary).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FieldNames {
+    /// The name as written in the `.proto` file: what the serde codecs write.
+    pub(crate) proto: String,
+    /// The lowerCamel `json_name`: also accepted on input when it differs.
+    pub(crate) json: String,
+    /// How the value is held, when serde needs help with it.
+    pub(crate) value: FieldValue,
+    /// A member of a oneof: a variant of the oneof's enum, named by its case, not a
+    /// struct field.
+    pub(crate) oneof_member: bool,
+    /// How many modules deep the Rust item holding the field sits below the package's
+    /// module (a nested message's struct one, a oneof's enum one more).
+    pub(crate) depth: usize,
+    /// The number of parts of the package's module path.
+    pub(crate) package_depth: usize,
+}
+
+/// The Rust form of a field's value, where the serde codecs treat it specially.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FieldValue {
+    /// A plain singular scalar, string, bytes or enum: left out when zero, as Go does.
+    Zeroable {
+        /// `bytes`: base64 text in JSON and XML.
+        bytes: bool,
+    },
+    /// `optional bytes`, a `google.protobuf.BytesValue` or a oneof's bytes member.
+    OptionalBytes,
+    /// `repeated bytes`.
+    RepeatedBytes,
+    /// A `google.protobuf.Empty` held as `Option<()>`: `{}` when present.
+    Empty,
+    /// A well-known message type, held as its `prost_types` struct: the serde codecs
+    /// write it through its serde-capable copy (named here, `Timestamp`) in `gonet_wkt`.
+    Wkt {
+        /// The type's name in `google.protobuf`.
+        name: String,
+        /// How the field holds it.
+        holder: WktHolder,
+    },
+    /// Anything else.
+    Other,
+}
+
+/// How a field holds a well-known message type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WktHolder {
+    /// `Option<T>`.
+    Option,
+    /// `Vec<T>`.
+    List,
+    /// A map's values.
+    Map,
+    /// A oneof member's variant: `T`.
+    One,
+}
+
+/// The well-known types prost-build maps to Rust primitives (wrappers) or `()` rather
+/// than to `prost_types` structs.
+const WRAPPERS: &[&str] = &[
+    "BoolValue",
+    "BytesValue",
+    "DoubleValue",
+    "FloatValue",
+    "Int32Value",
+    "Int64Value",
+    "StringValue",
+    "UInt32Value",
+    "UInt64Value",
+];
+
 /// What the front end hands to the generator.
 #[derive(Debug)]
 pub(crate) struct Parsed {
@@ -45,8 +117,20 @@ pub(crate) struct Parsed {
     pub(crate) fields: Vec<(String, FieldShape)>,
     /// Oneof paths (`.pkg.Msg.kind`).
     pub(crate) oneofs: Vec<String>,
+    /// Every field's names and value form, by path (`.pkg.Msg.field`).
+    pub(crate) names: Vec<(String, FieldNames)>,
     /// Every file read from disk, for `cargo:rerun-if-changed`.
     pub(crate) sources: Vec<PathBuf>,
+    /// Every file of the run with what it imports, without source information: what
+    /// the `protojson` codec reads the schema from.
+    pub(crate) all_files: FileDescriptorSet,
+}
+
+impl Parsed {
+    /// [`all_files`](Self::all_files), encoded.
+    pub(crate) fn descriptor_bytes(&self) -> Vec<u8> {
+        prost::Message::encode_to_vec(&self.all_files)
+    }
 }
 
 /// Serves `gonet/options.proto` from memory.
@@ -103,14 +187,20 @@ pub(crate) fn parse(
 
     let pool = compiler.descriptor_pool();
     let fds = compiler.file_descriptor_set();
-    let (schema, files, fields, oneofs) = model_from(&pool, fds);
+    let mut all_files = fds.clone();
+    for file in &mut all_files.file {
+        file.source_code_info = None;
+    }
+    let (schema, files, fields, oneofs, names) = model_from(&pool, fds);
     if problems.is_empty() {
         Ok(Parsed {
             schema,
             files,
             fields,
             oneofs,
+            names,
             sources,
+            all_files,
         })
     } else {
         // The files that did compile are still checked, so one run reports everything.
@@ -120,7 +210,12 @@ pub(crate) fn parse(
 }
 
 fn is_user_file(name: &str) -> bool {
-    !name.starts_with("google/protobuf/") && name != OPTIONS_FILE
+    !is_wkt_file(name) && name != OPTIONS_FILE
+}
+
+/// A file of the well-known types.
+pub(crate) fn is_wkt_file(name: &str) -> bool {
+    name.starts_with("google/protobuf/")
 }
 
 type Model = (
@@ -128,6 +223,7 @@ type Model = (
     FileDescriptorSet,
     Vec<(String, FieldShape)>,
     Vec<String>,
+    Vec<(String, FieldNames)>,
 );
 
 fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
@@ -155,6 +251,7 @@ fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
     let mut schema = Schema::default();
     let mut fields = Vec::new();
     let mut oneofs = Vec::new();
+    let mut names = Vec::new();
     let mut files = Vec::new();
     for file in fds.file {
         if !wanted.contains(file.name()) {
@@ -174,8 +271,11 @@ fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
                 "",
                 vec![4, i as i32],
                 &mut schema,
-                &mut fields,
-                &mut oneofs,
+                &mut Collect {
+                    fields: &mut fields,
+                    oneofs: &mut oneofs,
+                    names: &mut names,
+                },
             );
         }
         for (s, svc) in file.service.iter().enumerate() {
@@ -207,7 +307,20 @@ fn model_from(pool: &DescriptorPool, fds: FileDescriptorSet) -> Model {
         }
         files.push(file);
     }
-    (schema, FileDescriptorSet { file: files }, fields, oneofs)
+    (
+        schema,
+        FileDescriptorSet { file: files },
+        fields,
+        oneofs,
+        names,
+    )
+}
+
+/// What the walk over messages collects.
+struct Collect<'a> {
+    fields: &'a mut Vec<(String, FieldShape)>,
+    oneofs: &'a mut Vec<String>,
+    names: &'a mut Vec<(String, FieldNames)>,
 }
 
 struct Walk<'a> {
@@ -223,8 +336,7 @@ fn walk_message(
     parent: &str,
     path: Vec<i32>,
     schema: &mut Schema,
-    fields: &mut Vec<(String, FieldShape)>,
-    oneofs: &mut Vec<String>,
+    out: &mut Collect<'_>,
 ) {
     if msg.options.as_ref().is_some_and(|o| o.map_entry()) {
         return;
@@ -278,8 +390,8 @@ fn walk_message(
                 && seen_oneofs.insert(oneof)
             {
                 let oneof_path = format!(".{full}.{}", decl.name());
-                oneofs.push(oneof_path.clone());
-                fields.push((oneof_path, FieldShape::Oneof));
+                out.oneofs.push(oneof_path.clone());
+                out.fields.push((oneof_path, FieldShape::Oneof));
             }
             None
         } else if field.r#type() == Type::Message
@@ -290,15 +402,101 @@ fn walk_message(
         } else {
             None
         };
+        let bytes = field.r#type() == Type::Bytes;
+        let oneof_member = field.oneof_index.is_some() && !field.proto3_optional();
+        // The type a field (or a map field's value) holds, when it is well-known.
+        let value_type = if is_map {
+            msg.nested_type
+                .iter()
+                .find(|n| field.type_name() == format!(".{full}.{}", n.name()))
+                .and_then(|entry| entry.field.iter().find(|f| f.number() == 2))
+                .map(|v| v.type_name().to_owned())
+                .unwrap_or_default()
+        } else {
+            field.type_name().to_owned()
+        };
+        let wkt = value_type.strip_prefix(".google.protobuf.").filter(|name| {
+            !is_wkt_file(walk.file.name()) && !name.contains('.') && {
+                let kind = if is_map {
+                    Type::Message
+                } else {
+                    field.r#type()
+                };
+                kind == Type::Message
+            }
+        });
+        let value = match (wkt, shape) {
+            (Some("BytesValue"), Some(FieldShape::Collection)) => FieldValue::RepeatedBytes,
+            (Some("BytesValue"), Some(FieldShape::Optional)) => FieldValue::OptionalBytes,
+            (Some("BytesValue"), None) if oneof_member => FieldValue::Zeroable { bytes: true },
+            (Some("Empty"), Some(FieldShape::Optional)) => FieldValue::Empty,
+            (Some(name), _) if WRAPPERS.contains(&name) || name == "Empty" => FieldValue::Other,
+            (Some(name), shape) => FieldValue::Wkt {
+                name: name.to_owned(),
+                holder: match shape {
+                    Some(FieldShape::Collection) => WktHolder::List,
+                    Some(FieldShape::Map) => WktHolder::Map,
+                    None if oneof_member => WktHolder::One,
+                    _ => WktHolder::Option,
+                },
+            },
+            (None, Some(FieldShape::Collection)) if bytes => FieldValue::RepeatedBytes,
+            (None, Some(FieldShape::Optional)) if bytes => FieldValue::OptionalBytes,
+            // A oneof member's variant holds the value itself.
+            (None, None) if field.r#type() != Type::Message => FieldValue::Zeroable { bytes },
+            _ => FieldValue::Other,
+        };
+        // prost-build finds a oneof member below its oneof.
+        let names_path = match field
+            .oneof_index
+            .and_then(|i| msg.oneof_decl.get(i as usize))
+        {
+            Some(decl) if !field.proto3_optional() => {
+                format!(".{full}.{}.{}", decl.name(), field.name())
+            }
+            _ => field_path.clone(),
+        };
+        out.names.push((
+            names_path,
+            FieldNames {
+                proto: field.name().to_owned(),
+                json: field
+                    .json_name
+                    .clone()
+                    .unwrap_or_else(|| json_name(field.name())),
+                value,
+                oneof_member,
+                depth: name.matches('.').count() + usize::from(oneof_member),
+                package_depth: package.split('.').filter(|p| !p.is_empty()).count(),
+            },
+        ));
         if let Some(shape) = shape {
-            fields.push((field_path, shape));
+            out.fields.push((field_path, shape));
         }
     }
     for (j, nested) in msg.nested_type.iter().enumerate() {
         let mut npath = path.clone();
         npath.extend([3, j as i32]);
-        walk_message(walk, nested, &name, npath, schema, fields, oneofs);
+        walk_message(walk, nested, &name, npath, schema, out);
     }
+}
+
+/// The lowerCamel JSON name protoc gives a field: underscores dropped, the letter after
+/// each one upper-cased.
+fn json_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Source lines and comments by descriptor path.

@@ -48,6 +48,17 @@ pub(crate) fn generate(schema: &Schema, config: &GenConfig) -> BTreeMap<String, 
     out
 }
 
+/// The static holding the encoded `FileDescriptorSet` that a package's messages are
+/// `Described` by, read from `file` (an expression of type `&'static [u8]`).
+pub(crate) fn descriptors_static(bytes: &TokenStream) -> TokenStream {
+    quote! {
+        /// The descriptors of the `.proto` files this module was generated from.
+        #[doc(hidden)]
+        pub static GONET_DESCRIPTORS: ::gonet::codegen::Descriptors =
+            ::gonet::codegen::Descriptors::new(#bytes);
+    }
+}
+
 /// The Rust module path of a proto package, as prost-build names it.
 pub(crate) fn module_parts(package: &str) -> Vec<String> {
     package
@@ -149,7 +160,21 @@ fn message_impl(msg: &MessageDef, config: &GenConfig) -> TokenStream {
     let path = type_path(&schema, &msg.package, &full);
     let format = format_type(config);
     let id = proc_macro2::Literal::u32_unsuffixed(id);
+    // The package's descriptors, for the `protojson` codec (see `descriptors_static`).
+    let described = if config.protobuf && config.serde {
+        quote! {
+            impl ::gonet::codegen::Described for #path {
+                fn descriptors() -> &'static ::gonet::codegen::Descriptors {
+                    &GONET_DESCRIPTORS
+                }
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
     quote! {
+        #described
+
         impl ::gonet::codegen::Message for #path {
             const ID: u32 = #id;
             const NAME: &'static str = #full;

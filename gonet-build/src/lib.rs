@@ -33,14 +33,38 @@
 //! Nothing needs `protoc`: files are parsed by protox, `gonet/options.proto` and the
 //! well-known types resolve without being copied.
 //!
+//! # Well-known types
+//!
+//! Fields of the well-known types hold [`prost_types`](https://docs.rs/prost-types)'
+//! structs (`prost_types::Timestamp`, with its `SystemTime` conversions;
+//! `prost_types::Duration`, with `std::time::Duration`'s), so generated messages mix
+//! with any other prost code. As prost-build does, the wrappers are plain values
+//! (`google.protobuf.StringValue` is an `Option<String>`) and `google.protobuf.Empty`
+//! is `()`. For the serde codecs, the run also writes serde-capable copies of the
+//! well-known types into a `gonet_wkt` module beside the packages' modules; a value
+//! passes through its copy on its way to JSON, XML or MessagePack.
+//!
 //! # Message forms per codec
 //!
 //! - protobuf: prost's encoding, byte-compatible with every protobuf implementation.
-//! - JSON and XML: serde's field names as in the `.proto` file. Enums are their numbers
-//!   (this is not the canonical proto3 JSON mapping); absent optional fields and empty
-//!   repeated fields and maps are left out and read back as absent or empty; a oneof is
+//! - protojson (`Codec::ProtoJson`, gonet's `protojson` feature): the canonical proto3
+//!   JSON mapping, what protobuf's JavaScript, Python and Java libraries read and write.
+//!   The run embeds the files' descriptors (`gonet_protos.descriptors.bin`, the
+//!   `GONET_DESCRIPTORS` static of each package) for it.
+//! - JSON (`Codec::Json`) and XML: what Go's `encoding/json` writes for a protoc-gen-go
+//!   struct, so a Go gonet peer reads and writes the same bodies. Keys are the field
+//!   names exactly as written in the `.proto` file (`user_name`, `userId`); on input the
+//!   lowerCamel `json_name` (`userName`) is read too. Zero values (`0`, `false`, `""`,
+//!   empty bytes), absent optional fields and empty repeated fields and maps are left
+//!   out and read back as zero, absent or empty; a zero written out reads as well.
+//!   `bytes` are base64 text (standard alphabet, padded; URL-safe and unpadded text and
+//!   a list of numbers read too). Enums and 64-bit integers are numbers. A oneof is
 //!   `{"case": "Word", "value": ..}` (XML `<choice><case>Word</case><value>..</value>`);
-//!   an XML map is a list of `<key>`/`<value>` entries, so any key type works.
+//!   an XML map is a list of `<key>`/`<value>` entries, so any key type works. A JSON key
+//!   that matches no field is skipped, as Go skips it, and reported: a debug-level log
+//!   line naming its path and the `gonet_codec_ignored_keys_total` counter. Well-known
+//!   types are plain messages, as Go writes them (`{"seconds": 1, "nanos": 5}`); an
+//!   `Empty` is `{}`.
 //! - binary: MessagePack with field names (the runtime's binary codec).
 //!
 //! A value a codec cannot carry fails to encode with an error naming the message rather

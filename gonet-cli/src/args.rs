@@ -123,8 +123,11 @@ pub(crate) enum TransportArg {
 pub(crate) enum CodecArg {
     /// Protocol Buffers
     Protobuf,
-    /// JSON
+    /// JSON as Go gonet writes it: .proto field names, base64 bytes, numbers
     Json,
+    /// The canonical proto3 JSON mapping, as protobuf's JavaScript and Python libraries
+    /// write it
+    Protojson,
     /// XML
     Xml,
     /// MessagePack

@@ -267,6 +267,7 @@ fn codec_name(codec: CodecArg) -> &'static str {
     match codec {
         CodecArg::Protobuf => "protobuf",
         CodecArg::Json => "json",
+        CodecArg::Protojson => "protojson",
         CodecArg::Xml => "xml",
         CodecArg::Binary => "binary",
     }
@@ -276,6 +277,7 @@ fn codec_variant(codec: CodecArg) -> &'static str {
     match codec {
         CodecArg::Protobuf => "Protobuf",
         CodecArg::Json => "Json",
+        CodecArg::Protojson => "ProtoJson",
         CodecArg::Xml => "Xml",
         CodecArg::Binary => "Binary",
     }

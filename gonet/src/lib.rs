@@ -20,6 +20,8 @@ mod url;
 mod wire;
 
 pub use builder::{Builder, Server};
+#[cfg(feature = "protojson")]
+pub use codec::protojson::protojson_ignore_unknown_fields;
 pub use codec::{Body, Codec, CodecError, CodecErrorKind, CodecOp, MAX_NESTING, ParseCodecError};
 #[doc(hidden)]
 pub use service::codegen;

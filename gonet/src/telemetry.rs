@@ -339,6 +339,15 @@ pub(crate) fn handshake_refused() {
     }
 }
 
+/// A key of a JSON body matched no field of message `name` and was skipped.
+#[cfg_attr(not(feature = "json"), allow(dead_code, reason = "json only"))]
+pub(crate) fn json_key_ignored(name: &'static str) {
+    when_on! {
+        metrics::counter!("gonet_codec_ignored_keys_total", "message" => name).increment(1);
+    }
+    let _ = name;
+}
+
 /// A handler panicked.
 pub(crate) fn panicked(name: &'static str) {
     when_on! {

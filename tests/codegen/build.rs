@@ -1,3 +1,10 @@
 fn main() {
-    gonet_build::compile(&["proto/chat.proto", "proto/shapes.proto"], &["proto"]);
+    gonet_build::compile(
+        &[
+            "proto/chat.proto",
+            "proto/shapes.proto",
+            "proto/interop.proto",
+        ],
+        &["proto"],
+    );
 }

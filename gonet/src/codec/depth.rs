@@ -26,6 +26,9 @@ use super::MAX_NESTING;
 struct Depth<'a> {
     left: usize,
     hit: &'a Cell<bool>,
+    /// How many values were skipped (`deserialize_ignored_any`): a derived
+    /// `Deserialize` skips the value of a key that matches no field.
+    ignored: &'a Cell<usize>,
 }
 
 impl Depth<'_> {
@@ -36,9 +39,7 @@ impl Depth<'_> {
             Some(left) => Ok(Depth { left, ..self }),
             None => {
                 self.hit.set(true);
-                Err(E::custom(format_args!(
-                    "nesting deeper than {MAX_NESTING} levels"
-                )))
+                Err(E::custom("nesting too deep"))
             }
         }
     }
@@ -46,20 +47,36 @@ impl Depth<'_> {
 
 /// Decodes `T` from `de` with at most [`MAX_NESTING`] levels. `Err(None)` when the limit
 /// was hit, `Err(Some(e))` for any other error of the decoder.
+#[cfg(any(feature = "xml", feature = "binary"))]
 pub(crate) fn decode<'de, T, D>(de: D) -> Result<T, Option<D::Error>>
 where
     T: de::Deserialize<'de>,
     D: Deserializer<'de>,
 {
+    decode_limited(de, MAX_NESTING).map(|(value, _)| value)
+}
+
+/// Decodes `T` from `de` with at most `limit` levels, and says whether any value was
+/// skipped (nonzero: at least one key matched no field). Errors as for [`decode`].
+pub(crate) fn decode_limited<'de, T, D>(de: D, limit: usize) -> Result<(T, usize), Option<D::Error>>
+where
+    T: de::Deserialize<'de>,
+    D: Deserializer<'de>,
+{
     let hit = Cell::new(false);
+    let ignored = Cell::new(0);
     let limited = Limited {
         inner: de,
         depth: Depth {
-            left: MAX_NESTING,
+            left: limit,
             hit: &hit,
+            ignored: &ignored,
         },
     };
-    T::deserialize(limited).map_err(|e| if hit.get() { None } else { Some(e) })
+    match T::deserialize(limited) {
+        Ok(value) => Ok((value, ignored.get())),
+        Err(e) => Err(if hit.get() { None } else { Some(e) }),
+    }
 }
 
 /// A deserializer that counts the levels below it.
@@ -101,13 +118,20 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         deserialize_u64; deserialize_u128; deserialize_f32; deserialize_f64; deserialize_char;
         deserialize_str; deserialize_string; deserialize_bytes; deserialize_byte_buf;
         deserialize_option; deserialize_unit; deserialize_seq; deserialize_map;
-        deserialize_identifier; deserialize_ignored_any;
+        deserialize_identifier;
         deserialize_unit_struct(name: &'static str);
         deserialize_newtype_struct(name: &'static str);
         deserialize_tuple(len: usize);
         deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_struct(name: &'static str, fields: &'static [&'static str]);
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+    }
+
+    #[inline]
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.depth.ignored.set(self.depth.ignored.get() + 1);
+        self.inner
+            .deserialize_ignored_any(Wrap::new(visitor, self.depth))
     }
 
     fn is_human_readable(&self) -> bool {

@@ -135,7 +135,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// One encoding per codec, made on first use.
 struct Encoded<'a, M> {
     msg: &'a M,
-    frames: [Option<Bytes>; 4],
+    frames: [Option<Bytes>; Codec::COUNT],
 }
 
 impl<M: Message> Encoded<'_, M> {

@@ -73,18 +73,31 @@ pub trait Message: Sized + Send + Sync + 'static {
 /// The name defaults to the type's name; give another with `name = "..."`. Ids outside
 /// the user range ([`is_user_id`]) do not compile.
 ///
+/// A serde type's body is what its serde impls make of it. Give it `#[serde(default)]`
+/// so that a missing field reads as its default: Go gonet peers leave zero values out of
+/// their JSON (`omitempty`), and a body without `"content"` must still decode.
+///
 /// ```
+/// use bytes::Bytes;
+/// use gonet::{Body, Codec, Message};
 /// use serde::{Deserialize, Serialize};
 ///
-/// #[derive(Serialize, Deserialize)]
+/// #[derive(Serialize, Deserialize, Default)]
+/// #[serde(default)]
 /// struct Say {
 ///     content: String,
+///     seq: u64,
 /// }
 /// gonet::message!(Say = 101, serde, name = "chat.Say");
 ///
-/// use gonet::Message;
 /// assert_eq!(Say::ID, 101);
 /// assert_eq!(Say::NAME, "chat.Say");
+/// # #[cfg(feature = "json")] {
+/// // What Go writes for `Say{Seq: 3}`: the empty content is left out.
+/// let go = Bytes::from_static(br#"{"seq":3}"#);
+/// let say = Say::decode_body(Codec::Json, Body::new(&go)).expect("decodes");
+/// assert_eq!((say.content.as_str(), say.seq), ("", 3));
+/// # }
 /// ```
 ///
 /// A reserved id is refused at compile time:
