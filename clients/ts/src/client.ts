@@ -171,6 +171,8 @@ export class Client {
   sessionId: bigint | undefined;
   /** Resolves once, when the session closes, with the reason. */
   readonly closed: Promise<CloseInfo>;
+  /** What went over the session's connections so far. */
+  readonly stats = { framesIn: 0, framesOut: 0, pingsAnswered: 0 };
 
   private readonly codec: BodyCodec;
   private readonly WebSocketCtor: WebSocketConstructor;
@@ -385,6 +387,7 @@ export class Client {
   private raw(frame: Uint8Array): void {
     try {
       this.ws?.send(frame);
+      this.stats.framesOut++;
     } catch {
       // The connection is going; its close event says what happens next.
     }
@@ -446,6 +449,7 @@ export class Client {
       return;
     }
     this.lastReceived = Date.now();
+    this.stats.framesIn++;
     if (this.handshaking) {
       this.onHandshakeFrame(frame, this.handshaking);
       return;
@@ -465,6 +469,7 @@ export class Client {
     switch (frame.id) {
       case Ids.ping:
         this.raw(encodeFrame(Ids.pong, new Uint8Array(0)));
+        this.stats.pingsAnswered++;
         return;
       case Ids.pong:
       case Ids.metadata:

@@ -179,3 +179,16 @@ test("a second login under the same name closes the first session with a bye", a
   assert.deepEqual(await other.call(Whoami, {}, Identity), { name: "cy", platform: "node", version: "1.2.3" });
   await other.close();
 });
+
+test("the client answers the server's pings, so a quiet session outlives the server's idle timeout", async () => {
+  const client = await connect(urls.beat);
+  // The server pings after 50 ms of silence and closes after 1 s of it: 25 pings
+  // answered span more than a second, which only pongs make it through.
+  for (let i = 0; i < 1000 && client.stats.pingsAnswered < 25; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.ok(client.stats.pingsAnswered >= 25, `${client.stats.pingsAnswered} pings answered`);
+  assert.equal(client.isClosed, false);
+  assert.deepEqual(await client.call(Echo, { text: "awake", count: 1 }, Echoed), { text: "awake", count: 1 });
+  await client.close();
+});

@@ -13,6 +13,8 @@ export interface Servers {
   plain: string;
   /** JSON codec, a login handshake (`webtest.Login`, secret `letmein`) and resume. */
   login: string;
+  /** JSON codec; pings after 50 ms of silence and closes after 1 s of it. */
+  beat: string;
 }
 
 let child: ChildProcess | undefined;

@@ -36,6 +36,33 @@ fn the_test_schema_gives_the_committed_typescript() {
     );
 }
 
+/// The chat example's schema gives exactly the committed
+/// `examples/chat/web/gen/chat.ts`, which the chat's web client uses. Regenerate it with
+/// `gonet-cli gen ts schemas/chat.proto -I schemas --out examples/chat/web/gen`.
+#[test]
+fn the_chat_schema_gives_the_committed_typescript() {
+    let dir = Dir::new();
+    let root = workspace();
+    let schemas = root.join("schemas");
+    dir.cli(&[
+        "gen",
+        "ts",
+        schemas.join("chat.proto").to_str().unwrap(),
+        "-I",
+        schemas.to_str().unwrap(),
+        "--out",
+        "gen",
+    ])
+    .stdout();
+    let generated = dir.read("gen/chat.ts");
+    let committed = std::fs::read_to_string(root.join("examples/chat/web/gen/chat.ts")).unwrap();
+    assert!(
+        generated == committed,
+        "examples/chat/web/gen/chat.ts differs from what gonet-cli generates now; regenerate it \
+         with `gonet-cli gen ts schemas/chat.proto -I schemas --out examples/chat/web/gen`"
+    );
+}
+
 /// One file per .proto file, at the same relative path; a type of another file is
 /// imported from it, and --client names the client's module.
 #[test]

@@ -1,6 +1,7 @@
 //! The gonet-rs servers the TypeScript client's tests run against: the `webtest.TestService`
 //! of `clients/ts/test/proto/webtest.proto`, served over WebSocket with the JSON codec on
-//! two listeners, one plain and one with a login handshake and resume.
+//! three listeners: a plain one, one with a login handshake and resume, and one that
+//! pings its clients.
 //!
 //! The `ts-test-server` binary serves them for `npm test` in `clients/ts`; the `ts`
 //! integration test serves them in-process, runs the Node tests and a headless Chromium
@@ -139,13 +140,15 @@ impl TestService for Tests {
     }
 }
 
-/// The two listeners.
+/// The three listeners.
 #[derive(Debug)]
 pub struct Servers {
     /// No handshake.
     pub plain: Server,
     /// A login handshake (payload `Login`, secret [`SECRET`]) and resume.
     pub login: Server,
+    /// Pings a client after 50 ms of silence, and closes it after 1 s of silence.
+    pub beat: Server,
 }
 
 impl Servers {
@@ -185,18 +188,31 @@ impl Servers {
             )
             .serve("ws://127.0.0.1:0/login")
             .await?;
-        Ok(Self { plain, login })
+        let beat = Builder::new()
+            .codec(Codec::Json)
+            .router(router(None))
+            .heartbeat(Duration::from_millis(50))
+            .idle_timeout(Duration::from_secs(1))
+            .serve("ws://127.0.0.1:0/beat")
+            .await?;
+        Ok(Self { plain, login, beat })
     }
 
-    /// The URLs as JSON: `{"plain":"ws://...","login":"ws://..."}`, what the Node tests
-    /// read from `GONET_TS_SERVERS`.
+    /// The URLs as JSON: `{"plain":"ws://...","login":"ws://...","beat":"ws://..."}`,
+    /// what the Node tests read from `GONET_TS_SERVERS`.
     pub fn json(&self) -> String {
-        serde_json::json!({ "plain": self.plain.url(), "login": self.login.url() }).to_string()
+        serde_json::json!({
+            "plain": self.plain.url(),
+            "login": self.login.url(),
+            "beat": self.beat.url(),
+        })
+        .to_string()
     }
 
     /// Stops both.
     pub async fn shutdown(self) {
         self.plain.shutdown().await;
         self.login.shutdown().await;
+        self.beat.shutdown().await;
     }
 }

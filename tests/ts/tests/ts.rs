@@ -43,8 +43,8 @@ fn node_major() -> u32 {
     major
 }
 
-/// Compiles the client and its tests (once per process) with the `tsc` that `npm ci`
-/// installed.
+/// Compiles the client and its tests, and the chat example's web client (once per
+/// process), with the `tsc` that `npm ci` installed in `clients/ts`.
 fn build_client() {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -58,18 +58,22 @@ fn build_client() {
         "{} is missing: run `npm ci` in clients/ts (scripts/test does it when node_modules is missing)",
         tsc.display()
     );
-    let out = std::process::Command::new("node")
-        .arg(&tsc)
-        .args(["-p", "."])
-        .current_dir(&dir)
-        .output()
-        .expect("runs tsc");
-    assert!(
-        out.status.success(),
-        "tsc failed in clients/ts:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The client with its tests, and the chat example's web client.
+    for project in [dir.clone(), dir.join("../../examples/chat/web")] {
+        let out = std::process::Command::new("node")
+            .arg(&tsc)
+            .args(["-p", "."])
+            .current_dir(&project)
+            .output()
+            .expect("runs tsc");
+        assert!(
+            out.status.success(),
+            "tsc failed in {}:\n{}{}",
+            project.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     *built = true;
 }
 
