@@ -11,7 +11,8 @@ const say = document.getElementById("say") as HTMLFormElement;
 const line = say.elements.namedItem("line") as HTMLInputElement;
 const send = say.querySelector("button")!;
 const server = login.elements.namedItem("server") as HTMLInputElement;
-server.value = new URLSearchParams(location.search).get("server") ?? "ws://127.0.0.1:7100/chat";
+const query = new URLSearchParams(location.search);
+server.value = query.get("server") ?? "ws://127.0.0.1:7100/chat";
 
 function print(text: string): void {
   const row = document.createElement("div");
@@ -81,3 +82,10 @@ say.addEventListener("submit", async (ev) => {
     print(`! ${failure(err)}`);
   }
 });
+
+// ?name=NAME (with ?server=URL) connects at once: a link that joins the lobby.
+const named = query.get("name");
+if (named) {
+  (login.elements.namedItem("name") as HTMLInputElement).value = named;
+  login.requestSubmit();
+}
