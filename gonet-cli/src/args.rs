@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const ABOUT: &str = "Creates gonet projects and checks the message ids of .proto schemas";
+const ABOUT: &str = "Creates gonet projects, checks the message ids of .proto schemas and generates TypeScript from them";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -12,6 +12,8 @@ Examples:
   gonet-cli new lobby --transport ws --codec json
   gonet-cli new secure --transport wss      WebSocket over TLS, with a development certificate
   gonet-cli ids schemas                     the id table of every .proto under schemas/
+  gonet-cli ids schemas --format json       the same as JSON
+  gonet-cli gen ts schemas --out web/gen    TypeScript for the TypeScript client
 
 Exit status: 0 on success, 1 when a command fails (a schema problem, a file that cannot
 be written), 2 when the command line is wrong (an unknown option, an invalid name, a
@@ -34,6 +36,55 @@ pub(crate) enum Command {
     /// Prints the message id table of .proto files, checked as the build checks it
     #[command(after_help = IDS_AFTER_HELP)]
     Ids(IdsArgs),
+    /// Generates code for other languages from .proto files
+    #[command(subcommand)]
+    Gen(GenCommand),
+}
+
+/// What `gen` generates.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GenCommand {
+    /// TypeScript for the TypeScript client (clients/ts): message types in the proto3
+    /// JSON shape, the id table, service clients and push handlers
+    #[command(after_help = GEN_TS_AFTER_HELP)]
+    Ts(GenTsArgs),
+}
+
+const GEN_TS_AFTER_HELP: &str = "\
+One .ts file per .proto file (imports included), at the same relative path under --out:
+schemas/chat.proto gives OUT/chat.ts. The schemas are checked as the build checks them
+first. Each file imports the client from --client (gonet-client by default).
+
+Per message: an interface in the shape of the canonical proto3 JSON mapping (lowerCamel
+names, 64-bit integers and bytes as strings, enums as their names, optional and oneof
+fields with ?, repeated as arrays, maps as records) and a message type of the same name
+(id, full name, defaults). Per service S: SClient (a method per rpc), SHandlers and
+onS(client, handlers) for what the server sends. And ids (the id table) and messages.
+
+Examples:
+  gonet-cli gen ts schemas --out web/src/gen
+  gonet-cli gen ts proto/game.proto -I proto --out src/gen --client ../client/index.js";
+
+/// The arguments of `gen ts`.
+#[derive(Debug, Args)]
+pub(crate) struct GenTsArgs {
+    /// .proto files, or directories to search for them (default: schemas/ if it exists,
+    /// else the current directory)
+    #[arg(value_name = "FILES or DIRS")]
+    pub(crate) paths: Vec<PathBuf>,
+
+    /// A directory imports are resolved against (repeatable); replaces the default
+    /// include path
+    #[arg(short = 'I', long = "include", value_name = "DIR")]
+    pub(crate) includes: Vec<PathBuf>,
+
+    /// The directory to write the .ts files into
+    #[arg(long, short, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+
+    /// Where the generated files import the client from
+    #[arg(long, value_name = "MODULE", default_value = "gonet-client")]
+    pub(crate) client: String,
 }
 
 const NEW_AFTER_HELP: &str = "\
@@ -67,7 +118,8 @@ Examples:
   gonet-cli ids                     the schemas/ directory, or the current one
   gonet-cli ids schemas
   gonet-cli ids proto/chat.proto proto/game.proto
-  gonet-cli ids proto/game -I proto";
+  gonet-cli ids proto/game -I proto
+  gonet-cli ids schemas --format json   a JSON array: id, name and location of each message";
 
 /// The arguments of `new`.
 #[derive(Debug, Args)]
@@ -146,6 +198,20 @@ pub(crate) struct IdsArgs {
     /// include path
     #[arg(short = 'I', long = "include", value_name = "DIR")]
     pub(crate) includes: Vec<PathBuf>,
+
+    /// How to print the table: aligned columns, or a JSON array of
+    /// {"id", "name", "location"} objects
+    #[arg(long, value_enum, default_value_t = IdsFormat::Table)]
+    pub(crate) format: IdsFormat,
+}
+
+/// The formats of `ids`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum IdsFormat {
+    /// Aligned columns with a header
+    Table,
+    /// A JSON array sorted by id
+    Json,
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@ use anyhow::Context;
 use gonet_build::{BuildError, Location, ProblemKind};
 
 use crate::Failure;
-use crate::args::IdsArgs;
+use crate::args::{IdsArgs, IdsFormat};
 
 /// The files to read and where imports resolve, checked to exist.
 #[derive(Debug)]
-struct Plan {
+pub(crate) struct Plan {
     /// The `.proto` files, as found (for display) and absolute (for the parser).
     files: Vec<PathBuf>,
     /// The include directories, as given and absolute, in order.
@@ -19,34 +19,33 @@ struct Plan {
 }
 
 pub(crate) fn run(args: IdsArgs) -> Result<(), Failure> {
-    let plan = Plan::from_args(args)?;
-    let absolute: Vec<PathBuf> = plan
-        .files
-        .iter()
-        .map(|f| absolute(f))
-        .collect::<anyhow::Result<_>>()
-        .map_err(Failure::Failed)?;
-    let includes: Vec<&PathBuf> = plan.includes.iter().map(|(_, abs)| abs).collect();
-    match gonet_build::inspect(&absolute, &includes) {
+    let plan = Plan::from_args(args.paths, args.includes)?;
+    let (files, includes) = plan.absolute().map_err(Failure::Failed)?;
+    match gonet_build::inspect(&files, &includes) {
         Ok(schema) => {
             let rows: Vec<(u32, String, String)> = schema
                 .messages
                 .iter()
                 .filter_map(|m| Some((m.id?, m.full_name(), plan.show(&m.location))))
                 .collect();
-            print!("{}", table(rows));
+            match args.format {
+                IdsFormat::Table => print!("{}", table(rows)),
+                IdsFormat::Json => println!("{}", json(rows)),
+            }
             Ok(())
         }
         Err(err) => {
-            report(&plan, &err);
+            plan.report(&err);
             Err(Failure::Reported)
         }
     }
 }
 
 impl Plan {
-    fn from_args(args: IdsArgs) -> Result<Self, Failure> {
-        let paths = if args.paths.is_empty() {
+    /// The files and include directories of `paths` and `-I` directories, checked.
+    pub(crate) fn from_args(paths: Vec<PathBuf>, includes: Vec<PathBuf>) -> Result<Self, Failure> {
+        let args_includes = includes;
+        let paths = if paths.is_empty() {
             let schemas = PathBuf::from("schemas");
             vec![if schemas.is_dir() {
                 schemas
@@ -54,7 +53,7 @@ impl Plan {
                 PathBuf::from(".")
             }]
         } else {
-            args.paths
+            paths
         };
         let mut files = Vec::new();
         let mut default_includes = Vec::new();
@@ -80,10 +79,10 @@ impl Plan {
                 list.join(", ")
             )));
         }
-        let includes = if args.includes.is_empty() {
+        let includes = if args_includes.is_empty() {
             default_includes
         } else {
-            args.includes
+            args_includes
         };
         let mut seen = BTreeSet::new();
         let mut checked = Vec::new();
@@ -105,6 +104,22 @@ impl Plan {
             files,
             includes: checked,
         })
+    }
+
+    /// The files and the include directories, absolute, for the parser.
+    pub(crate) fn absolute(&self) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+        let files = self
+            .files
+            .iter()
+            .map(|f| absolute(f))
+            .collect::<anyhow::Result<_>>()?;
+        let includes = self.includes.iter().map(|(_, abs)| abs.clone()).collect();
+        Ok((files, includes))
+    }
+
+    /// Prints every problem to stderr, its location as a path the user can open.
+    pub(crate) fn report(&self, err: &BuildError) {
+        report(self, err);
     }
 
     /// A location with its file as a path the user can open.
@@ -187,6 +202,17 @@ fn table(mut rows: Vec<(u32, String, String)>) -> String {
     out
 }
 
+/// The table as a JSON array sorted by id: `{"id": 101, "name": "chat.Say",
+/// "location": "schemas/chat.proto:5"}` per message.
+fn json(mut rows: Vec<(u32, String, String)>) -> String {
+    rows.sort();
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(id, name, location)| serde_json::json!({ "id": id, "name": name, "location": location }))
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_default()
+}
+
 /// Prints every problem to stderr, its location as a path the user can open.
 fn report(plan: &Plan, err: &BuildError) {
     for problem in err.problems() {
@@ -219,6 +245,22 @@ mod tests {
         assert_eq!(
             table(rows),
             "  id  message       location\n   7  game.A        a.proto:3\n1002  game.Welcome  game.proto:9\n"
+        );
+    }
+
+    #[test]
+    fn the_json_table_is_an_array_sorted_by_id() {
+        let rows = vec![
+            (1002, "game.Welcome".to_owned(), "game.proto:9".to_owned()),
+            (7, "game.\"A\"".to_owned(), "a.proto:3".to_owned()),
+        ];
+        let parsed: serde_json::Value = serde_json::from_str(&json(rows)).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!([
+                { "id": 7, "name": "game.\"A\"", "location": "a.proto:3" },
+                { "id": 1002, "name": "game.Welcome", "location": "game.proto:9" },
+            ])
         );
     }
 

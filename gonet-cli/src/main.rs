@@ -10,8 +10,10 @@
 //! | `new` | `gonet-cli new`: the plan of a project and writing it |
 //! | `template` | the project's files, from `templates/` |
 //! | `ids` | `gonet-cli ids`: the id table of a set of schemas |
+//! | `gen_ts` | `gonet-cli gen ts`: TypeScript for the TypeScript client |
 
 mod args;
+mod gen_ts;
 mod ids;
 mod name;
 mod new;
@@ -21,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, GenCommand};
 
 /// Why a command stopped, and the exit code that says so.
 #[derive(Debug)]
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::New(args) => new::run(args),
         Command::Ids(args) => ids::run(args),
+        Command::Gen(GenCommand::Ts(args)) => gen_ts::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! `gonet-cli` as a user runs it: the built binary in a temp dir.
 
+mod gen_ts;
 mod ids;
 mod new;
 mod util;
