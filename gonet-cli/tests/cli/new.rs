@@ -304,7 +304,7 @@ fn bad_arguments_fail_with_a_message_and_status_2() {
     let err = dir.cli(&["new", "game", "--codec", "yaml"]).fails(2);
     assert!(
         err.starts_with(
-            "error: invalid value 'yaml' for '--codec <CODEC>'\n  [possible values: protobuf, json, xml, binary]\n"
+            "error: invalid value 'yaml' for '--codec <CODEC>'\n  [possible values: protobuf, json, protojson, xml, binary]\n"
         ),
         "{err}"
     );
