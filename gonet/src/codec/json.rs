@@ -9,7 +9,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Codec, CodecError, CodecOp};
+use super::{Codec, CodecError, CodecErrorKind, CodecOp};
 
 pub(crate) fn encode<T: Serialize>(
     msg: &T,
@@ -24,15 +24,16 @@ pub(crate) fn decode<T: DeserializeOwned>(
     body: &[u8],
     name: &'static str,
 ) -> Result<T, CodecError> {
-    let err = |e| CodecError::new(Codec::Json, CodecOp::Decode, name, e);
+    let err = |e: CodecErrorKind| CodecError::new(Codec::Json, CodecOp::Decode, name, e);
     let mut de = serde_json::Deserializer::from_slice(body);
     // serde_json limits nesting itself; the wrapper only counts skipped values.
     let (value, ignored) = match super::depth::decode_limited::<T, _>(&mut de, usize::MAX) {
         Ok(decoded) => decoded,
-        Err(Some(e)) => return Err(err(e)),
-        Err(None) => unreachable!("no nesting limit is set"),
+        Err(Some(e)) => return Err(err(e.into())),
+        // serde_json stops at 128 levels, long before this count could run out.
+        Err(None) => return Err(err(CodecErrorKind::TooDeep { limit: 128 })),
     };
-    de.end().map_err(err)?;
+    de.end().map_err(|e| err(e.into()))?;
     if ignored > 0 {
         report_ignored::<T>(body, name);
     }
