@@ -185,7 +185,7 @@ impl Builder {
     /// Default: off on TCP, WebSocket and QUIC; 5 s on UDP and KCP, whose sessions have
     /// no other way to learn that a peer is gone. Heartbeats are frames of the
     /// framework's reserved id range (see `PROTOCOL.md`): in [plain mode](Self::plain)
-    /// (a server's default) a peer is pinged only once it has used the extension itself,
+    /// (a UDP or KCP server's default) a peer is pinged only once it has used the extension itself,
     /// so a plain gonet v3 peer never receives one; every gonet-rs peer answers them.
     ///
     /// The first ping goes out exactly `interval` after the peer was last heard, and one
@@ -217,11 +217,13 @@ impl Builder {
     /// What the application asks for itself (a [`Session::call`], a handshake, metadata)
     /// is sent in either mode: it is the application's choice to speak the extension.
     ///
-    /// Default: **on for a server's sessions** (any peer may be a Go gonet client; a
-    /// gonet-rs client pings and says bye, which tells the server it may do the same),
-    /// **off for a client's** (it speaks first, and a gonet-rs server knows every frame).
-    /// Turn it on for a client that talks to a Go gonet server over UDP or KCP, where
-    /// heartbeats are on by default:
+    /// Default: **on for a server's sessions on UDP and KCP**, where heartbeats are on
+    /// by default and any peer may be a Go gonet client (a gonet-rs client pings and
+    /// says bye, which tells the server it may do the same); off on TCP, WebSocket and
+    /// QUIC, whose heartbeats are off unless set (turn it on there too if a server with
+    /// heartbeats serves Go gonet clients), and off for a client's sessions (it speaks
+    /// first, and a gonet-rs server knows every frame). Turn it on for a client that
+    /// talks to a Go gonet server over UDP or KCP:
     ///
     /// ```
     /// # #[cfg(feature = "udp")]

@@ -95,7 +95,7 @@ pub(crate) struct Settings {
     pub(crate) heartbeat: Option<Duration>,
     /// `None`: the transport's default; a zero duration: off.
     pub(crate) idle_timeout: Option<Duration>,
-    /// `None`: plain on a server's sessions, off on a client's (see `Builder::plain`).
+    /// `None`: [`default_plain`].
     pub(crate) plain: Option<bool>,
     /// Zero: off.
     pub(crate) frame_timeout: Duration,
@@ -117,8 +117,8 @@ pub(crate) struct Settings {
 /// TCP, WebSocket and QUIC report a peer that closes or resets, and QUIC has its own
 /// keep-alive and idle timeout; their defaults are off. UDP and KCP have no connection
 /// to lose: a silent peer is the only sign that it is gone, so they ping after 5 s of
-/// silence and close after 15 s (in plain mode, a server's default, only a peer that has
-/// used the extension is pinged).
+/// silence and close after 15 s (in plain mode, their servers' default, only a peer that
+/// has used the extension is pinged).
 pub(crate) fn default_heartbeat(t: Transport) -> (Option<Duration>, Option<Duration>) {
     match t {
         Transport::Udp | Transport::Kcp => {
@@ -126,6 +126,13 @@ pub(crate) fn default_heartbeat(t: Transport) -> (Option<Duration>, Option<Durat
         }
         _ => (None, None),
     }
+}
+
+/// Whether a session is in plain mode when the builder does not say (see
+/// `Builder::plain`): a server's sessions on UDP and KCP, whose heartbeats are on by
+/// default and whose Go gonet peers know no frame of the extension.
+pub(crate) fn default_plain(t: Transport, server: bool) -> bool {
+    server && matches!(t, Transport::Udp | Transport::Kcp)
 }
 
 impl Default for Settings {

@@ -408,7 +408,10 @@ impl Session {
             }
             _ => None,
         };
-        let plain = shared.settings.plain.unwrap_or(shared.pool.is_some());
+        let plain = shared
+            .settings
+            .plain
+            .unwrap_or_else(|| crate::settings::default_plain(transport, shared.pool.is_some()));
         Session {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
