@@ -169,7 +169,10 @@ mod tests {
             TraceState::from_key_value([("vendor", "x")]).unwrap(),
         );
         let mut meta = Metadata::new().with(crate::wire::TRACE_ID, "t");
-        inject_context(&Context::new().with_remote_span_context(sent.clone()), &mut meta);
+        inject_context(
+            &Context::new().with_remote_span_context(sent.clone()),
+            &mut meta,
+        );
         assert_eq!(meta.get(TRACEPARENT), Some(PARENT));
         assert_eq!(meta.get(TRACESTATE), Some("vendor=x"));
         assert_eq!(meta.trace_id(), Some("t"), "other pairs are kept");
