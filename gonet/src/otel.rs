@@ -115,9 +115,23 @@ pub fn extract(meta: &Metadata) -> Context {
     TraceContextPropagator::new().extract_with_context(&Context::new(), &MetadataReader(meta))
 }
 
-/// Makes `span`, a message's span not yet entered, a child of the trace context that
-/// `meta` carries, if it carries one.
-pub(crate) fn continue_trace(span: &tracing::Span, meta: &Metadata) {
+/// Makes `span`, not yet entered, a child of the trace context that `meta` carries, if
+/// it carries one: what the runtime does to each message's `message` span, for a
+/// handler run some other way (a cluster node handling a relayed message does this to
+/// its `relayed` span).
+///
+/// Does nothing when `span` is disabled, when `meta` has no valid [`TRACEPARENT`], or
+/// when no `tracing_opentelemetry` layer is installed.
+///
+/// ```
+/// let meta = gonet::Metadata::new().with(
+///     gonet::otel::TRACEPARENT,
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+/// );
+/// let span = tracing::debug_span!("relayed");
+/// gonet::otel::continue_trace(&span, &meta);
+/// ```
+pub fn continue_trace(span: &tracing::Span, meta: &Metadata) {
     if span.is_disabled() || meta.get(TRACEPARENT).is_none() {
         return;
     }
