@@ -23,6 +23,15 @@
 //! cargo run -p gonet-examples --example chat -- server tcp://127.0.0.1:7100 --metrics 127.0.0.1:9100
 //! ```
 //!
+//! Built with `--features otel` and given an OTLP endpoint in the standard variables,
+//! it exports its spans too (see `gonet_examples::logging`); a call whose metadata
+//! carries a W3C `traceparent` is handled in the caller's trace:
+//!
+//! ```text
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_SERVICE_NAME=chat \
+//!     cargo run -p gonet-examples --features otel --example chat -- server tcp://127.0.0.1:7100
+//! ```
+//!
 //! In the client, type a line to say it, `/join ROOM` to change rooms, `/leave` to leave
 //! the room and `/quit` (or end of input) to quit. Both ends take `--codec
 //! protobuf|json|xml|binary` (the same on both; protobuf by default).
@@ -364,13 +373,13 @@ async fn client(url: &str, name: &str, codec: Codec, tls: &ClientTlsArgs) -> any
 async fn main() -> ExitCode {
     // Help goes to stdout with status 0; a bad command line to stderr with status 2.
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let logging = match gonet_examples::logging::init("chat") {
+        Ok(logging) => logging,
+        Err(err) => {
+            eprintln!("chat: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Server {
             url,
@@ -385,6 +394,7 @@ async fn main() -> ExitCode {
             tls,
         } => client(&url, &name, codec.into(), &tls).await,
     };
+    logging.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -1,6 +1,6 @@
 //! Shared helpers for the examples: the command-line options they have in common
 //! (clap), what a client's user is told when a TLS dial fails, and the Prometheus
-//! endpoint of the servers' `--metrics ADDR`.
+//! endpoint of the servers' `--metrics ADDR`, and the logs and traces ([`logging`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use gonet::{Builder, ClientTls, Codec, DialError, Server, ServerTls, TlsError};
+
+pub mod logging;
 
 /// The body formats, as the `--codec` option names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

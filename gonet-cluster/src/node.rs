@@ -714,6 +714,10 @@ impl Node {
         if let Some(trace) = meta.as_deref().and_then(gonet::Metadata::trace_id) {
             span.record("trace", trace);
         }
+        #[cfg(feature = "otel")]
+        if let Some(meta) = meta.as_deref() {
+            gonet::otel::continue_trace(&span, meta);
+        }
         let dispatch = self
             .inner
             .router

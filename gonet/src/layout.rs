@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "codec",
             "settings",
             "telemetry",
+            "otel",
         ],
     ),
     (
@@ -42,6 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("url", &[]),
     ("telemetry", &["url"]),
     ("shutdown", &[]),
+    ("otel", &["wire"]),
 ];
 
 /// The top-level modules named after `crate::` in the code of `text`: comments, macro

@@ -9,6 +9,9 @@ mod driver;
 mod fuzz;
 #[cfg(test)]
 mod layout;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod service;
 mod session;
 mod settings;

@@ -1301,6 +1301,10 @@ impl<'s> Work<'s> {
                     if let Some(trace) = meta.as_deref().and_then(Metadata::trace_id) {
                         span.record("trace", trace);
                     }
+                    #[cfg(feature = "otel")]
+                    if let Some(meta) = meta.as_deref() {
+                        crate::otel::continue_trace(&span, meta);
+                    }
                     let polled = span.in_scope(|| slot.poll(cx));
                     (span, polled)
                 });
