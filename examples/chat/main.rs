@@ -466,6 +466,42 @@ mod tests {
             .unwrap_or_else(|_| panic!("no line {want:?}"));
     }
 
+    /// The web page's codec: two clients chat over WebSocket with protojson bodies.
+    #[tokio::test]
+    async fn clients_chat_over_websocket_with_protojson() {
+        let server = chat_server(Builder::new(), Codec::ProtoJson)
+            .serve("ws://127.0.0.1:0/chat")
+            .await
+            .unwrap();
+        let (ada_tx, _ada_lines) = tokio::sync::mpsc::unbounded_channel();
+        let (bob_tx, mut bob_lines) = tokio::sync::mpsc::unbounded_channel();
+        let printer = |tx| Printer { lines: Some(tx) };
+        let ada = chat_client(Builder::new(), "ada", Codec::ProtoJson, printer(ada_tx))
+            .dial(&server.url())
+            .await
+            .unwrap();
+        let bob = chat_client(Builder::new(), "bob", Codec::ProtoJson, printer(bob_tx))
+            .dial(&server.url())
+            .await
+            .unwrap();
+        let (ada_chat, bob_chat) = (ChatServiceClient::new(ada), ChatServiceClient::new(bob));
+        let join = || Join {
+            room: "lobby".into(),
+            name: String::new(),
+        };
+        bob_chat.join(join()).await.unwrap();
+        ada_chat.join(join()).await.unwrap();
+        next_line(&mut bob_lines, "* ada joined lobby").await;
+        ada_chat
+            .say(Say {
+                content: "hi over protojson".into(),
+            })
+            .await
+            .unwrap();
+        next_line(&mut bob_lines, "[lobby] ada: hi over protojson").await;
+        server.shutdown().await;
+    }
+
     /// A client whose connection is cut comes back in its room under its name, and
     /// the lines said both ways meanwhile arrive.
     #[tokio::test]

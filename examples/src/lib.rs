@@ -16,8 +16,10 @@ pub mod logging;
 pub enum CodecName {
     /// Protocol Buffers
     Protobuf,
-    /// JSON
+    /// JSON as Go writes it
     Json,
+    /// The canonical proto3 JSON mapping (JavaScript, the TypeScript client)
+    Protojson,
     /// XML
     Xml,
     /// MessagePack
@@ -29,6 +31,7 @@ impl From<CodecName> for Codec {
         match name {
             CodecName::Protobuf => Codec::Protobuf,
             CodecName::Json => Codec::Json,
+            CodecName::Protojson => Codec::ProtoJson,
             CodecName::Xml => Codec::Xml,
             CodecName::Binary => Codec::Binary,
         }

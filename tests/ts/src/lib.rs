@@ -1,5 +1,5 @@
 //! The gonet-rs servers the TypeScript client's tests run against: the `webtest.TestService`
-//! of `clients/ts/test/proto/webtest.proto`, served over WebSocket with the JSON codec on
+//! of `clients/ts/test/proto/webtest.proto`, served over WebSocket with the protojson codec on
 //! three listeners: a plain one, one with a login handshake and resume, and one that
 //! pings its clients.
 //!
@@ -19,8 +19,8 @@ gonet::include_protos!();
 
 pub use webtest::Report;
 use webtest::{
-    Answer, Ask, Echo, Echoed, Fail, Identity, Login, Relay, Release, Stall, Subscribe, Subscribed,
-    TestEventsClient, TestService, TestServiceServer, Tick, Whoami,
+    Answer, Ask, Echo, Echoed, Fail, Identity, Login, Relay, Release, Shapes, Stall, Subscribe,
+    Subscribed, TestEventsClient, TestService, TestServiceServer, Tick, Whoami,
 };
 
 /// The secret the login listener's handshake wants.
@@ -55,6 +55,10 @@ impl TestService for Tests {
             text: req.text,
             count: req.count,
         })
+    }
+
+    async fn mirror(&self, _session: &Session, req: Shapes) -> Result<Shapes, Status> {
+        Ok(req)
     }
 
     async fn fail(&self, _session: &Session, req: Fail) -> Result<Echoed, Status> {
@@ -164,12 +168,12 @@ impl Servers {
             }))
         };
         let plain = Builder::new()
-            .codec(Codec::Json)
+            .codec(Codec::ProtoJson)
             .router(router(reports.clone()))
             .serve("ws://127.0.0.1:0/ws")
             .await?;
         let login = Builder::new()
-            .codec(Codec::Json)
+            .codec(Codec::ProtoJson)
             .router(router(reports))
             .resume(Duration::from_secs(30))
             .on_handshake(
@@ -189,7 +193,7 @@ impl Servers {
             .serve("ws://127.0.0.1:0/login")
             .await?;
         let beat = Builder::new()
-            .codec(Codec::Json)
+            .codec(Codec::ProtoJson)
             .router(router(None))
             .heartbeat(Duration::from_millis(50))
             .idle_timeout(Duration::from_secs(1))

@@ -251,7 +251,8 @@ fn query_value(text: &str) -> String {
 
 /// A page in headless Chromium runs the code `gonet-cli gen ts` generated
 /// (`clients/ts/test/gen/webtest.ts`) over the browser's WebSocket: calls, pushes, the
-/// server's call, a status error and a handshake; it reports back to the server.
+/// server's call, every kind of field through protojson, a status error and a handshake;
+/// it reports back to the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_in_chromium_uses_the_generated_client() {
     let chromium = chromium();
@@ -312,7 +313,7 @@ async fn a_page_in_chromium_uses_the_generated_client() {
     );
     assert_eq!(
         report.detail,
-        "call, pushes, server call, status error, handshake"
+        "call, pushes, server call, shapes, status error, handshake"
     );
     servers.shutdown().await;
 }

@@ -317,6 +317,15 @@ export class TestServiceClient {
   }
 
   /**
+   * Sends every shape back as it came.
+   *
+   * Rejects with a `StatusError` when the server answers with one.
+   */
+  mirror(req: Shapes, options?: CallOptions): Promise<Shapes> {
+    return this.client.call(Shapes, req, Shapes, options);
+  }
+
+  /**
    * Fails with the status asked for.
    *
    * Rejects with a `StatusError` when the server answers with one.
@@ -395,6 +404,7 @@ export class TestServiceClient {
  */
 export interface TestServiceHandlers {
   echo?(req: Echo): Echoed | Promise<Echoed>;
+  mirror?(req: Shapes): Shapes | Promise<Shapes>;
   fail?(req: Fail): Echoed | Promise<Echoed>;
   stall?(req: Stall): Echoed | Promise<Echoed>;
   release?(req: Release): Echoed | Promise<Echoed>;
@@ -409,6 +419,7 @@ export interface TestServiceHandlers {
 export function onTestService(client: Client, handlers: TestServiceHandlers): () => void {
   const offs: (() => void)[] = [];
   if (handlers.echo) offs.push(client.handle(Echo, Echoed, (m) => handlers.echo!(m)));
+  if (handlers.mirror) offs.push(client.handle(Shapes, Shapes, (m) => handlers.mirror!(m)));
   if (handlers.fail) offs.push(client.handle(Fail, Echoed, (m) => handlers.fail!(m)));
   if (handlers.stall) offs.push(client.handle(Stall, Echoed, (m) => handlers.stall!(m)));
   if (handlers.release) offs.push(client.handle(Release, Echoed, (m) => handlers.release!(m)));
