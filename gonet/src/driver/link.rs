@@ -433,10 +433,7 @@ impl<W: AsyncWrite> StreamSink<W> {
 }
 
 impl<W> StreamSink<W> {
-    #[cfg_attr(
-        not(any(feature = "quic", feature = "kcp")),
-        allow(dead_code, reason = "used by quic and kcp only")
-    )]
+    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
     pub(crate) fn writer_mut(&mut self) -> &mut W {
         &mut self.writer
     }

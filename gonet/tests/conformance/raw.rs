@@ -194,26 +194,19 @@ async fn quic(server: &Server) -> Garbage {
 
 #[cfg(feature = "kcp")]
 async fn kcp(server: &Server) -> Garbage {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = tokio_kcp::KcpConfig {
-        nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
-        flush_write: true,
-        flush_acks_input: true,
-        stream: true,
-        ..Default::default()
-    };
-    let mut stream = tokio_kcp::KcpStream::connect(&config, server.local_addr())
-        .await
-        .expect("connect");
-    stream.write_all(&SHORT_LENGTH).await.expect("write");
-    stream.flush().await.expect("flush");
+    let mut peer = crate::kcp_raw::RawKcp::connect(server.local_addr(), 0x6a7b, false).await;
+    peer.send(&SHORT_LENGTH);
     Garbage {
         error_contains: "frame length 2 is below the minimum",
         closes: true,
         after: Some(Box::pin(async move {
-            // The server says bye, then goes quiet.
-            let mut buf = [0u8; 64];
-            let _ = stream.read(&mut buf).await;
+            // The server says bye.
+            let bye = peer.recv(std::time::Duration::from_secs(10)).await;
+            assert_eq!(
+                bye.as_deref(),
+                Some(&[4u8, 0, 0x12, 0xff, 0xff, 0xff][..]),
+                "a bye"
+            );
         })),
     }
 }
