@@ -277,6 +277,11 @@ pub(super) struct State {
     pub(super) abandoned: bool,
     /// Touched by the batch being read: flushed at its end.
     touched: bool,
+    /// Acknowledgements are owed: they leave with the next flush (a reply's, or the
+    /// next tick's).
+    pub(super) acks_owed: bool,
+    /// An input of this batch acknowledged something sent (the window moved).
+    slid: bool,
 }
 
 impl State {
@@ -427,6 +432,8 @@ impl Engine {
                 released: None,
                 abandoned: false,
                 touched: false,
+                acks_owed: false,
+                slid: false,
             }),
             active: AtomicBool::new(false),
         })
@@ -521,7 +528,7 @@ impl Task {
                     self.flush_touched(now);
                 }
                 () = &mut tick, if ticking => {
-                    self.tick(engine.now());
+                    self.tick(engine.now(), finish_by.is_some());
                     tick.as_mut().reset(tokio::time::Instant::now() + interval);
                 }
                 () = stop.cancelled(), if self.admitting => self.admitting = false,
@@ -634,6 +641,7 @@ impl Task {
         };
         let mut state = conv.lock();
         let _ = state.kcp.update(now);
+        let waiting = state.kcp.wait_snd();
         if let Err(err) = state.kcp.input(kcp_bytes) {
             tracing::trace!(error = %err, "kcp segment refused");
         }
@@ -648,6 +656,9 @@ impl Task {
                 .decode(code, seqid, flag, &shard, now);
             input_recovered(&mut state, conv.key.1, recovered);
         }
+        state.slid |= state.kcp.wait_snd() < waiting;
+        // Acknowledgements, or a window probe's answer.
+        state.acks_owed = true;
         drop(state);
         self.touch(&conv);
     }
@@ -714,14 +725,20 @@ impl Task {
             let mut state = conv.lock();
             state.touched = false;
             let _ = state.kcp.update(now);
-            let _ = state.kcp.flush();
+            // Acknowledgements alone wait for the tick (or ride on the session's reply,
+            // which is usually written before it): one datagram instead of two. When the
+            // window moved, what it lets out goes now, the acknowledgements with it.
+            if std::mem::take(&mut state.slid) {
+                let _ = state.kcp.flush();
+                state.acks_owed = false;
+            }
             if state.kcp.peeksize().is_ok() {
                 wake(&mut state.reader);
             }
             if state.window_open() {
                 wake(&mut state.writer);
             }
-            let busy = state.kcp.wait_snd() > 0;
+            let busy = state.kcp.wait_snd() > 0 || state.acks_owed;
             drop(state);
             if busy && !conv.active.swap(true, Ordering::AcqRel) {
                 self.active.push(conv);
@@ -731,10 +748,16 @@ impl Task {
 
     /// KCP's timer for the active conversations (resends, window probes), and the end
     /// of lingering ones.
-    fn tick(&mut self, now: u32) {
+    ///
+    /// `finishing`: the server is done; a conversation goes as soon as its last
+    /// segments (its bye) are acknowledged.
+    fn tick(&mut self, now: u32, finishing: bool) {
         self.active.retain(|conv| {
             let mut state = conv.lock();
             let _ = state.kcp.update(now);
+            if std::mem::take(&mut state.acks_owed) {
+                let _ = state.kcp.flush();
+            }
             if state.kcp.is_dead_link() && state.end.is_none() {
                 state.end = Some(End::DeadLink);
                 wake(&mut state.reader);
@@ -746,18 +769,20 @@ impl Task {
             }
             keep
         });
-        let min = if self.admit.is_some() {
+        let min = if self.admit.is_some() && !finishing {
             LINGER_MIN_MS
         } else {
             0
         };
         let mut gone = Vec::new();
         self.lingering.retain(|conv| {
-            let state = conv.lock();
+            let mut state = conv.lock();
             let since = now.wrapping_sub(state.released.unwrap_or(now));
             let settled = state.kcp.wait_snd() == 0 || state.end.is_some() || state.abandoned;
             let done = (settled && since >= min) || since >= LINGER_MAX_MS;
             if done {
+                // Out of the active set too: nothing more is sent for it.
+                state.end.get_or_insert(End::Stopped);
                 gone.push(conv.key);
             }
             !done
@@ -781,6 +806,7 @@ impl Task {
 fn input_recovered(state: &mut State, conv: u32, recovered: Vec<Vec<u8>>) {
     for bytes in recovered {
         if parse(&bytes).is_some_and(|s| s.conv == conv) {
+            state.acks_owed = true;
             let _ = state.kcp.input(&bytes);
         }
     }

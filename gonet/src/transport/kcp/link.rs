@@ -125,6 +125,7 @@ impl AsyncRead for KcpReader {
                 // (an active conversation tells it at the next tick).
                 let _ = state.kcp.update(this.engine.now());
                 let _ = state.kcp.flush();
+                state.acks_owed = false;
             }
             return Poll::Ready(Ok(()));
         }
@@ -191,6 +192,7 @@ impl KcpSink {
             }
             if queued {
                 let _ = state.kcp.flush();
+                state.acks_owed = false;
                 if state.kcp.wait_snd() > 0 {
                     self.engine.activate(&self.conv);
                 }
