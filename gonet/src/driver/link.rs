@@ -422,6 +422,10 @@ pub(crate) struct StreamSink<W> {
 }
 
 impl<W: AsyncWrite> StreamSink<W> {
+    #[cfg_attr(
+        not(any(feature = "tcp", feature = "quic")),
+        allow(dead_code, reason = "KCP has a frame sink of its own")
+    )]
     pub(crate) fn new(writer: W) -> Self {
         Self {
             vectored: writer.is_write_vectored(),
