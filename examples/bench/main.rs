@@ -24,7 +24,8 @@
 //! Options: `--rounds N` (alternations, default 3), `--secs S` (seconds per timed run,
 //! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k, metrics64, metrics1k,
 //! fanout, idle), `--transports tcp,...` (transports of the per-transport rows: tcp, udp,
-//! ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`.
+//! ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`. The
+//! KCP rows take their URL query from `BENCH_KCP_QUERY` (e.g. `mode=stream`).
 
 mod load;
 mod procfs;
@@ -336,7 +337,15 @@ impl Drop for ServerProc {
 }
 
 async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
-    let url = format!("{}://127.0.0.1:0", scenario.transport());
+    let mut url = format!("{}://127.0.0.1:0", scenario.transport());
+    // The KCP rows with other settings, e.g. BENCH_KCP_QUERY=mode=stream (the server's
+    // URL keeps the query, and the clients dial that URL).
+    if scenario.transport() == "kcp" {
+        if let Ok(query) = std::env::var("BENCH_KCP_QUERY") {
+            url.push('?');
+            url.push_str(&query);
+        }
+    }
     if kind == Kind::Raw
         && (scenario.transport() != "tcp" || scenario.is_resume() || scenario.is_metrics())
     {

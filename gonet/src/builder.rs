@@ -767,6 +767,8 @@ impl Builder {
             stop,
             tracker,
             accept: Some(listener.task),
+            #[cfg(feature = "kcp")]
+            kcp: listener.kcp,
         })
     }
 
@@ -892,6 +894,8 @@ pub struct Server {
     shutdown_timeout: Duration,
     tracker: TaskTracker,
     accept: Option<JoinHandle<()>>,
+    #[cfg(feature = "kcp")]
+    kcp: Option<crate::transport::kcp::KcpProbe>,
 }
 
 impl fmt::Debug for Server {
@@ -915,6 +919,11 @@ impl Server {
         if self.url.path() != "/" {
             url.push_str(self.url.path());
         }
+        // KCP's parameters (crypt, FEC, mode) must be the client's too.
+        if let Some(query) = self.url.query() {
+            url.push('?');
+            url.push_str(query);
+        }
         url
     }
 
@@ -927,6 +936,14 @@ impl Server {
     /// The live sessions.
     pub fn pool(&self) -> &SessionPool {
         &self.pool
+    }
+
+    /// What a `kcp://` server's engine holds (its conversations) and has dropped
+    /// (datagrams that were not valid, or opened nothing); `None` for other transports.
+    #[cfg(feature = "kcp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
+    pub fn kcp_stats(&self) -> Option<crate::KcpStats> {
+        self.kcp.as_ref().map(|probe| probe.stats())
     }
 
     /// Drains the server before it stops, losing no request it accepted: it stops

@@ -52,7 +52,7 @@ pub use wire::{
 
 #[cfg(feature = "kcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kcp")))]
-pub use transport::kcp::KcpSettings;
+pub use transport::kcp::{KcpCrypt, KcpFec, KcpKeyError, KcpMode, KcpSettings, KcpStats};
 #[cfg(feature = "quic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub use transport::quic::{Channel, QuicError};

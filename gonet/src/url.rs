@@ -101,6 +101,7 @@ pub struct Url {
     host: String,
     port: u16,
     path: String,
+    query: Option<String>,
 }
 
 impl Url {
@@ -132,11 +133,21 @@ impl Url {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// The query after `?`, if any: the transport's own parameters (only `kcp://`
+    /// takes some, e.g. `kcp://host:port?crypt=aes&fec=10,3`).
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
 }
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.transport, self.authority(), self.path)
+        write!(f, "{}://{}{}", self.transport, self.authority(), self.path)?;
+        match &self.query {
+            Some(query) => write!(f, "?{query}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -221,6 +232,17 @@ pub enum UrlErrorKind {
     /// A path on a transport that has none.
     #[error("the {0} transport takes no path")]
     UnexpectedPath(Transport),
+    /// A query (`?...`) on a transport that takes no parameters.
+    #[error("the {0} transport takes no query parameters")]
+    UnexpectedQuery(Transport),
+    /// A query parameter the transport does not know, or a bad value for one.
+    #[error("parameter `{name}`: {reason}")]
+    BadParameter {
+        /// The parameter's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl FromStr for Url {
@@ -240,6 +262,13 @@ impl FromStr for Url {
             "kcp" => Transport::Kcp,
             _ => return Err(err(UrlErrorKind::UnknownScheme(scheme.to_owned()))),
         };
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        if query.is_some() && transport != Transport::Kcp {
+            return Err(err(UrlErrorKind::UnexpectedQuery(transport)));
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
@@ -279,6 +308,7 @@ impl FromStr for Url {
             } else {
                 path.to_owned()
             },
+            query: query.filter(|q| !q.is_empty()).map(str::to_owned),
         })
     }
 }
@@ -302,6 +332,10 @@ mod tests {
         ] {
             assert_eq!(s.parse::<Url>().unwrap().transport(), t);
         }
+        let url: Url = "kcp://a:1?crypt=aes&fec=10,3".parse().unwrap();
+        assert_eq!(url.query(), Some("crypt=aes&fec=10,3"));
+        assert_eq!(url.authority(), "a:1");
+        assert_eq!(url.to_string(), "kcp://a:1/?crypt=aes&fec=10,3");
     }
 
     #[test]
@@ -315,6 +349,10 @@ mod tests {
             ("tcp://host:99999", "invalid port \"99999\""),
             ("tcp://host:1/chat", "the tcp transport takes no path"),
             ("tcp://[::1", "missing host"),
+            (
+                "tcp://host:1?crypt=aes",
+                "the tcp transport takes no query parameters",
+            ),
         ];
         for (url, want) in cases {
             let err = url.parse::<Url>().unwrap_err().to_string();

@@ -429,6 +429,10 @@ pub(crate) struct StreamSink<W> {
 }
 
 impl<W: AsyncWrite> StreamSink<W> {
+    #[cfg_attr(
+        not(any(feature = "tcp", feature = "quic")),
+        allow(dead_code, reason = "KCP has a frame sink of its own")
+    )]
     pub(crate) fn new(writer: W) -> Self {
         Self {
             vectored: writer.is_write_vectored(),
@@ -440,10 +444,7 @@ impl<W: AsyncWrite> StreamSink<W> {
 }
 
 impl<W> StreamSink<W> {
-    #[cfg_attr(
-        not(any(feature = "quic", feature = "kcp")),
-        allow(dead_code, reason = "used by quic and kcp only")
-    )]
+    #[cfg_attr(not(feature = "quic"), allow(dead_code, reason = "used by quic only"))]
     pub(crate) fn writer_mut(&mut self) -> &mut W {
         &mut self.writer
     }

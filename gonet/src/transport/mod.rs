@@ -7,7 +7,7 @@
 //! | `udp://` | one packet per datagram | `udp` |
 //! | `ws://`, `wss://` | one packet per binary message | `ws` |
 //! | `quic://` | byte stream per session (+ channels, datagrams) | `quic` |
-//! | `kcp://` | byte stream over KCP | `kcp` |
+//! | `kcp://` | one packet per KCP message (or a KCP byte stream) | `kcp` |
 //!
 //! Beside the transports: `tls` (certificates for `wss://` and `quic://`) and `error`
 //! (what starting a server or dialing one can fail with). The URL and the
@@ -74,6 +74,9 @@ pub(crate) struct Listening {
     /// Run by `Server::shutdown` once every session has closed (QUIC waits for its
     /// endpoint to be idle).
     pub(crate) finish: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// A KCP listener's engine, for `Server::kcp_stats`.
+    #[cfg(feature = "kcp")]
+    pub(crate) kcp: Option<kcp::KcpProbe>,
 }
 
 impl Listening {
@@ -91,6 +94,8 @@ impl Listening {
             task: tokio::spawn(tracing::Instrument::instrument(accept, span)),
             certificate: None,
             finish: None,
+            #[cfg(feature = "kcp")]
+            kcp: None,
         }
     }
 }

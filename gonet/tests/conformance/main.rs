@@ -12,6 +12,9 @@ use gonet::{Builder, CloseReason, Codec, Router, Server, Session, Status};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+#[cfg(feature = "kcp")]
+#[path = "../kcp/raw.rs"]
+mod kcp_raw;
 mod plain;
 mod proxy;
 

@@ -194,35 +194,29 @@ async fn quic(server: &Server) -> Garbage {
 
 #[cfg(feature = "kcp")]
 async fn kcp(server: &Server) -> Garbage {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = tokio_kcp::KcpConfig {
-        nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
-        flush_write: true,
-        flush_acks_input: true,
-        stream: true,
-        ..Default::default()
-    };
-    let mut stream = tokio_kcp::KcpStream::connect(&config, server.local_addr())
-        .await
-        .expect("connect");
+    let mut peer = crate::kcp_raw::RawKcp::connect(server.local_addr(), 0x6a7b, false).await;
     // A ping first: a peer that has used the extension is told bye (a plain one is not).
-    let ping = gonet::frame::encode_frame(0xFFFF_FF10, &[]).expect("fits");
-    stream.write_all(&ping).await.expect("write");
-    stream.write_all(&SHORT_LENGTH).await.expect("write");
-    stream.flush().await.expect("flush");
+    peer.send(&[4, 0, 0x10, 0xff, 0xff, 0xff]);
+    peer.send(&SHORT_LENGTH);
     Garbage {
         error_contains: "frame length 2 is below the minimum",
         closes: true,
         after: Some(Box::pin(async move {
-            // The server answers the ping, says bye, then goes quiet.
-            let bye = gonet::frame::encode_frame(0xFFFF_FF12, &[]).expect("fits");
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 64];
-            while !seen.ends_with(&bye) {
-                let n = stream.read(&mut buf).await.expect("read");
-                assert!(n > 0, "the stream ended before the bye");
-                seen.extend_from_slice(&buf[..n]);
+            // The server answers the ping, then says bye.
+            let (pong, bye) = (
+                [4u8, 0, 0x11, 0xff, 0xff, 0xff],
+                [4u8, 0, 0x12, 0xff, 0xff, 0xff],
+            );
+            let mut seen: Vec<Vec<u8>> = Vec::new();
+            while !seen.iter().any(|m| m[..] == bye) {
+                let got = peer.pump(std::time::Duration::from_millis(50)).await;
+                seen.extend(got);
             }
+            assert_eq!(
+                seen,
+                vec![pong.to_vec(), bye.to_vec()],
+                "a pong, then a bye"
+            );
         })),
     }
 }

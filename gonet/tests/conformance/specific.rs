@@ -561,9 +561,12 @@ mod kcp {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::kcp_raw::segment;
 
-    /// tokio_kcp's listener makes a session for any datagram of 24+ bytes. Such strays
-    /// take at most the session limit, and leave at the idle timeout.
+    /// Only a datagram that starts a KCP conversation (data with sequence number 0)
+    /// opens a session; strays that merely look like KCP (a zeroed header, an ack, a
+    /// later segment) open nothing. Openers take at most the session limit, and leave
+    /// at the idle timeout.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stray_datagrams_are_bounded_by_the_session_limit() {
         let connects = Arc::new(AtomicUsize::new(0));
@@ -578,12 +581,23 @@ mod kcp {
             });
         let mut fx = serve_with("kcp://127.0.0.1:0", builder, closes, errors).await;
         let mut strays = Vec::new();
-        for _ in 0..5 {
+        let lookalikes = [
+            vec![0u8; 24],
+            segment(9, 82, 0, b""),
+            segment(9, 81, 5, b"later"),
+            segment(9, 81, 0, b""),
+        ];
+        for (i, datagram) in lookalikes.iter().enumerate() {
             let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
             socket
-                .send_to(&[0u8; 24], fx.server.local_addr())
+                .send_to(datagram, fx.server.local_addr())
+                .await
+                .expect("send");
+            let opener = segment(100 + i as u32, 81, 0, b"\x05\x00");
+            socket
+                .send_to(&opener, fx.server.local_addr())
                 .await
                 .expect("send");
             strays.push(socket);
@@ -597,8 +611,11 @@ mod kcp {
         assert_eq!(
             connects.load(Ordering::SeqCst),
             2,
-            "only two strays admitted"
+            "only two openers admitted"
         );
+        let stats = fx.server.kcp_stats().expect("a kcp server");
+        assert_eq!(stats.invalid_datagrams, 1, "the zeroed header: {stats:?}");
+        assert_eq!(stats.refused_datagrams, 3 + 2, "{stats:?}");
         assert!(fx.server.pool().is_empty());
         // The server has room again for a real client.
         let (client, _) = dial(&fx.server).await;

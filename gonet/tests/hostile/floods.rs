@@ -191,6 +191,127 @@ async fn udp_floods_from_many_ports_stay_within_max_sessions() {
     server.shutdown().await;
 }
 
+/// KCP: 2,000 UDP sockets each send a 24-byte datagram that looks like KCP (an empty
+/// opening segment, which opens nothing) and 1,000 of them a 28-byte opening segment,
+/// to a server that holds at most 50 sessions; 500 more send garbage. The session
+/// count and the engine's table never pass the limit, garbage is counted as invalid
+/// (nothing made for it), the admitted strays idle out and leave the table, and the
+/// canary, one of the 50, is answered throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcp_stray_floods_from_many_ports_stay_within_max_sessions() {
+    const LIMIT: usize = 50;
+    let server = Builder::new()
+        .codec(Codec::Json)
+        .router(echo_router())
+        .max_sessions(LIMIT)
+        .heartbeat(Duration::from_millis(250))
+        .idle_timeout(Duration::from_secs(1))
+        .serve("kcp://127.0.0.1:0")
+        .await
+        .expect("serve");
+    let canary = client(&server.url(), Codec::Json).await;
+    still_served(&canary, "nothing yet").await;
+    let to: SocketAddr = server.local_addr();
+    // Sessions are watched from a task; the engine's table after every datagram sent.
+    let most_sessions = Arc::new(AtomicUsize::new(0));
+    let mut most_conversations = 0;
+    let watch = {
+        let pool = server.pool().clone();
+        let most = most_sessions.clone();
+        tokio::spawn(async move {
+            loop {
+                most.fetch_max(pool.len(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let mut sample = |server: &gonet::Server| {
+        let conversations = server.kcp_stats().expect("kcp").conversations;
+        most_conversations = most_conversations.max(conversations);
+    };
+    let empty_open = crate::kcp_raw::segment(7, 81, 0, b"");
+    assert_eq!(empty_open.len(), 24);
+    let garbage: [&[u8]; 4] = [
+        b"\xff",
+        &[0u8; 24],
+        b"\x07\x00\x00\x00\x51\x00",
+        &[0x51; 1400],
+    ];
+    let mut garbage_sent = 0u64;
+    for batch in 0..10u32 {
+        let mut sockets = Vec::new();
+        for i in 0..200u32 {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            socket.send_to(&empty_open, to).await.expect("send");
+            if i % 2 == 0 {
+                let conv = batch * 1000 + i + 1;
+                let opener = crate::kcp_raw::segment(conv, 81, 0, b"\x05\x00\x00\x00");
+                socket.send_to(&opener, to).await.expect("send");
+            }
+            sample(&server);
+            sockets.push(socket);
+        }
+        for (i, socket) in sockets.iter().take(50).enumerate() {
+            socket
+                .send_to(garbage[(i + batch as usize) % garbage.len()], to)
+                .await
+                .expect("send");
+            garbage_sent += 1;
+            sample(&server);
+        }
+        assert!(
+            server.pool().len() <= LIMIT,
+            "{} sessions",
+            server.pool().len()
+        );
+    }
+    still_served(
+        &canary,
+        "3,000 KCP-looking datagrams from new ports and 500 garbage",
+    )
+    .await;
+    // Garbage is counted, never admitted (the kernel may drop a few datagrams of the
+    // flood before the engine reads them, so the count is not exact).
+    until("garbage counted", || {
+        server.kcp_stats().expect("kcp").invalid_datagrams > 0
+    })
+    .await;
+    let invalid = server.kcp_stats().expect("kcp").invalid_datagrams;
+    assert!(
+        invalid <= garbage_sent,
+        "{invalid} invalid of {garbage_sent} garbage"
+    );
+    let most_sessions = most_sessions.load(Ordering::Relaxed);
+    assert!(
+        most_sessions <= LIMIT,
+        "{most_sessions} sessions over the limit of {LIMIT}"
+    );
+    assert!(
+        most_conversations <= LIMIT,
+        "the engine held {most_conversations} conversations, over the limit of {LIMIT}"
+    );
+    assert!(
+        most_sessions > 1,
+        "the flood opened nothing: the test tests nothing"
+    );
+    let stats = server.kcp_stats().expect("kcp");
+    assert!(
+        stats.refused_datagrams >= 2000,
+        "the empty openers and the openers over the limit are refused: {stats:?}"
+    );
+    until("the flood's sessions to idle out", || {
+        server.pool().len() == 1
+    })
+    .await;
+    until("their conversations to leave the table", || {
+        server.kcp_stats().expect("kcp").conversations == 1
+    })
+    .await;
+    watch.abort();
+    still_served(&canary, "the flood's sessions ended").await;
+    server.shutdown().await;
+}
+
 /// 10,000 frames of an unknown id on one session: every error reaches the error hook,
 /// and the log gets a handful of lines about that session, the first naming the id
 /// and one telling how many were suppressed.

@@ -5,6 +5,9 @@
 #[path = "../core/support.rs"]
 mod support;
 
+#[path = "../kcp/raw.rs"]
+mod kcp_raw;
+
 mod admission;
 mod canary;
 mod codecs;

@@ -134,20 +134,15 @@ async fn a_stalled_frame_on_quic_is_closed_by_the_frame_timeout() {
 async fn a_stalled_frame_on_kcp_is_closed_by_the_frame_timeout() {
     let (server, mut errors) = server("kcp://127.0.0.1:0").await;
     let canary = client(&server.url(), Codec::Json).await;
-    let config = tokio_kcp::KcpConfig {
-        nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
-        flush_write: true,
-        flush_acks_input: true,
-        stream: true,
-        ..Default::default()
-    };
-    let mut stream = tokio_kcp::KcpStream::connect(&config, server.local_addr())
-        .await
-        .expect("connect");
+    let mut peer = crate::kcp_raw::RawKcp::connect(server.local_addr(), 0x5107, false).await;
     let mut part = frame(101, br#"{"content":"never finished"}"#);
     part.truncate(20);
-    stream.write_all(&part).await.expect("write");
-    stream.flush().await.expect("flush");
+    peer.send(&part);
+    // Keep the conversation going (acknowledgements) while the frame times out.
+    let pump = tokio::spawn(async move {
+        peer.pump(Duration::from_secs(3)).await;
+        peer
+    });
     let reasons = frame_timeouts(&mut errors, 1).await;
     assert!(
         reasons[0].contains("a frame of 34 bytes started")
@@ -155,7 +150,7 @@ async fn a_stalled_frame_on_kcp_is_closed_by_the_frame_timeout() {
         "{reasons:?}"
     );
     still_served(&canary, "a stalled KCP frame").await;
-    drop(stream);
+    drop(pump.await.expect("pump"));
     server.shutdown().await;
 }
 
