@@ -321,7 +321,7 @@ mod tests {
             (
                 &["echo", "--codec", "yaml"],
                 ErrorKind::InvalidValue,
-                "invalid value 'yaml' for '--codec <CODEC>'\n  [possible values: protobuf, json, xml, binary]",
+                "invalid value 'yaml' for '--codec <CODEC>'\n  [possible values: protobuf, json, protojson, xml, binary]",
             ),
             (
                 &["echo", "server", "quic://127.0.0.1:0", "--cert", "cert.pem"],
