@@ -170,6 +170,11 @@ func server() {
 					}
 					return
 				}
+				// Go gonet knows no frame of gonet-rs's protocol extension.
+				if id := binary.LittleEndian.Uint32(f[2:6]); id >= 0xFFFFFF00 {
+					fmt.Fprintf(os.Stderr, "peer: session %d: unknown id 0x%08x\n", s.GetConv(), id)
+					continue
+				}
 				if _, err := s.Write(f); err != nil {
 					return
 				}
@@ -210,6 +215,10 @@ func client() {
 			got, err := r.next()
 			if err != nil {
 				errs <- fmt.Errorf("echo %d: %v", i, err)
+				return
+			}
+			if id := binary.LittleEndian.Uint32(got[2:6]); id >= 0xFFFFFF00 {
+				errs <- fmt.Errorf("echo %d: unknown id 0x%08x", i, id)
 				return
 			}
 			if !bytes.Equal(got, want) {
