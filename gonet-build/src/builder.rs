@@ -387,6 +387,8 @@ impl Builder {
                     FieldValue::Empty => {
                         prost.field_attribute(path, with("empty"));
                     }
+                    // Its attribute comes with the other maps' below.
+                    FieldValue::MapBytes => {}
                     FieldValue::Wkt { name, holder } => {
                         prost.field_attribute(path, wkt_attribute(name, *holder, up));
                     }
@@ -413,7 +415,16 @@ impl Builder {
                             }
                         )
                 });
-                if *shape == FieldShape::Map && !wkt_map {
+                let bytes_map = parsed.names.iter().any(|(p, n)| {
+                    p.trim_start_matches('.') == path && n.value == FieldValue::MapBytes
+                });
+                if *shape == FieldShape::Map && bytes_map {
+                    // Its values are base64 text, as every other `bytes` value.
+                    prost.field_attribute(
+                        path,
+                        "#[serde(serialize_with = \"::gonet::codegen::serialize_bytes_map\", deserialize_with = \"::gonet::codegen::deserialize_bytes_map\")]",
+                    );
+                } else if *shape == FieldShape::Map && !wkt_map {
                     prost.field_attribute(
                         path,
                         "#[serde(serialize_with = \"::gonet::codegen::serialize_map\", deserialize_with = \"::gonet::codegen::deserialize_map\")]",

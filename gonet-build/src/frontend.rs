@@ -65,6 +65,8 @@ pub(crate) enum FieldValue {
     OptionalBytes,
     /// `repeated bytes`.
     RepeatedBytes,
+    /// A map whose values are `bytes`.
+    MapBytes,
     /// A `google.protobuf.Empty` held as `Option<()>`: `{}` when present.
     Empty,
     /// A well-known message type, held as its `prost_types` struct: the serde codecs
@@ -425,6 +427,13 @@ fn walk_message(
                 kind == Type::Message
             }
         });
+        let map_of_bytes = is_map
+            && msg
+                .nested_type
+                .iter()
+                .find(|n| field.type_name() == format!(".{full}.{}", n.name()))
+                .and_then(|entry| entry.field.iter().find(|f| f.number() == 2))
+                .is_some_and(|v| v.r#type() == Type::Bytes);
         let value = match (wkt, shape) {
             (Some("BytesValue"), Some(FieldShape::Collection)) => FieldValue::RepeatedBytes,
             (Some("BytesValue"), Some(FieldShape::Optional)) => FieldValue::OptionalBytes,
@@ -441,6 +450,7 @@ fn walk_message(
                 },
             },
             (None, Some(FieldShape::Collection)) if bytes => FieldValue::RepeatedBytes,
+            (None, Some(FieldShape::Map)) if map_of_bytes => FieldValue::MapBytes,
             (None, Some(FieldShape::Optional)) if bytes => FieldValue::OptionalBytes,
             // A oneof member's variant holds the value itself.
             (None, None) if field.r#type() != Type::Message => FieldValue::Zeroable { bytes },

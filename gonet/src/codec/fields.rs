@@ -64,6 +64,47 @@ where
     }
 }
 
+/// `serialize_with` of generated map fields whose values are `bytes`: as
+/// [`serialize_map`], each value base64 text in JSON and XML (raw bytes in binary formats).
+pub fn serialize_bytes_map<'a, M, K, S>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
+where
+    &'a M: IntoIterator<Item = (&'a K, &'a Vec<u8>)>,
+    K: Serialize + 'a,
+    S: serde::Serializer,
+{
+    #[derive(serde::Serialize)]
+    struct BytesEntry<'a, K> {
+        key: &'a K,
+        value: One<'a>,
+    }
+    if XML_FORM.with(Cell::get) {
+        serializer.collect_seq(map.into_iter().map(|(key, value)| BytesEntry {
+            key,
+            value: One(value),
+        }))
+    } else {
+        serializer.collect_map(map.into_iter().map(|(key, value)| (key, One(value))))
+    }
+}
+
+/// `deserialize_with` of generated map fields whose values are `bytes`, the reverse of
+/// [`serialize_bytes_map`].
+pub fn deserialize_bytes_map<'de, M, K, D>(deserializer: D) -> Result<M, D::Error>
+where
+    M: FromIterator<(K, Vec<u8>)>,
+    K: serde::Deserialize<'de> + Ord,
+    D: serde::Deserializer<'de>,
+{
+    if XML_FORM.with(Cell::get) {
+        let entries: Vec<Entry<K, OneOwned>> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| (e.key, e.value.0)).collect())
+    } else {
+        let map: std::collections::BTreeMap<K, OneOwned> =
+            serde::Deserialize::deserialize(deserializer)?;
+        Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+    }
+}
+
 /// Values that proto3 does not write when they are zero.
 pub trait IsZero {
     /// Whether the value is its type's zero (`0`, `false`, `""`, empty bytes).

@@ -12,8 +12,8 @@ pub use std::time::Duration;
 #[cfg(feature = "protobuf")]
 pub use crate::codec::fields::wkt;
 pub use crate::codec::fields::{
-    IsZero, base64_bytes, base64_list, base64_option, deserialize_map, empty, is_zero,
-    serialize_map,
+    IsZero, base64_bytes, base64_list, base64_option, deserialize_bytes_map, deserialize_map,
+    empty, is_zero, serialize_bytes_map, serialize_map,
 };
 pub use crate::codec::{Codec, CodecError};
 pub use crate::service::router::{Router, Service};

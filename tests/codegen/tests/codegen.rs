@@ -182,6 +182,7 @@ fn full_shapes() -> Shapes {
             }),
             ..Api::default()
         }),
+        blobs: [("k".to_owned(), vec![0x00, 0xFF])].into_iter().collect(),
     }
 }
 

@@ -199,3 +199,34 @@ fn well_known_types_are_prost_types_written_as_go_writes_them() {
     let back = Known::decode_body(Codec::Json, Body::new(&buf.freeze())).expect("decode");
     assert_eq!(back, known);
 }
+
+/// A map's `bytes` values are base64 text too, in JSON and XML, and read back.
+#[test]
+fn bytes_in_a_map_are_base64_text() {
+    use gonet_codegen_tests::test::shapes::Shapes;
+
+    let shapes = Shapes {
+        blobs: [
+            ("a".to_owned(), vec![0x00, 0xFF, 0x10]),
+            ("b".to_owned(), vec![]),
+        ]
+        .into_iter()
+        .collect(),
+        ..Shapes::default()
+    };
+    let mut buf = BytesMut::new();
+    shapes.encode_body(Codec::Json, &mut buf).expect("encode");
+    let text = std::str::from_utf8(&buf).unwrap();
+    let value: serde_json::Value = serde_json::from_str(text).expect("JSON");
+    assert_eq!(
+        value,
+        serde_json::json!({"blobs": {"a": "AP8Q", "b": ""}}),
+        "{text}"
+    );
+    for codec in [Codec::Json, Codec::Xml, Codec::Binary, Codec::Protobuf] {
+        let mut buf = BytesMut::new();
+        shapes.encode_body(codec, &mut buf).expect("encode");
+        let back = Shapes::decode_body(codec, Body::new(&buf.freeze())).expect("decode");
+        assert_eq!(back.blobs, shapes.blobs, "{codec}");
+    }
+}
