@@ -57,8 +57,8 @@
 //!   lowerCamel `json_name` (`userName`) is read too. Zero values (`0`, `false`, `""`,
 //!   empty bytes), absent optional fields and empty repeated fields and maps are left
 //!   out and read back as zero, absent or empty; a zero written out reads as well.
-//!   `bytes` are base64 text, map values too (standard alphabet, padded; URL-safe and unpadded text and
-//!   a list of numbers read too). Enums and 64-bit integers are numbers. A oneof is
+//!   `bytes` are base64 text, map values too (standard alphabet, padded; URL-safe and
+//!   unpadded text and a list of numbers read too). Enums and 64-bit integers are numbers. A oneof is
 //!   `{"case": "Word", "value": ..}` (XML `<choice><case>Word</case><value>..</value>`);
 //!   an XML map is a list of `<key>`/`<value>` entries, so any key type works. A JSON key
 //!   that matches no field is skipped, as Go skips it, and reported: a debug-level log
