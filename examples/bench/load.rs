@@ -165,41 +165,13 @@ pub(crate) async fn round_trips(addr: &str, size: usize, until: Instant) -> Resu
 /// read is checked and answered by as many new requests in one write. Returns the
 /// number of replies.
 pub(crate) async fn pipelined(
-    mut stream: TcpStream,
+    stream: TcpStream,
     size: usize,
     window: usize,
     salt: u8,
     until: Instant,
 ) -> Result<u64> {
-    let template = Template::new(proto::ECHO, size, salt);
-    let mut out = Vec::with_capacity((size + 6) * window);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let (mut sent, mut received) = (0u64, 0u64);
-    let mut stopped = false;
-    let mut to_send = window;
-    loop {
-        if !stopped && Instant::now() >= until {
-            stopped = true;
-        }
-        if !stopped && to_send > 0 {
-            out.clear();
-            for _ in 0..to_send {
-                sent += 1;
-                template.put(&mut out, sent);
-            }
-            stream.write_all(&out).await?;
-        }
-        if received == sent {
-            break;
-        }
-        read_more(&mut stream, &mut buf).await?;
-        to_send = frames(&mut buf, |f| {
-            received += 1;
-            template.check(f, proto::ECHO_REPLY, received)
-        })?;
-        ensure!(received <= sent, "more replies than requests");
-    }
-    Ok(received)
+    pipelined_with(stream, size, window, salt, until, false).await
 }
 
 /// A handshake of a client of a resumable server, with no payload (see PROTOCOL.md).
@@ -215,11 +187,22 @@ const RESERVED: u32 = 0xFFFF_FF00;
 /// skipped). The wire-level client keeps the client's side of resume (its replay log)
 /// out of the figure: what is measured is the server's.
 pub(crate) async fn pipelined_resumable(
+    stream: TcpStream,
+    size: usize,
+    window: usize,
+    salt: u8,
+    until: Instant,
+) -> Result<u64> {
+    pipelined_with(stream, size, window, salt, until, true).await
+}
+
+async fn pipelined_with(
     mut stream: TcpStream,
     size: usize,
     window: usize,
     salt: u8,
     until: Instant,
+    resumable: bool,
 ) -> Result<u64> {
     let template = Template::new(proto::ECHO, size, salt);
     let mut out = Vec::with_capacity((size + 6) * window + 14);
@@ -227,7 +210,9 @@ pub(crate) async fn pipelined_resumable(
     let (mut sent, mut received, mut counted) = (0u64, 0u64, 0u64);
     let mut stopped = false;
     let mut to_send = window;
-    stream.write_all(&HELLO).await?;
+    if resumable {
+        stream.write_all(&HELLO).await?;
+    }
     loop {
         if !stopped && Instant::now() >= until {
             stopped = true;
@@ -252,11 +237,13 @@ pub(crate) async fn pipelined_resumable(
         let mut replies = 0;
         frames(&mut buf, |f| {
             let id = u32::from_le_bytes([f[2], f[3], f[4], f[5]]);
-            if id >= RESERVED {
+            if resumable && id >= RESERVED {
                 // The welcome, or an acknowledgement of what was sent.
                 return Ok(());
             }
-            counted += f.len() as u64;
+            if resumable {
+                counted += f.len() as u64;
+            }
             received += 1;
             replies += 1;
             template.check(f, proto::ECHO_REPLY, received)

@@ -38,6 +38,22 @@ mod udp {
         ids
     }
 
+    /// A Go-style peer of `server`: sends one plain echo frame and checks the reply.
+    async fn echoed_plain_peer(server: &Server) -> tokio::net::UdpSocket {
+        let go = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        go.connect(server.local_addr()).await.expect("connect");
+        go.send(&frame(1001, br#"{"text":"hi"}"#))
+            .await
+            .expect("send");
+        let mut buf = [0u8; 2048];
+        let n = within("the reply", go.recv(&mut buf)).await.expect("recv");
+        assert_eq!(id_of(&buf[..n]), 1001);
+        assert_eq!(&buf[6..n], br#"{"text":"hi"}"#);
+        go
+    }
+
     /// Waits for the error hook's idle-timeout report and returns its text.
     async fn idle_error(errors: &mut Errors) -> String {
         within("the idle timeout", async {
@@ -58,17 +74,7 @@ mod udp {
     async fn a_plain_peer_gets_no_extension_frame_and_is_closed_at_the_idle_timeout() {
         let (builder, closes, errors) = server_builder();
         let mut fx = serve_with("udp://127.0.0.1:0", builder, closes, errors).await;
-        let go = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        go.connect(fx.server.local_addr()).await.expect("connect");
-        go.send(&frame(1001, br#"{"text":"hi"}"#))
-            .await
-            .expect("send");
-        let mut buf = [0u8; 2048];
-        let n = within("the reply", go.recv(&mut buf)).await.expect("recv");
-        assert_eq!(id_of(&buf[..n]), 1001);
-        assert_eq!(&buf[6..n], br#"{"text":"hi"}"#);
+        let go = echoed_plain_peer(&fx.server).await;
 
         let err = idle_error(&mut fx.errors).await;
         assert_eq!(err, "peer silent for 15s: idle timeout");
@@ -108,16 +114,7 @@ mod udp {
         let (builder, closes, errors) = server_builder();
         let builder = builder.plain(false);
         let mut fx = serve_with("udp://127.0.0.1:0", builder, closes, errors).await;
-        let go = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        go.connect(fx.server.local_addr()).await.expect("connect");
-        go.send(&frame(1001, br#"{"text":"hi"}"#))
-            .await
-            .expect("send");
-        let mut buf = [0u8; 2048];
-        let n = within("the reply", go.recv(&mut buf)).await.expect("recv");
-        assert_eq!(id_of(&buf[..n]), 1001);
+        let go = echoed_plain_peer(&fx.server).await;
         idle_error(&mut fx.errors).await;
         assert_eq!(drain(&go), vec![PING, PING]);
         fx.server.shutdown().await;
