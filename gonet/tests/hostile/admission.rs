@@ -132,7 +132,7 @@ async fn a_websocket_handshake_flood_is_held_to_the_limit_and_the_rest_refused_a
 
     // One warning line for the burst, with the count, not one per connection.
     let text = logs.text();
-    let listener = format!("local_addr={}", server.local_addr());
+    let listener = format!("local_addr={}}}", server.local_addr());
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(&listener) && l.contains("handshakes pending"))
@@ -180,7 +180,7 @@ async fn pending_websocket_handshakes_are_closed_at_the_handshake_timeout() {
     })
     .await;
     // They were closed by the configured timeout.
-    let listener = format!("local_addr={}", server.local_addr());
+    let listener = format!("local_addr={}}}", server.local_addr());
     let timed_out = logs()
         .text()
         .lines()

@@ -352,10 +352,10 @@ async fn ten_thousand_unknown_ids_cost_a_few_log_lines() {
     })
     .await;
     // The session's last line (the suppressed count) is written as it ends.
-    let me = attacker.local_addr().expect("local addr").to_string();
+    let me = SessionSpan::of(&server, &attacker);
     let about_me = |text: &str| -> Vec<String> {
         text.lines()
-            .filter(|l| l.contains(" WARN ") && l.contains(&me))
+            .filter(|l| l.contains(" WARN ") && me.is_on(l))
             .map(str::to_owned)
             .collect()
     };
@@ -407,7 +407,7 @@ async fn the_error_that_ends_a_flooding_session_is_logged() {
         .expect("serve");
     let canary = client(&server.url(), Codec::Json).await;
     let mut attacker = raw(server.local_addr()).await;
-    let me = attacker.local_addr().expect("local addr").to_string();
+    let me = SessionSpan::of(&server, &attacker);
     let mut flood = Vec::new();
     for _ in 0..FRAMES {
         flood.extend(frame(999, b"{}"));
@@ -418,7 +418,7 @@ async fn the_error_that_ends_a_flooding_session_is_logged() {
     within("the server's close", read_to_eof(&mut attacker)).await;
     let ending = |text: &str| {
         text.lines()
-            .find(|l| l.contains(" WARN ") && l.contains(&me) && l.contains("below the minimum"))
+            .find(|l| l.contains(" WARN ") && me.is_on(l) && l.contains("below the minimum"))
             .map(str::to_owned)
     };
     until("the ending error in the log", || {
@@ -429,7 +429,7 @@ async fn the_error_that_ends_a_flooding_session_is_logged() {
     let line = ending(&text).expect("found");
     let mine: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains(" WARN ") && l.contains(&me))
+        .filter(|l| l.contains(" WARN ") && me.is_on(l))
         .collect();
     let logged = mine
         .iter()
@@ -458,4 +458,25 @@ fn suppressed_in(line: &str) -> Option<usize> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The span fields that mark one session's log lines: its listener's address and its
+/// peer's, each matched whole. The log is shared by every test in this binary, and a
+/// peer port alone may have served an earlier test's session.
+struct SessionSpan {
+    listener: String,
+    peer: String,
+}
+
+impl SessionSpan {
+    fn of(server: &gonet::Server, client: &tokio::net::TcpStream) -> Self {
+        SessionSpan {
+            listener: format!("local_addr={}}}", server.local_addr()),
+            peer: format!("peer={} ", client.local_addr().expect("local addr")),
+        }
+    }
+
+    fn is_on(&self, line: &str) -> bool {
+        line.contains(&self.listener) && line.contains(&self.peer)
+    }
 }
