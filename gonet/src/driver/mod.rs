@@ -183,7 +183,13 @@ async fn run<S: PacketSource, K: FrameSink>(
     let verdict = match (&shared.hooks.on_handshake, &shared.pool) {
         // A server with a handshake: nothing else before it.
         (Some(hook), Some(_)) => {
-            handshake::serve(&session, &mut source, hook, TypeId::of::<(S, K)>()).await
+            Box::pin(handshake::serve(
+                &session,
+                &mut source,
+                hook,
+                TypeId::of::<(S, K)>(),
+            ))
+            .await
         }
         _ => Verdict::Accepted,
     };
@@ -211,7 +217,9 @@ async fn run<S: PacketSource, K: FrameSink>(
     let mut link = Some((source, sink));
     while let Some((source, sink)) = link.take() {
         let mut ended = Ended::Done;
-        let inbound = async {
+        // Each part is made in its box: a part kept in a local first would keep its
+        // size in this task's future too, for the life of the session.
+        let inbound: joint::Part<'_> = Box::pin(async {
             tokio::select! {
                 () = guarded("reader", &session, async {
                     ended = inbound(&session, source, Lane::Main, &mut work, &mut block).await;
@@ -234,14 +242,14 @@ async fn run<S: PacketSource, K: FrameSink>(
                 }
                 session.inner.out.finish();
             }
-        };
+        });
         // The inbound part and the writer are two futures of one task, so a session's
         // messages never cross threads: no wake-ups between threads and no contended
         // reference counts on the message path. They still progress independently (the
         // writer writes while a handler waits). The writer ends once the queue is
         // finished and flushed, or the connection is lost.
         joint::join([
-            Box::pin(inbound),
+            inbound,
             Box::pin(guarded(
                 "writer",
                 &session,
@@ -251,9 +259,11 @@ async fn run<S: PacketSource, K: FrameSink>(
         .await;
         if ended == Ended::Lost {
             session.link_event(LinkEvent::Detached);
+            // Boxed, like the handshake: only resumable sessions wait here, and a
+            // future kept in place would make every session's task larger.
             link = match &redial {
-                Some(redial) => reconnect(&session, &mut work, &mut block, redial).await,
-                None => await_handover(&session, &mut work, &mut block).await,
+                Some(redial) => Box::pin(reconnect(&session, &mut work, &mut block, redial)).await,
+                None => Box::pin(await_handover(&session, &mut work, &mut block)).await,
             };
         }
     }
@@ -451,15 +461,24 @@ async fn reconnect<S: PacketSource, K: FrameSink>(
 /// Runs a part of the session driver; a panic in it (a bug of ours, never a handler's:
 /// those are caught one by one) is logged and ends the session instead of skipping its
 /// cleanup.
-async fn guarded(part: &'static str, session: &Session, fut: impl Future<Output = ()>) {
-    if let Err(payload) = AssertUnwindSafe(fut).catch_unwind().await {
-        let panic = crate::codec::panic_text(&*payload);
-        tracing::error!(part, panic, "session driver panicked");
-        session.close_with(
-            CloseReason::Local(format!("session {part} panicked").into()),
-            CloseMode::Abort,
-        );
-    }
+///
+/// Not an `async fn`: that would keep `fut` twice, as its argument and inside the
+/// unwind guard it awaits, and every idle session holds its parts.
+fn guarded<'a>(
+    part: &'static str,
+    session: &'a Session,
+    fut: impl Future<Output = ()> + 'a,
+) -> impl Future<Output = ()> + 'a {
+    AssertUnwindSafe(fut).catch_unwind().map(move |done| {
+        if let Err(payload) = done {
+            let panic = crate::codec::panic_text(&*payload);
+            tracing::error!(part, panic, "session driver panicked");
+            session.close_with(
+                CloseReason::Local(format!("session {part} panicked").into()),
+                CloseMode::Abort,
+            );
+        }
+    })
 }
 
 /// The heartbeat state of one reader: when the peer was last heard, when we last
