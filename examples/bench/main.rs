@@ -687,7 +687,7 @@ fn main() -> Result<()> {
     }
     if !rows.is_empty() {
         println!(
-            "raw: the baseline on the transport's own library: tokio (tcp), one tokio socket (udp), tokio-tungstenite (ws; over tokio-rustls: wss), quinn (quic), the kcp crate (kcp); ratio = gonet-rs / raw"
+            "raw: the baseline on the transport's own library: tokio (tcp), one socket through quinn-udp, batched (udp), tokio-tungstenite (ws; over tokio-rustls: wss), quinn (quic), the kcp crate (kcp); ratio = gonet-rs / raw"
         );
         print_table(&rows, "gonet-rs", "raw");
     }

@@ -7,8 +7,11 @@
 //! protocol on their transport, so the gonet-rs client that drives the gonet-rs server
 //! drives them too; what separates the two figures is the runtime, not the library.
 //!
-//! - `udp://` (`raw`): one tokio socket, one task: `recv_from`, the reply forged in the
-//!   receive buffer, `send_to`. One packet per datagram, as gonet sends them.
+//! - `udp://` (`raw`): one socket, one task, the batched forms of `recv_from` and
+//!   `send_to` through quinn-udp (quinn's own socket layer): `recvmmsg` takes a batch
+//!   of datagrams, each reply is forged in its receive buffer, and the replies of the
+//!   batch to one peer that follow each other leave in one `sendmsg` (GSO). One packet
+//!   per datagram, as gonet sends them.
 //! - `ws://` (`raw`): tokio-tungstenite with gonet's WebSocket settings (message and
 //!   frame limits, write buffer sizes). One packet per binary message; every message
 //!   already received is taken without waiting, its reply fed to the sink, and the sink
@@ -180,20 +183,86 @@ fn answer_stream(buf: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), Refused
 async fn udp(authority: &str) -> Result<String> {
     let socket = UdpSocket::bind(authority).await?;
     let local = socket.local_addr()?;
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let Ok((len, from)) = socket.recv_from(&mut buf).await else {
-                // An ICMP error for an earlier send: it concerns one peer.
-                continue;
-            };
-            let datagram = &mut buf[..len];
-            if one_frame(datagram) && matches!(answer(datagram), Ok(Answer::Reply)) {
-                let _ = socket.send_to(datagram, from).await;
+    let state = quinn_udp::UdpSocketState::new((&socket).into())?;
+    tokio::spawn(udp_loop(socket, state));
+    Ok(format!("udp://{local}"))
+}
+
+/// Replies of one size to one peer, back to back: one transmit (GSO where the system
+/// has it).
+#[derive(Debug, Default)]
+struct Run {
+    to: Option<SocketAddr>,
+    size: usize,
+    count: usize,
+    out: Vec<u8>,
+}
+
+/// The one socket's task: `recvmmsg` takes up to [`quinn_udp::BATCH_SIZE`] datagrams
+/// (or more, coalesced by GRO); each is answered in place, and the replies to one peer
+/// that follow each other leave in one `sendmsg` (GSO).
+async fn udp_loop(socket: UdpSocket, state: quinn_udp::UdpSocketState) {
+    const N: usize = quinn_udp::BATCH_SIZE;
+    let mut storage = vec![0u8; N * BUF];
+    let mut meta = [quinn_udp::RecvMeta::default(); N];
+    let max_segments = state.max_gso_segments().max(1);
+    let mut run = Run::default();
+    loop {
+        let received = {
+            let mut chunks = storage.chunks_mut(BUF);
+            let mut bufs: [io::IoSliceMut<'_>; N] =
+                std::array::from_fn(|_| io::IoSliceMut::new(chunks.next().unwrap_or_default()));
+            socket
+                .async_io(tokio::io::Interest::READABLE, || {
+                    state.recv((&socket).into(), &mut bufs, &mut meta)
+                })
+                .await
+        };
+        let Ok(n) = received else {
+            // An ICMP error for an earlier send: it concerns one peer.
+            continue;
+        };
+        for (m, buf) in meta[..n].iter().zip(storage.chunks_mut(BUF)) {
+            let stride = if m.stride == 0 { m.len } else { m.stride };
+            for datagram in buf[..m.len].chunks_mut(stride) {
+                if !one_frame(datagram) || !matches!(answer(datagram), Ok(Answer::Reply)) {
+                    continue;
+                }
+                if run.to != Some(m.addr)
+                    || run.size != datagram.len()
+                    || run.count == max_segments
+                    || run.out.len() + datagram.len() > MAX_FRAME - 1024
+                {
+                    udp_send(&socket, &state, &mut run).await;
+                    run.to = Some(m.addr);
+                    run.size = datagram.len();
+                }
+                run.out.extend_from_slice(datagram);
+                run.count += 1;
             }
         }
-    });
-    Ok(format!("udp://{local}"))
+        udp_send(&socket, &state, &mut run).await;
+    }
+}
+
+async fn udp_send(socket: &UdpSocket, state: &quinn_udp::UdpSocketState, run: &mut Run) {
+    if let (Some(to), 1..) = (run.to.take(), run.count) {
+        let transmit = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents: &run.out,
+            segment_size: (run.count > 1).then_some(run.size),
+            src_ip: None,
+        };
+        // Errors other than a full buffer are the datagrams' loss, as UDP allows.
+        let _ = socket
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                state.send(socket.into(), &transmit)
+            })
+            .await;
+    }
+    run.out.clear();
+    run.count = 0;
 }
 
 // ----------------------------------------------------------------------------- WebSocket
