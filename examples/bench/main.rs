@@ -10,10 +10,9 @@
 //! the baseline alternating (A B A B ...); the table shows medians. Every transport has
 //! a raw baseline on its own library (`raw.rs`); the `ws` rows run a second one, on
 //! fastwebsockets, in the same alternation, and a table of their own compares the two
-//! libraries. Server CPU time and
-//! memory come from `/proc/PID/stat` and `/proc/PID/status`, so "per server CPU second"
-//! figures hold even though the load generator shares the machine. `BENCHMARKS.md`
-//! explains every figure.
+//! libraries. Server CPU time and memory come from `/proc/PID/stat` and
+//! `/proc/PID/status`, so "per server CPU second" figures hold even though the load
+//! generator shares the machine. `BENCHMARKS.md` explains every figure.
 //!
 //! The resume rows (`resume64`, `resume1k`) measure what session resume costs: the
 //! pipelined TCP scenario through the raw client, against a server with resume on (the
@@ -557,7 +556,7 @@ struct Row {
     metric: &'static str,
     /// The server under test (gonet-rs; with resume on in the resume table).
     measured: Option<f64>,
-    /// Its baseline in the same run (raw tokio; gonet-rs with resume off).
+    /// Its baseline in the same run (the raw server; gonet-rs with resume off).
     baseline: Option<f64>,
     unit: fn(f64) -> String,
 }
