@@ -7,10 +7,12 @@
 //!
 //! Each scenario starts a server in a process of its own (this binary, re-run as
 //! `bench serve gonet|raw URL`) and drives it with the same load generator, gonet-rs and
-//! the baseline alternating (A B A B ...); the table shows medians. Server CPU time and
-//! memory come from `/proc/PID/stat` and `/proc/PID/status`, so "per server CPU second"
-//! figures hold even though the load generator shares the machine. `BENCHMARKS.md`
-//! explains every figure.
+//! the baseline alternating (A B A B ...); the table shows medians. Every transport has
+//! a raw baseline on its own library (`raw.rs`); the `ws` rows run a second one, on
+//! fastwebsockets, in the same alternation, and a table of their own compares the two
+//! libraries. Server CPU time and memory come from `/proc/PID/stat` and
+//! `/proc/PID/status`, so "per server CPU second" figures hold even though the load
+//! generator shares the machine. `BENCHMARKS.md` explains every figure.
 //!
 //! The resume rows (`resume64`, `resume1k`) measure what session resume costs: the
 //! pipelined TCP scenario through the raw client, against a server with resume on (the
@@ -30,6 +32,7 @@
 mod load;
 mod procfs;
 mod proto;
+mod raw;
 mod servers;
 
 use std::io::{BufRead, BufReader};
@@ -93,9 +96,15 @@ impl Scenario {
         match self {
             Scenario::Pipelined { resume: true, .. } => (Kind::GonetResume, Some(Kind::Gonet)),
             Scenario::Pipelined { metrics: true, .. } => (Kind::GonetMetrics, Some(Kind::Gonet)),
-            _ if self.transport() == "tcp" => (Kind::Gonet, Some(Kind::Raw)),
-            _ => (Kind::Gonet, None),
+            _ => (Kind::Gonet, Some(Kind::Raw)),
         }
+    }
+
+    /// A second baseline run in the same alternation: the `ws` rows' baseline on
+    /// another WebSocket library.
+    fn second_baseline(&self) -> Option<Kind> {
+        let plain = !self.is_resume() && !self.is_metrics();
+        (plain && self.transport() == "ws").then_some(Kind::RawFastws)
     }
 
     fn is_resume(&self) -> bool {
@@ -346,10 +355,12 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             url.push_str(&query);
         }
     }
-    if kind == Kind::Raw
-        && (scenario.transport() != "tcp" || scenario.is_resume() || scenario.is_metrics())
+    if matches!(kind, Kind::Raw | Kind::RawFastws)
+        && (!raw::serves(kind, scenario.transport())
+            || scenario.is_resume()
+            || scenario.is_metrics())
     {
-        bail!("no raw baseline for {url}");
+        bail!("no {} baseline for {url}", kind.name());
     }
     let server = tokio::task::block_in_place(|| ServerProc::start(kind, &url))?;
     let pid = server.pid();
@@ -545,7 +556,7 @@ struct Row {
     metric: &'static str,
     /// The server under test (gonet-rs; with resume on in the resume table).
     measured: Option<f64>,
-    /// Its baseline in the same run (raw tokio; gonet-rs with resume off).
+    /// Its baseline in the same run (the raw server; gonet-rs with resume off).
     baseline: Option<f64>,
     unit: fn(f64) -> String,
 }
@@ -571,6 +582,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut resume_rows = Vec::new();
     let mut metrics_rows = Vec::new();
+    let mut library_rows = Vec::new();
     for (_, scenario) in scenarios(&opts) {
         if let Scenario::Idle { sessions } = scenario {
             // Each side of every session holds a descriptor: ours and the server's.
@@ -584,7 +596,10 @@ fn main() -> Result<()> {
             }
         }
         let (measured, baseline) = scenario.kinds();
-        let kinds: Vec<Kind> = std::iter::once(measured).chain(baseline).collect();
+        let kinds: Vec<Kind> = std::iter::once(measured)
+            .chain(baseline)
+            .chain(scenario.second_baseline())
+            .collect();
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
         for round in 0..opts.rounds {
             for (k, kind) in kinds.iter().enumerate() {
@@ -652,9 +667,35 @@ fn main() -> Result<()> {
                 );
             }
         }
+        // The second baseline against the first.
+        if kinds.len() > 2 {
+            for (metric, f) in [
+                ("msgs/s", (|s| s.rate) as fn(&Sample) -> f64),
+                ("msgs/server-CPU-s", |s| s.per_cpu),
+            ] {
+                library_rows.push(Row {
+                    scenario: scenario.label(),
+                    transport: scenario.transport(),
+                    metric,
+                    measured: med(2, f),
+                    baseline: med(1, f),
+                    unit: human,
+                });
+            }
+        }
     }
     if !rows.is_empty() {
-        print_table(&rows, "gonet-rs", "raw tokio");
+        println!(
+            "raw: the baseline on the transport's own library: tokio (tcp), one socket through quinn-udp, batched (udp), tokio-tungstenite (ws; over tokio-rustls: wss), quinn (quic), the kcp crate (kcp); ratio = gonet-rs / raw"
+        );
+        print_table(&rows, "gonet-rs", "raw");
+    }
+    if !library_rows.is_empty() {
+        println!();
+        println!(
+            "ws raw baselines: fastwebsockets against tokio-tungstenite; ratio = fastwebsockets / tungstenite"
+        );
+        print_table(&library_rows, "fastws", "tungstenite");
     }
     if !resume_rows.is_empty() {
         if !rows.is_empty() {

@@ -9,7 +9,10 @@
 //!   gonet-rs client with a reconnect policy) can connect.
 //! - `raw`: the baseline, hand-written on tokio: a large read buffer, frames parsed in
 //!   place, every complete frame of one read answered in one write. It decodes nothing;
-//!   it is the practical ceiling of the machine for this wire format.
+//!   it is the practical ceiling of the machine for this wire format. On the other
+//!   transports, the same on the transport's own library (`raw.rs`).
+//! - `raw-fastws`: the `ws://` baseline on fastwebsockets instead of tungstenite
+//!   (`raw.rs`).
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +42,8 @@ pub(crate) enum Kind {
     /// The gonet-rs server with its metrics on, recorded by a Prometheus recorder.
     GonetMetrics,
     Raw,
+    /// The WebSocket baseline on fastwebsockets.
+    RawFastws,
 }
 
 impl Kind {
@@ -48,6 +53,7 @@ impl Kind {
             Kind::GonetResume => "gonet-resume",
             Kind::GonetMetrics => "gonet-metrics",
             Kind::Raw => "raw",
+            Kind::RawFastws => "raw-fastws",
         }
     }
 
@@ -57,8 +63,11 @@ impl Kind {
             "gonet-resume" => Ok(Kind::GonetResume),
             "gonet-metrics" => Ok(Kind::GonetMetrics),
             "raw" => Ok(Kind::Raw),
+            "raw-fastws" => Ok(Kind::RawFastws),
             other => {
-                bail!("unknown server kind {other:?} (gonet, gonet-resume, gonet-metrics or raw)")
+                bail!(
+                    "unknown server kind {other:?} (gonet, gonet-resume, gonet-metrics, raw or raw-fastws)"
+                )
             }
         }
     }
@@ -79,7 +88,9 @@ pub(crate) fn serve(kind: Kind, url: &str) -> Result<()> {
                 let server = gonet_server(url, kind).await?;
                 (server.url(), Some(server))
             }
-            Kind::Raw => (raw_server(url).await?, None),
+            Kind::Raw if url.starts_with("tcp://") => (raw_server(url).await?, None),
+            // The other transports' baselines print their certificate themselves.
+            Kind::Raw | Kind::RawFastws => (crate::raw::serve(kind, url).await?, None),
         };
         if let Some(cert) = server.as_ref().and_then(gonet::Server::certificate) {
             dial.push(' ');
