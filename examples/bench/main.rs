@@ -21,11 +21,22 @@
 //! through the raw client, against a server with its metrics on (a Prometheus recorder
 //! installed) and the same server with them off.
 //!
+//! The scale rows (`scale.rs`): `loaded`, the round-trip latency of a probe connection
+//! while 50 others send at half the pipelined peak of gonet-rs (the baseline paced at
+//! the same absolute rate); `accept`, 10,000 new sessions; `fanout10k`, a broadcast to
+//! 10,000; `idle100k`, 100,000 idle sessions (with as many as the open-file limit allows
+//! when it cannot be raised, said in a printed line). The cluster rows (`cluster.rs`,
+//! transport `nats`): `cluster-rt`, a call relayed by a gonet-cluster gate to a backend
+//! node, and `cluster-fanout`, a broadcast to 1,000 clients over three gates, each
+//! against raw NATS through async-nats, with a `nats-server` the run starts; skipped
+//! with a printed line when there is no `nats-server` binary.
+//!
 //! Options: `--rounds N` (alternations, default 3), `--secs S` (seconds per timed run,
-//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k, metrics64, metrics1k,
-//! fanout, idle), `--transports tcp,...` (transports of the per-transport rows: tcp, udp,
-//! ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`. The
-//! KCP rows take their URL query from `BENCH_KCP_QUERY` (e.g. `mode=stream`).
+//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k,
+//! metrics64, metrics1k, fanout, fanout10k, idle, idle100k, loaded, accept, cluster-rt,
+//! cluster-fanout), `--transports tcp,...` (transports of the per-transport rows: tcp,
+//! udp, ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`.
+//! The KCP rows take their URL query from `BENCH_KCP_QUERY` (e.g. `mode=stream`).
 
 mod cluster;
 mod load;
@@ -86,7 +97,7 @@ impl Scenario {
                 format!("broadcast to {members}, {}", bytes(*size))
             }
             Scenario::Idle { sessions } => format!("{sessions} idle sessions"),
-            Scenario::Loaded { conns } => format!("rt under {conns} conns at 1/2 peak, 64 B"),
+            Scenario::Loaded { conns } => format!("probe rt, {conns} conns at peak/2, 64 B"),
             Scenario::Accept { conns } => format!("accept {conns} conns, 1 rt each"),
             Scenario::Cluster(cluster::Row::Call) => "cluster call via gate, 64 B".into(),
             Scenario::Cluster(cluster::Row::Fanout { clients }) => {
@@ -190,7 +201,7 @@ fn parse_options() -> Result<Options> {
             "--quick" => opts.quick = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,metrics64,metrics1k,fanout,idle] [--transports tcp,...]"
+                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,metrics64,metrics1k,fanout,fanout10k,idle,idle100k,loaded,accept,cluster-rt,cluster-fanout] [--transports tcp,...]"
                 );
                 std::process::exit(0);
             }
