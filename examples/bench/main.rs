@@ -1,7 +1,7 @@
 //! Benchmarks gonet-rs beside a raw tokio baseline on loopback, in one run.
 //!
 //! ```text
-//! cargo run --release -p gonet-examples --example bench            # the full run, about 4 minutes
+//! cargo run --release -p gonet-examples --example bench            # the full run, about 7 minutes
 //! cargo run --release -p gonet-examples --example bench -- --quick # every scenario, tiny
 //! ```
 //!
