@@ -9,6 +9,9 @@
 //!   a raw async-nats request/reply of the same 64 B payload, a responder subscribed on a
 //!   subject answering each request, the requester and the responder on connections of
 //!   their own as the gate and the backend are.
+//! - `cluster-local`: the same call answered by the gate itself, the client's TCP leg
+//!   of a relayed call alone (no baseline), so that the gate's own hop can be told from
+//!   the client's.
 //! - `cluster-fanout`: client sessions spread over three gate nodes, all in one group; a
 //!   fourth node (its heartbeats an hour apart) broadcasts to the group in batches, each
 //!   batch ending when every client has every message. The baseline publishes the same
@@ -47,6 +50,14 @@ struct EchoReply {
 }
 gonet::message!(EchoReply = 9002, prost, name = "cluster_bench.EchoReply");
 
+/// The same echo, answered by the gate itself.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LocalEcho {
+    #[prost(bytes = "bytes", tag = "1")]
+    body: Bytes,
+}
+gonet::message!(LocalEcho = 9003, prost, name = "cluster_bench.LocalEcho");
+
 /// Joins the broadcast group (on the client's gate).
 #[derive(Clone, PartialEq, prost::Message)]
 struct Subscribe {}
@@ -82,6 +93,9 @@ const WARMUP: usize = 200;
 pub(crate) enum Row {
     /// Sequential relayed calls.
     Call,
+    /// Sequential calls the gate answers itself: the client's TCP leg of a relayed
+    /// call, with no baseline.
+    Local,
     /// Broadcasts to `clients` sessions over three gates.
     Fanout { clients: usize },
 }
@@ -169,6 +183,8 @@ pub(crate) async fn run(kind: Kind, row: Row, length: Duration) -> Result<Sample
     let sample = match row {
         Row::Call if gonet => relayed_calls(&url, length).await?,
         Row::Call => raw_calls(&url, length).await?,
+        Row::Local if gonet => local_calls(&url, length).await?,
+        Row::Local => bail!("the gate-answered call has no raw NATS baseline"),
         Row::Fanout { clients } if gonet => broadcast(&url, clients, length).await?,
         Row::Fanout { clients } => raw_broadcast(&url, clients, length).await?,
     };
@@ -191,19 +207,22 @@ async fn sees(node: &Node, ids: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// A gate node and its TCP server: it answers `Subscribe` itself and relays the rest.
+/// A gate node and its TCP server: it answers `LocalEcho` and `Subscribe` itself and
+/// relays the rest.
 async fn gate(nats: &str, id: &str) -> Result<(Node, gonet::Server)> {
     let node = node(id, "gate").join(nats).await?;
     let joiner = node.clone();
-    let local = Router::new().route(move |session: Session, _: Subscribe| {
-        let node = joiner.clone();
-        async move {
-            match node.join(&node.addr(&session), GROUP).await {
-                Ok(()) => Ok(Subscribed {}),
-                Err(err) => Err(Status::unavailable(err.to_string())),
+    let local = Router::new()
+        .route(|_: Session, echo: LocalEcho| async move { EchoReply { body: echo.body } })
+        .route(move |session: Session, _: Subscribe| {
+            let node = joiner.clone();
+            async move {
+                match node.join(&node.addr(&session), GROUP).await {
+                    Ok(()) => Ok(Subscribed {}),
+                    Err(err) => Err(Status::unavailable(err.to_string())),
+                }
             }
-        }
-    });
+        });
     let server = node
         .gate(Builder::new(), local)
         .serve("tcp://127.0.0.1:0")
@@ -269,6 +288,28 @@ async fn relayed_calls(nats: &str, length: Duration) -> Result<Sample> {
     client.close("done");
     gate_server.shutdown().await;
     backend.drain().await;
+    gate_node.drain().await;
+    Ok(sample)
+}
+
+async fn local_calls(nats: &str, length: Duration) -> Result<Sample> {
+    let (gate_node, gate_server) = gate(nats, "local-gate").await?;
+    let client = Builder::new().dial(&gate_server.url()).await?;
+    let payload = Bytes::from(vec![0x5a; PAYLOAD]);
+    let sample = timed(length, || {
+        let (client, body) = (&client, payload.clone());
+        async move {
+            let reply: EchoReply = client.call(&LocalEcho { body }).await?;
+            ensure!(
+                reply.body.len() == PAYLOAD,
+                "the gate's echo changed the body"
+            );
+            Ok(())
+        }
+    })
+    .await?;
+    client.close("done");
+    gate_server.shutdown().await;
     gate_node.drain().await;
     Ok(sample)
 }

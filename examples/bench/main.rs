@@ -27,16 +27,18 @@
 //! 10,000; `idle100k`, 100,000 idle sessions (with as many as the open-file limit allows
 //! when it cannot be raised, said in a printed line). The cluster rows (`cluster.rs`,
 //! transport `nats`): `cluster-rt`, a call relayed by a gonet-cluster gate to a backend
-//! node, and `cluster-fanout`, a broadcast to 1,000 clients over three gates, each
-//! against raw NATS through async-nats, with a `nats-server` the run starts; skipped
-//! with a printed line when there is no `nats-server` binary.
+//! node (and `cluster-local`, the same call answered by the gate, with no baseline),
+//! and `cluster-fanout`, a broadcast to 1,000 clients over three gates, each against raw
+//! NATS through async-nats, with a `nats-server` the run starts; skipped with a printed
+//! line when there is no `nats-server` binary.
 //!
 //! Options: `--rounds N` (alternations, default 3), `--secs S` (seconds per timed run,
 //! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k,
 //! metrics64, metrics1k, fanout, fanout10k, idle, idle100k, loaded, accept, cluster-rt,
-//! cluster-fanout), `--transports tcp,...` (transports of the per-transport rows: tcp,
-//! udp, ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`.
-//! The KCP rows take their URL query from `BENCH_KCP_QUERY` (e.g. `mode=stream`).
+//! cluster-local, cluster-fanout), `--transports tcp,...` (transports of the
+//! per-transport rows: tcp, udp, ws, wss, quic, kcp; all by default; the resume rows run
+//! with tcp), `--quick`. The KCP rows take their URL query from `BENCH_KCP_QUERY` (e.g.
+//! `mode=stream`).
 
 mod cluster;
 mod load;
@@ -100,6 +102,7 @@ impl Scenario {
             Scenario::Loaded { conns } => format!("probe rt, {conns} conns at peak/2, 64 B"),
             Scenario::Accept { conns } => format!("accept {conns} conns, 1 rt each"),
             Scenario::Cluster(cluster::Row::Call) => "cluster call via gate, 64 B".into(),
+            Scenario::Cluster(cluster::Row::Local) => "cluster call, gate answers, 64 B".into(),
             Scenario::Cluster(cluster::Row::Fanout { clients }) => {
                 format!("cluster broadcast to {clients}, 64 B")
             }
@@ -120,7 +123,8 @@ impl Scenario {
         match self {
             Scenario::Pipelined { resume: true, .. } => (Kind::GonetResume, Some(Kind::Gonet)),
             Scenario::Pipelined { metrics: true, .. } => (Kind::GonetMetrics, Some(Kind::Gonet)),
-            // gonet-cluster against raw NATS.
+            // gonet-cluster against raw NATS; the gate-answered call has no baseline.
+            Scenario::Cluster(cluster::Row::Local) => (Kind::Gonet, None),
             Scenario::Cluster(_) => (Kind::Gonet, Some(Kind::Raw)),
             _ if self.transport() == "tcp" => (Kind::Gonet, Some(Kind::Raw)),
             _ => (Kind::Gonet, None),
@@ -201,7 +205,7 @@ fn parse_options() -> Result<Options> {
             "--quick" => opts.quick = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,metrics64,metrics1k,fanout,fanout10k,idle,idle100k,loaded,accept,cluster-rt,cluster-fanout] [--transports tcp,...]"
+                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,metrics64,metrics1k,fanout,fanout10k,idle,idle100k,loaded,accept,cluster-rt,cluster-local,cluster-fanout] [--transports tcp,...]"
                 );
                 std::process::exit(0);
             }
@@ -311,6 +315,7 @@ fn scenarios(opts: &Options) -> Vec<(&'static str, Scenario)> {
         },
     ));
     list.push(("cluster-rt", Scenario::Cluster(cluster::Row::Call)));
+    list.push(("cluster-local", Scenario::Cluster(cluster::Row::Local)));
     list.push((
         "cluster-fanout",
         Scenario::Cluster(cluster::Row::Fanout {
@@ -752,7 +757,7 @@ fn main() -> Result<()> {
                 push("conns/s", |s| s.rate, human);
                 push("conns/server-CPU-s", |s| s.per_cpu, human);
             }
-            Scenario::Cluster(cluster::Row::Call) => {
+            Scenario::Cluster(cluster::Row::Call | cluster::Row::Local) => {
                 push("calls/s", |s| s.rate, human);
                 push("p50 latency", |s| s.p50, |v| format!("{v:.1} us"));
                 push("p99 latency", |s| s.p99, |v| format!("{v:.1} us"));
