@@ -649,7 +649,7 @@ fn main() -> Result<()> {
                 if nofile < need {
                     let fit = (nofile.saturating_sub(512) / 1000 * 1000) as usize;
                     println!(
-                        "note: {} measured with {fit} (the open-file limit is {nofile}; {need} are needed and it could not be raised: raise the hard limit, e.g. `ulimit -Hn 1048576` as root)",
+                        "note: {} measured with {fit} (the open-file limit is {nofile}; {need} are needed and it could not be raised: run it as root with CAP_SYS_RESOURCE, or raise the hard limit before the run, e.g. `ulimit -Hn 1048576` in a shell that may)",
                         scenario.label()
                     );
                     if fit == 0 {
