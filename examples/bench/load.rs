@@ -381,39 +381,6 @@ pub(crate) async fn open_members(
     Ok(streams)
 }
 
-/// Opens `n` sessions, each doing one round trip, `concurrency` at a time.
-pub(crate) async fn open_idle(addr: &str, n: usize, concurrency: usize) -> Result<Vec<TcpStream>> {
-    let mut streams = Vec::with_capacity(n);
-    let template = Template::new(proto::ECHO, 64, 3);
-    let mut opened = 0;
-    while opened < n {
-        let batch = concurrency.min(n - opened);
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..batch {
-            let addr = addr.to_owned();
-            let template = template.clone();
-            tasks.spawn(async move {
-                let mut stream = connect(&addr).await?;
-                let mut out = Vec::new();
-                template.put(&mut out, 1);
-                stream.write_all(&out).await?;
-                let mut buf = BytesMut::with_capacity(256);
-                let mut got = 0;
-                while got == 0 {
-                    read_more(&mut stream, &mut buf).await?;
-                    got = frames(&mut buf, |f| template.check(f, proto::ECHO_REPLY, 1))?;
-                }
-                anyhow::Ok(stream)
-            });
-        }
-        while let Some(stream) = tasks.join_next().await {
-            streams.push(stream??);
-        }
-        opened += batch;
-    }
-    Ok(streams)
-}
-
 /// What a gonet-rs client checks on one connection of [`PipelinedClient`].
 struct Expect {
     template: Template,

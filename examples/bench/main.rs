@@ -1,7 +1,7 @@
 //! Benchmarks gonet-rs beside a raw tokio baseline on loopback, in one run.
 //!
 //! ```text
-//! cargo run --release -p gonet-examples --example bench            # the full run, about 4 minutes
+//! cargo run --release -p gonet-examples --example bench            # the full run, about 7 minutes
 //! cargo run --release -p gonet-examples --example bench -- --quick # every scenario, tiny
 //! ```
 //!
@@ -23,16 +23,31 @@
 //! through the raw client, against a server with its metrics on (a Prometheus recorder
 //! installed) and the same server with them off.
 //!
+//! The scale rows (`scale.rs`): `loaded`, the round-trip latency of a probe connection
+//! while 50 others send at half the pipelined peak of gonet-rs (the baseline paced at
+//! the same absolute rate); `accept`, 10,000 new sessions; `fanout10k`, a broadcast to
+//! 10,000; `idle100k`, 100,000 idle sessions (with as many as the open-file limit allows
+//! when it cannot be raised, said in a printed line). The cluster rows (`cluster.rs`,
+//! transport `nats`): `cluster-rt`, a call relayed by a gonet-cluster gate to a backend
+//! node (and `cluster-local`, the same call answered by the gate, with no baseline),
+//! and `cluster-fanout`, a broadcast to 1,000 clients over three gates, each against raw
+//! NATS through async-nats, with a `nats-server` the run starts; skipped with a printed
+//! line when there is no `nats-server` binary.
+//!
 //! Options: `--rounds N` (alternations, default 3), `--secs S` (seconds per timed run,
-//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k, metrics64, metrics1k,
-//! fanout, idle), `--transports tcp,...` (transports of the per-transport rows: tcp, udp,
-//! ws, wss, quic, kcp; all by default; the resume rows run with tcp), `--quick`. The
-//! KCP rows take their URL query from `BENCH_KCP_QUERY` (e.g. `mode=stream`).
+//! default 2), `--only a,b` (scenarios by name: rt, pipe64, pipe1k, resume64, resume1k,
+//! metrics64, metrics1k, fanout, fanout10k, idle, idle100k, loaded, accept, cluster-rt,
+//! cluster-local, cluster-fanout), `--transports tcp,...` (transports of the
+//! per-transport rows: tcp, udp, ws, wss, quic, kcp; all by default; the resume rows run
+//! with tcp), `--quick`. The KCP rows take their URL query from `BENCH_KCP_QUERY` (e.g.
+//! `mode=stream`).
 
+mod cluster;
 mod load;
 mod procfs;
 mod proto;
 mod raw;
+mod scale;
 mod servers;
 
 use std::io::{BufRead, BufReader};
@@ -64,6 +79,13 @@ enum Scenario {
     Fanout { members: usize, size: usize },
     /// `sessions` sessions that did one round trip and then went quiet.
     Idle { sessions: usize },
+    /// The latency of one connection's round trips while `conns` others send at half the
+    /// pipelined peak (`scale.rs`).
+    Loaded { conns: usize },
+    /// `conns` new sessions, 100 at a time, one round trip each (`scale.rs`).
+    Accept { conns: usize },
+    /// gonet-cluster against raw NATS (`cluster.rs`).
+    Cluster(cluster::Row),
 }
 
 impl Scenario {
@@ -80,12 +102,20 @@ impl Scenario {
                 format!("broadcast to {members}, {}", bytes(*size))
             }
             Scenario::Idle { sessions } => format!("{sessions} idle sessions"),
+            Scenario::Loaded { conns } => format!("probe rt, {conns} conns at peak/2, 64 B"),
+            Scenario::Accept { conns } => format!("accept {conns} conns, 1 rt each"),
+            Scenario::Cluster(cluster::Row::Call) => "cluster call via gate, 64 B".into(),
+            Scenario::Cluster(cluster::Row::Local) => "cluster call, gate answers, 64 B".into(),
+            Scenario::Cluster(cluster::Row::Fanout { clients }) => {
+                format!("cluster broadcast to {clients}, 64 B")
+            }
         }
     }
 
     fn transport(&self) -> &'static str {
         match self {
             Scenario::Pipelined { transport, .. } => transport,
+            Scenario::Cluster(_) => "nats",
             _ => "tcp",
         }
     }
@@ -96,6 +126,8 @@ impl Scenario {
         match self {
             Scenario::Pipelined { resume: true, .. } => (Kind::GonetResume, Some(Kind::Gonet)),
             Scenario::Pipelined { metrics: true, .. } => (Kind::GonetMetrics, Some(Kind::Gonet)),
+            // gonet-cluster against raw NATS; the gate-answered call has no baseline.
+            Scenario::Cluster(cluster::Row::Local) => (Kind::Gonet, None),
             _ => (Kind::Gonet, Some(Kind::Raw)),
         }
     }
@@ -134,8 +166,11 @@ struct Sample {
     /// Round trip latencies, microseconds.
     p50: f64,
     p99: f64,
+    p999: f64,
     /// Server memory per session, bytes.
     rss_per_session: f64,
+    /// NATS messages published per broadcast (the cluster rows).
+    nats_per_broadcast: f64,
 }
 
 #[derive(Debug)]
@@ -178,7 +213,7 @@ fn parse_options() -> Result<Options> {
             "--quick" => opts.quick = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,metrics64,metrics1k,fanout,idle] [--transports tcp,...]"
+                    "usage: bench [--quick] [--rounds N] [--secs S] [--only rt,pipe64,pipe1k,resume64,resume1k,metrics64,metrics1k,fanout,fanout10k,idle,idle100k,loaded,accept,cluster-rt,cluster-local,cluster-fanout] [--transports tcp,...]"
                 );
                 std::process::exit(0);
             }
@@ -257,10 +292,43 @@ fn scenarios(opts: &Options) -> Vec<(&'static str, Scenario)> {
         },
     ));
     list.push((
+        "fanout10k",
+        Scenario::Fanout {
+            members: if q { 500 } else { 10_000 },
+            size: 64,
+        },
+    ));
+    list.push((
         "idle",
         Scenario::Idle {
             sessions: if q { 200 } else { 10_000 },
         },
+    ));
+    list.push((
+        "idle100k",
+        Scenario::Idle {
+            sessions: if q { 1_000 } else { 100_000 },
+        },
+    ));
+    list.push((
+        "loaded",
+        Scenario::Loaded {
+            conns: if q { 4 } else { 50 },
+        },
+    ));
+    list.push((
+        "accept",
+        Scenario::Accept {
+            conns: if q { 200 } else { 10_000 },
+        },
+    ));
+    list.push(("cluster-rt", Scenario::Cluster(cluster::Row::Call)));
+    list.push(("cluster-local", Scenario::Cluster(cluster::Row::Local)));
+    list.push((
+        "cluster-fanout",
+        Scenario::Cluster(cluster::Row::Fanout {
+            clients: if q { 30 } else { 1_000 },
+        }),
     ));
     list.retain(|(name, _)| {
         opts.only
@@ -346,6 +414,9 @@ impl Drop for ServerProc {
 }
 
 async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
+    if let Scenario::Cluster(row) = scenario {
+        return cluster::run(kind, *row, Duration::from_secs_f64(secs)).await;
+    }
     let mut url = format!("{}://127.0.0.1:0", scenario.transport());
     // The KCP rows with other settings, e.g. BENCH_KCP_QUERY=mode=stream (the server's
     // URL keeps the query, and the clients dial that URL).
@@ -448,21 +519,10 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             }
         }
         Scenario::Fanout { members, size } => fanout(&addr, pid, *members, *size, length).await?,
-        Scenario::Idle { sessions } => {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let rss0 = procfs::rss(pid)?;
-            let streams = load::open_idle(&addr, *sessions, 256).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let rss1 = procfs::rss(pid)?;
-            let per = rss1.saturating_sub(rss0) as f64 / *sessions as f64;
-            // End the server first, so that the TIME_WAIT sockets are its own.
-            drop(server);
-            drop(streams);
-            return Ok(Sample {
-                rss_per_session: per,
-                ..Sample::default()
-            });
-        }
+        Scenario::Idle { sessions } => return scale::idle(server, *sessions).await,
+        Scenario::Loaded { conns } => return scale::loaded(server, kind, *conns, length).await,
+        Scenario::Accept { conns } => return scale::accept(server, *conns).await,
+        Scenario::Cluster(_) => unreachable!("run by cluster::run"),
     };
     drop(server);
     Ok(sample)
@@ -532,8 +592,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Raises the soft limit of open files to the hard limit; returns the limit in force.
+/// Raises the limit of open files: the hard limit to 2^20 first where the process may
+/// (root with `CAP_SYS_RESOURCE`; server processes inherit it), then the soft limit to
+/// the hard one. Returns the limit in force.
 fn raise_nofile() -> u64 {
+    const WANT: u64 = 1 << 20;
+    if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        && hard < WANT
+    {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, WANT, WANT);
+    }
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
@@ -583,17 +651,43 @@ fn main() -> Result<()> {
     let mut resume_rows = Vec::new();
     let mut metrics_rows = Vec::new();
     let mut library_rows = Vec::new();
-    for (_, scenario) in scenarios(&opts) {
-        if let Scenario::Idle { sessions } = scenario {
-            // Each side of every session holds a descriptor: ours and the server's.
-            let need = sessions as u64 + 256;
-            if nofile < need {
+    for (_, mut scenario) in scenarios(&opts) {
+        match scenario {
+            Scenario::Idle { sessions } => {
+                // Each side of every session holds a descriptor: ours and the server's.
+                // Without enough, as many sessions as the limit allows, in thousands.
+                let need = sessions as u64 + 256;
+                if nofile < need {
+                    let fit = (nofile.saturating_sub(512) / 1000 * 1000) as usize;
+                    println!(
+                        "note: {} measured with {fit} (the open-file limit is {nofile}; {need} are needed and it could not be raised: run it as root with CAP_SYS_RESOURCE, or raise the hard limit before the run, e.g. `ulimit -Hn 1048576` in a shell that may)",
+                        scenario.label()
+                    );
+                    if fit == 0 {
+                        continue;
+                    }
+                    scenario = Scenario::Idle { sessions: fit };
+                }
+            }
+            Scenario::Fanout { members, .. } if nofile < members as u64 + 256 => {
                 println!(
-                    "skipped: {} (the open-file limit is {nofile}; {need} are needed and it could not be raised)",
-                    scenario.label()
+                    "skipped: {} (the open-file limit is {nofile}; {} are needed and it could not be raised)",
+                    scenario.label(),
+                    members + 256
                 );
                 continue;
             }
+            Scenario::Cluster(_) => {
+                if let Err(err) = cluster::nats_binary() {
+                    println!(
+                        "skipped: {} ({err}; to get one: {})",
+                        scenario.label(),
+                        cluster::HOW_TO_GET
+                    );
+                    continue;
+                }
+            }
+            _ => {}
         }
         let (measured, baseline) = scenario.kinds();
         let kinds: Vec<Kind> = std::iter::once(measured)
@@ -666,6 +760,31 @@ fn main() -> Result<()> {
                     |v| format!("{:.2} KiB", v / 1024.0),
                 );
             }
+            Scenario::Loaded { .. } => {
+                push("load msgs/s", |s| s.rate, human);
+                push("msgs/server-CPU-s", |s| s.per_cpu, human);
+                push("probe p50 latency", |s| s.p50, |v| format!("{v:.1} us"));
+                push("probe p99 latency", |s| s.p99, |v| format!("{v:.1} us"));
+                push("probe p99.9 latency", |s| s.p999, |v| format!("{v:.1} us"));
+            }
+            Scenario::Accept { .. } => {
+                push("conns/s", |s| s.rate, human);
+                push("conns/server-CPU-s", |s| s.per_cpu, human);
+            }
+            Scenario::Cluster(cluster::Row::Call | cluster::Row::Local) => {
+                push("calls/s", |s| s.rate, human);
+                push("p50 latency", |s| s.p50, |v| format!("{v:.1} us"));
+                push("p99 latency", |s| s.p99, |v| format!("{v:.1} us"));
+                push("p99.9 latency", |s| s.p999, |v| format!("{v:.1} us"));
+            }
+            Scenario::Cluster(cluster::Row::Fanout { .. }) => {
+                push("deliveries/s", |s| s.rate, human);
+                push(
+                    "NATS msgs/broadcast",
+                    |s| s.nats_per_broadcast,
+                    |v| format!("{v:.2}"),
+                );
+            }
         }
         // The second baseline against the first.
         if kinds.len() > 2 {
@@ -686,7 +805,7 @@ fn main() -> Result<()> {
     }
     if !rows.is_empty() {
         println!(
-            "raw: the baseline on the transport's own library: tokio (tcp), one socket through quinn-udp, batched (udp), tokio-tungstenite (ws; over tokio-rustls: wss), quinn (quic), the kcp crate (kcp); ratio = gonet-rs / raw"
+            "raw: the baseline on the transport's own library: tokio (tcp), one socket through quinn-udp, batched (udp), tokio-tungstenite (ws; over tokio-rustls: wss), quinn (quic), the kcp crate (kcp), async-nats (nats: gonet-cluster against raw NATS); ratio = gonet-rs / raw"
         );
         print_table(&rows, "gonet-rs", "raw");
     }

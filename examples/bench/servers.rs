@@ -258,7 +258,16 @@ async fn raw_connection(stream: TcpStream, members: Members, encodes: Arc<Atomic
             pos += 2 + len;
         }
         buf.advance(pos);
-        if !out.is_empty() {
+        if join {
+            // From now on this connection's writes come from the group. The reply goes
+            // first through the member's queue, and the member is in the group before
+            // its client can read that reply: no broadcast published after it is missed.
+            let Some(w) = wr.take() else { return };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(Bytes::from(std::mem::take(&mut out)));
+            members.lock().expect("members").push(tx);
+            tokio::spawn(raw_member_writer(w, rx));
+        } else if !out.is_empty() {
             let Some(w) = wr.as_mut() else {
                 return; // a group member sends nothing after joining
             };
@@ -266,13 +275,6 @@ async fn raw_connection(stream: TcpStream, members: Members, encodes: Arc<Atomic
                 return;
             }
             out.clear();
-        }
-        if join {
-            // From now on this connection's writes come from the group.
-            let Some(w) = wr.take() else { return };
-            let (tx, rx) = mpsc::unbounded_channel();
-            members.lock().expect("members").push(tx);
-            tokio::spawn(raw_member_writer(w, rx));
         }
     }
 }
