@@ -507,9 +507,10 @@ impl PipelinedClient {
             bail!(error);
         }
         let received = expect.received.load(Ordering::Relaxed);
-        if expect.lossy {
-            ensure!(received > 0, "no reply at all");
-        } else {
+        // Over UDP one connection may lose every window it sends while the server's
+        // socket buffer overflows; the run as a whole must get replies (checked by the
+        // caller).
+        if !expect.lossy {
             ensure!(received == sent, "reply count mismatch");
         }
         Ok(received)

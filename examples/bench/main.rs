@@ -510,6 +510,7 @@ async fn run(kind: Kind, scenario: &Scenario, secs: f64) -> Result<Sample> {
             while let Some(n) = tasks.join_next().await {
                 msgs += n??;
             }
+            ensure!(msgs > 0, "no reply at all");
             let wall = start.elapsed();
             let cpu = procfs::cpu_time(pid)? - cpu0;
             Sample {

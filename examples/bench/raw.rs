@@ -275,9 +275,10 @@ enum Ws {
 }
 
 /// gonet's WebSocket settings (`transport/ws.rs`): nothing longer than a frame, a
-/// write buffer of one batch.
+/// write buffer of one batch, reads of at most 16 KiB.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
         .max_message_size(Some(MAX_FRAME + 2))
         .max_frame_size(Some(MAX_FRAME + 2))
         .write_buffer_size(BUF)
