@@ -172,116 +172,136 @@ pub(crate) type Redial<S, K> = Box<
         + Sync,
 >;
 
-async fn run<S: PacketSource, K: FrameSink>(
+/// A session from start to end: handshake, connection after connection, close.
+///
+/// Not an `async fn`: its arguments would be kept twice in its future, once as they
+/// came and once as moved on, for the life of the session. The connection lives in
+/// `link` only.
+fn run<S: PacketSource, K: FrameSink>(
     session: Session,
-    mut source: S,
+    source: S,
     sink: K,
     redial: Option<Redial<S, K>>,
-) {
-    tracing::debug!("session open");
-    let shared = session.inner.shared.clone();
-    let verdict = match (&shared.hooks.on_handshake, &shared.pool) {
-        // A server with a handshake: nothing else before it.
-        (Some(hook), Some(_)) => {
-            Box::pin(handshake::serve(
-                &session,
-                &mut source,
-                hook,
-                TypeId::of::<(S, K)>(),
-            ))
-            .await
-        }
-        _ => Verdict::Accepted,
-    };
-    let mut work = Work::new(&session);
-    let mut block = ReplyBlock::default();
-    match verdict {
-        Verdict::Resume { target, received } => {
-            handshake::hand_over(&session, target, Box::new((source, sink)), received);
-            return;
-        }
-        Verdict::Refused => {}
-        Verdict::Accepted => {
-            if let Some(resume) = &session.inner.resume {
-                let _ = resume.link_type.set(TypeId::of::<(S, K)>());
-                // A server counts what a resumable client sends after its hello.
-                work.counting = resume.is_active();
-            }
-            if let Some(hook) = &shared.hooks.on_connect {
-                hook(&session);
-            }
-        }
-    }
-    let transport = session.transport();
-    crate::telemetry::session_opened(transport);
+) -> impl Future<Output = ()> + Send + 'static {
     let mut link = Some((source, sink));
-    while let Some((source, sink)) = link.take() {
-        let mut ended = Ended::Done;
-        // Each part is made in its box: a part kept in a local first would keep its
-        // size in this task's future too, for the life of the session.
-        let inbound: joint::Part<'_> = Box::pin(async {
-            tokio::select! {
-                () = guarded("reader", &session, async {
-                    ended = inbound(&session, source, Lane::Main, &mut work, &mut block).await;
-                }) => {}
-                () = shared.kill.raised() => {
-                    session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+    async move {
+        tracing::debug!("session open");
+        let shared = session.inner.shared.clone();
+        let verdict = match (&shared.hooks.on_handshake, &shared.pool) {
+            // A server with a handshake: nothing else before it.
+            (Some(hook), Some(_)) => {
+                let (source, _) = link.as_mut().expect("the first connection");
+                Box::pin(handshake::serve(
+                    &session,
+                    source,
+                    hook,
+                    TypeId::of::<(S, K)>(),
+                ))
+                .await
+            }
+            _ => Verdict::Accepted,
+        };
+        let mut work = Work::new(&session);
+        let mut block = ReplyBlock::default();
+        match verdict {
+            Verdict::Resume { target, received } => {
+                let first = link.take().expect("the first connection");
+                handshake::hand_over(&session, target, Box::new(first), received);
+                return;
+            }
+            Verdict::Refused => {}
+            Verdict::Accepted => {
+                if let Some(resume) = &session.inner.resume {
+                    let _ = resume.link_type.set(TypeId::of::<(S, K)>());
+                    // A server counts what a resumable client sends after its hello.
+                    work.counting = resume.is_active();
+                }
+                if let Some(hook) = &shared.hooks.on_connect {
+                    hook(&session);
                 }
             }
-            if ended == Ended::Done {
-                let peer_left = matches!(session.close_reason(), Some(CloseReason::PeerClosed));
-                if !peer_left
-                    && session
-                        .inner
-                        .resume
-                        .as_ref()
-                        .is_some_and(|r| r.client || r.is_active())
-                {
-                    // A peer that could resume must not take this close for a drop.
-                    session.send_control(wire::encode_control(wire::ID_BYE));
-                }
-                session.inner.out.finish();
-            }
-        });
-        // The inbound part and the writer are two futures of one task, so a session's
-        // messages never cross threads: no wake-ups between threads and no contended
-        // reference counts on the message path. They still progress independently (the
-        // writer writes while a handler waits). The writer ends once the queue is
-        // finished and flushed, or the connection is lost.
-        joint::join([
-            inbound,
-            Box::pin(guarded(
-                "writer",
-                &session,
-                write_loop(session.clone(), sink),
-            )),
-        ])
-        .await;
-        if ended == Ended::Lost {
-            session.link_event(LinkEvent::Detached);
-            // Boxed, like the handshake: only resumable sessions wait here, and a
-            // future kept in place would make every session's task larger.
-            link = match &redial {
-                Some(redial) => Box::pin(reconnect(&session, &mut work, &mut block, redial)).await,
-                None => Box::pin(await_handover(&session, &mut work, &mut block)).await,
-            };
         }
-    }
+        let transport = session.transport();
+        crate::telemetry::session_opened(transport);
+        loop {
+            let mut ended = Ended::Done;
+            // Each part is made in its box, the connection moved straight in: a part
+            // or a connection kept in a local first would keep its size in this task's
+            // future too, for the life of the session.
+            let parts: [joint::Part<'_>; 2] = {
+                let Some((source, sink)) = link.take() else {
+                    break;
+                };
+                let inbound: joint::Part<'_> = Box::pin(async {
+                    tokio::select! {
+                        () = guarded("reader", &session, async {
+                            ended =
+                                inbound(&session, source, Lane::Main, &mut work, &mut block)
+                                    .await;
+                        }) => {}
+                        () = shared.kill.raised() => {
+                            session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+                        }
+                    }
+                    if ended == Ended::Done {
+                        let peer_left =
+                            matches!(session.close_reason(), Some(CloseReason::PeerClosed));
+                        if !peer_left
+                            && session
+                                .inner
+                                .resume
+                                .as_ref()
+                                .is_some_and(|r| r.client || r.is_active())
+                        {
+                            // A peer that could resume must not take this close for a
+                            // drop.
+                            session.send_control(wire::encode_control(wire::ID_BYE));
+                        }
+                        session.inner.out.finish();
+                    }
+                });
+                // The inbound part and the writer are two futures of one task, so a
+                // session's messages never cross threads: no wake-ups between threads
+                // and no contended reference counts on the message path. They still
+                // progress independently (the writer writes while a handler waits). The
+                // writer ends once the queue is finished and flushed, or the connection
+                // is lost.
+                let writer: joint::Part<'_> = Box::pin(guarded(
+                    "writer",
+                    &session,
+                    write_loop(session.clone(), sink),
+                ));
+                [inbound, writer]
+            };
+            joint::join(parts).await;
+            if ended == Ended::Lost {
+                session.link_event(LinkEvent::Detached);
+                // Boxed, like the handshake: only resumable sessions wait here, and a
+                // future kept in place would make every session's task larger.
+                link = match &redial {
+                    Some(redial) => {
+                        Box::pin(reconnect(&session, &mut work, &mut block, redial)).await
+                    }
+                    None => Box::pin(await_handover(&session, &mut work, &mut block)).await,
+                };
+            }
+        }
 
-    session.inner.calls.close();
-    if let Some(pool) = &shared.pool {
-        pool.remove(&session);
-    }
-    // A session that ended without a reason ended because its peer went away.
-    session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
-    session.inner.out.finish();
-    let reason = session.close_reason().unwrap_or(CloseReason::PeerClosed);
-    crate::telemetry::session_closed(transport, reason.label());
-    session.log_suppressed();
-    tracing::debug!(%reason, "session closed");
-    session.inner.done.cancel();
-    if let Some(hook) = &shared.hooks.on_close {
-        hook(&session, &reason);
+        session.inner.calls.close();
+        if let Some(pool) = &shared.pool {
+            pool.remove(&session);
+        }
+        // A session that ended without a reason ended because its peer went away.
+        session.close_with(CloseReason::PeerClosed, CloseMode::Graceful);
+        session.inner.out.finish();
+        let reason = session.close_reason().unwrap_or(CloseReason::PeerClosed);
+        crate::telemetry::session_closed(transport, reason.label());
+        session.log_suppressed();
+        tracing::debug!(%reason, "session closed");
+        session.inner.done.cancel();
+        if let Some(hook) = &shared.hooks.on_close {
+            hook(&session, &reason);
+        }
     }
 }
 
@@ -553,196 +573,200 @@ enum Lane {
 
 /// Reads packets and handles messages in order until reading stops and every message
 /// accepted has been handled.
-async fn inbound<S: PacketSource>(
-    session: &Session,
+///
+/// Not an `async fn`, whose future would keep `source` twice (see [`run`]).
+fn inbound<'a, S: PacketSource>(
+    session: &'a Session,
     mut source: S,
     lane: Lane,
-    work: &mut Work<'_>,
-    block: &mut ReplyBlock,
-) -> Ended {
-    let mut live = match lane {
-        Lane::Main => Liveness::new(session),
-        Lane::Extra => Liveness::with(None, None, Instant::now()),
-    };
-    // The next heartbeat check; none without heartbeat or idle timeout.
-    let mut timer = std::pin::pin!(live.due().map(tokio::time::sleep_until));
-    let ticking = timer.is_some();
-    let stopped =
-        crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
-    tokio::pin!(stopped);
-    let mut reading = !session.inner.stop_reading.is_cancelled();
-    // A resumable session's main reader also watches for its connection being lost
-    // (the writer failed, or a new connection took the session over).
-    let resume = match lane {
-        Lane::Main => session.inner.resume.as_ref(),
-        Lane::Extra => None,
-    };
-    // Kept across waits: not a waiter registered and removed per wait.
-    let mut link_news = std::pin::pin!(resume.map(|r| r.wake.notified()));
-    // When what came in must be acknowledged, if nothing more comes.
-    let mut ack_due: Option<Instant> = None;
-    // Its timer, made on first use and reset after: not a timer registered per wait.
-    let mut ack_timer = std::pin::pin!(None::<tokio::time::Sleep>);
-    // Reading is held up by a full inbound queue (counted once per stall).
-    let mut stalled = false;
-    work.lost = false;
-    // A packet the last wait brought.
-    let mut arrived: Option<Packet> = None;
-    // The last batch took packets and the part has yielded since: nothing is buffered,
-    // so the next step is the wait.
-    let mut yielded = false;
-    loop {
-        // One batch: the handler that was waiting and the messages behind it, then the
-        // packet just read and every packet buffered behind it, each handled as it
-        // comes while nothing is ahead of it.
-        if !std::mem::take(&mut yielded) {
-            let mut took = false;
-            if let Some(limiter) = &mut work.limiter {
-                limiter.refill();
-            }
-            work.since_timed = 0;
-            std::future::poll_fn(|cx| {
-                wire::with_reply_block(session.id(), block, || {
-                    crate::telemetry::batch(|| {
-                        // Queued messages go first; a newly arrived one queues behind them.
-                        let _ = work.progress(cx);
-                        if let Some(packet) = arrived.take() {
-                            took = true;
-                            reading &= work.accept(packet.id, Body::new(&packet.body), cx);
-                        }
-                        if reading && work.has_room() {
-                            let ended = source.drain(session, &mut |id, body| {
+    work: &'a mut Work<'_>,
+    block: &'a mut ReplyBlock,
+) -> impl Future<Output = Ended> + 'a {
+    async move {
+        let mut live = match lane {
+            Lane::Main => Liveness::new(session),
+            Lane::Extra => Liveness::with(None, None, Instant::now()),
+        };
+        // The next heartbeat check; none without heartbeat or idle timeout.
+        let mut timer = std::pin::pin!(live.due().map(tokio::time::sleep_until));
+        let ticking = timer.is_some();
+        let stopped =
+            crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
+        tokio::pin!(stopped);
+        let mut reading = !session.inner.stop_reading.is_cancelled();
+        // A resumable session's main reader also watches for its connection being lost
+        // (the writer failed, or a new connection took the session over).
+        let resume = match lane {
+            Lane::Main => session.inner.resume.as_ref(),
+            Lane::Extra => None,
+        };
+        // Kept across waits: not a waiter registered and removed per wait.
+        let mut link_news = std::pin::pin!(resume.map(|r| r.wake.notified()));
+        // When what came in must be acknowledged, if nothing more comes.
+        let mut ack_due: Option<Instant> = None;
+        // Its timer, made on first use and reset after: not a timer registered per wait.
+        let mut ack_timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        // Reading is held up by a full inbound queue (counted once per stall).
+        let mut stalled = false;
+        work.lost = false;
+        // A packet the last wait brought.
+        let mut arrived: Option<Packet> = None;
+        // The last batch took packets and the part has yielded since: nothing is buffered,
+        // so the next step is the wait.
+        let mut yielded = false;
+        loop {
+            // One batch: the handler that was waiting and the messages behind it, then the
+            // packet just read and every packet buffered behind it, each handled as it
+            // comes while nothing is ahead of it.
+            if !std::mem::take(&mut yielded) {
+                let mut took = false;
+                if let Some(limiter) = &mut work.limiter {
+                    limiter.refill();
+                }
+                work.since_timed = 0;
+                std::future::poll_fn(|cx| {
+                    wire::with_reply_block(session.id(), block, || {
+                        crate::telemetry::batch(|| {
+                            // Queued messages go first; a newly arrived one queues behind them.
+                            let _ = work.progress(cx);
+                            if let Some(packet) = arrived.take() {
                                 took = true;
-                                reading = work.accept(id, body, cx);
-                                reading && work.has_room()
-                            });
-                            if let Some(end) = ended {
-                                reading = false;
-                                work.end(end, lane);
+                                reading &= work.accept(packet.id, Body::new(&packet.body), cx);
                             }
-                        }
-                    })
-                });
-                Poll::Ready(())
-            })
-            .await;
-            work.flush(block);
-            if took && ticking {
-                live.heard(Instant::now());
-            }
-            if work.lost {
-                return Ended::Lost;
-            }
-            if !reading && work.is_idle() {
-                return Ended::Done;
-            }
-            if took {
-                // Let the writer send this batch's replies before reading the next one.
-                yield_part().await;
-                yielded = true;
-                continue;
-            }
-        }
-        // An idle session gives its memory back, unless its reads have been large: a
-        // busy session would take it again at once.
-        if work.is_idle() && !source.is_busy() {
-            work.release();
-            block.release();
-        }
-        if work.ack_waiting && ack_due.is_none() {
-            let due = Instant::now() + resume::ACK_DELAY;
-            ack_due = Some(due);
-            match ack_timer.as_mut().as_pin_mut() {
-                Some(timer) => timer.reset(due),
-                None => ack_timer.set(Some(tokio::time::sleep_until(due))),
-            }
-        }
-        // Reading waits while the queue is full: the peer is not silent, it is not
-        // being read. The queue may be full of another channel's messages: any part
-        // taking one off it wakes this one (the wake-up is taken, then the queue looked
-        // at again, so that a message leaving in between is not missed).
-        let mut full = !work.has_room();
-        let inbound = &session.inner.inbound;
-        let room = (reading && full && inbound.extra_parts.load(Ordering::Relaxed) > 0)
-            .then(|| inbound.room.notified());
-        if room.is_some() {
-            full = !work.has_room();
-        }
-        let mut room = std::pin::pin!(room);
-        if full {
-            if ticking {
-                live.heard(Instant::now());
-            }
-            if reading && !std::mem::replace(&mut stalled, true) {
-                crate::telemetry::backpressure("inbound");
-            }
-        } else {
-            stalled = false;
-        }
-        tokio::select! {
-            biased;
-            () = &mut stopped, if reading => reading = false,
-            // The waiting handler finishing ends the wait, so that its reply is queued
-            // and the messages behind it run (the next batch) at once.
-            () = std::future::poll_fn(|cx| {
-                wire::with_reply_block(session.id(), block, || work.poll_running(cx))
-            }), if work.running.is_some() => {}
-            () = async { link_news.as_mut().as_pin_mut().expect("resumable").await }, if resume.is_some() => {
-                link_news.set(resume.map(|r| r.wake.notified()));
-                if session.inner.out.is_lost() {
+                            if reading && work.has_room() {
+                                let ended = source.drain(session, &mut |id, body| {
+                                    took = true;
+                                    reading = work.accept(id, body, cx);
+                                    reading && work.has_room()
+                                });
+                                if let Some(end) = ended {
+                                    reading = false;
+                                    work.end(end, lane);
+                                }
+                            }
+                        })
+                    });
+                    Poll::Ready(())
+                })
+                .await;
+                work.flush(block);
+                if took && ticking {
+                    live.heard(Instant::now());
+                }
+                if work.lost {
                     return Ended::Lost;
                 }
+                if !reading && work.is_idle() {
+                    return Ended::Done;
+                }
+                if took {
+                    // Let the writer send this batch's replies before reading the next one.
+                    yield_part().await;
+                    yielded = true;
+                    continue;
+                }
             }
-            () = async { ack_timer.as_mut().as_pin_mut().expect("set with its due time").await }, if ack_due.is_some() => {
-                ack_due = None;
-                work.ack_waiting = false;
-                session.inner.out.ack_now();
+            // An idle session gives its memory back, unless its reads have been large: a
+            // busy session would take it again at once.
+            if work.is_idle() && !source.is_busy() {
+                work.release();
+                block.release();
             }
-            () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
-                if reading && full && room.is_some() => {}
-            next = source.next_packet(session), if reading && !full => match next {
-                Ok(packet) => arrived = Some(packet),
-                Err(end) => {
-                    reading = false;
-                    work.end(end, lane);
-                    if work.lost {
+            if work.ack_waiting && ack_due.is_none() {
+                let due = Instant::now() + resume::ACK_DELAY;
+                ack_due = Some(due);
+                match ack_timer.as_mut().as_pin_mut() {
+                    Some(timer) => timer.reset(due),
+                    None => ack_timer.set(Some(tokio::time::sleep_until(due))),
+                }
+            }
+            // Reading waits while the queue is full: the peer is not silent, it is not
+            // being read. The queue may be full of another channel's messages: any part
+            // taking one off it wakes this one (the wake-up is taken, then the queue looked
+            // at again, so that a message leaving in between is not missed).
+            let mut full = !work.has_room();
+            let inbound = &session.inner.inbound;
+            let room = (reading && full && inbound.extra_parts.load(Ordering::Relaxed) > 0)
+                .then(|| inbound.room.notified());
+            if room.is_some() {
+                full = !work.has_room();
+            }
+            let mut room = std::pin::pin!(room);
+            if full {
+                if ticking {
+                    live.heard(Instant::now());
+                }
+                if reading && !std::mem::replace(&mut stalled, true) {
+                    crate::telemetry::backpressure("inbound");
+                }
+            } else {
+                stalled = false;
+            }
+            tokio::select! {
+                biased;
+                () = &mut stopped, if reading => reading = false,
+                // The waiting handler finishing ends the wait, so that its reply is queued
+                // and the messages behind it run (the next batch) at once.
+                () = std::future::poll_fn(|cx| {
+                    wire::with_reply_block(session.id(), block, || work.poll_running(cx))
+                }), if work.running.is_some() => {}
+                () = async { link_news.as_mut().as_pin_mut().expect("resumable").await }, if resume.is_some() => {
+                    link_news.set(resume.map(|r| r.wake.notified()));
+                    if session.inner.out.is_lost() {
                         return Ended::Lost;
                     }
                 }
-            },
-            () = async { timer.as_mut().as_pin_mut().expect("ticking").await }, if ticking && reading => {
-                let now = Instant::now();
-                if full {
-                    // Not read, so not silent: the queue is full.
-                    live.heard(now);
+                () = async { ack_timer.as_mut().as_pin_mut().expect("set with its due time").await }, if ack_due.is_some() => {
+                    ack_due = None;
+                    work.ack_waiting = false;
+                    session.inner.out.ack_now();
                 }
-                let tick = live.tick(now);
-                if let (Some(timer), Some(due)) = (timer.as_mut().as_pin_mut(), live.due()) {
-                    timer.reset(due);
-                }
-                match tick {
-                    // A plain peer is never pinged (it would not know the frame); the
-                    // idle timeout alone tells whether it is gone. A full queue closes
-                    // the session itself; nothing more to do.
-                    Ok(true) if session.may_extend() => {
-                        session.send_control(wire::encode_control(wire::ID_PING));
-                    }
-                    Ok(_) => {}
-                    Err(silent) if lane == Lane::Main && session.link_lost() => {
-                        tracing::info!(?silent, "peer silent: connection given up");
-                        return Ended::Lost;
-                    }
-                    Err(silent) => {
-                        session.fail(
-                            SessionErrorKind::IdleTimeout(silent),
-                            CloseReason::IdleTimeout,
-                            CloseMode::Graceful,
-                        );
+                () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
+                    if reading && full && room.is_some() => {}
+                next = source.next_packet(session), if reading && !full => match next {
+                    Ok(packet) => arrived = Some(packet),
+                    Err(end) => {
                         reading = false;
+                        work.end(end, lane);
+                        if work.lost {
+                            return Ended::Lost;
+                        }
+                    }
+                },
+                () = async { timer.as_mut().as_pin_mut().expect("ticking").await }, if ticking && reading => {
+                    let now = Instant::now();
+                    if full {
+                        // Not read, so not silent: the queue is full.
+                        live.heard(now);
+                    }
+                    let tick = live.tick(now);
+                    if let (Some(timer), Some(due)) = (timer.as_mut().as_pin_mut(), live.due()) {
+                        timer.reset(due);
+                    }
+                    match tick {
+                        // A plain peer is never pinged (it would not know the frame); the
+                        // idle timeout alone tells whether it is gone. A full queue closes
+                        // the session itself; nothing more to do.
+                        Ok(true) if session.may_extend() => {
+                            session.send_control(wire::encode_control(wire::ID_PING));
+                        }
+                        Ok(_) => {}
+                        Err(silent) if lane == Lane::Main && session.link_lost() => {
+                            tracing::info!(?silent, "peer silent: connection given up");
+                            return Ended::Lost;
+                        }
+                        Err(silent) => {
+                            session.fail(
+                                SessionErrorKind::IdleTimeout(silent),
+                                CloseReason::IdleTimeout,
+                                CloseMode::Graceful,
+                            );
+                            reading = false;
+                        }
                     }
                 }
+                else => return Ended::Done,
             }
-            else => return Ended::Done,
         }
     }
 }
@@ -1505,67 +1529,70 @@ impl Drop for Work<'_> {
     }
 }
 
-async fn write_loop<K: FrameSink>(session: Session, mut sink: K) {
-    let out = &session.inner.out;
-    let timeout = session.inner.shared.settings.write_timeout;
-    loop {
-        match sink.take(out).await {
-            Batch::Write => {}
-            Batch::Done => break,
-            // The connection goes; the session waits for another.
-            Batch::Lost => return,
-        }
-        if crate::telemetry::on() {
-            crate::telemetry::bytes_out(session.transport(), sink.pending());
-        }
-        let written = {
-            let write = sink.write();
-            tokio::pin!(write);
-            // Most writes complete at once: no timer and no abort watch for those.
-            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-                Poll::Ready(written) => Ok(written),
-                Poll::Pending => tokio::select! {
-                    written = tokio::time::timeout(timeout, write.as_mut()) => written,
-                    () = out.aborted() => return,
-                },
+/// Not an `async fn`, whose future would keep `sink` twice (see [`run`]).
+fn write_loop<K: FrameSink>(session: Session, mut sink: K) -> impl Future<Output = ()> {
+    async move {
+        let out = &session.inner.out;
+        let timeout = session.inner.shared.settings.write_timeout;
+        loop {
+            match sink.take(out).await {
+                Batch::Write => {}
+                Batch::Done => break,
+                // The connection goes; the session waits for another.
+                Batch::Lost => return,
             }
-        };
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                if session.link_lost() {
-                    tracing::debug!(error = %err, "connection lost on write");
-                } else {
-                    session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);
+            if crate::telemetry::on() {
+                crate::telemetry::bytes_out(session.transport(), sink.pending());
+            }
+            let written = {
+                let write = sink.write();
+                tokio::pin!(write);
+                // Most writes complete at once: no timer and no abort watch for those.
+                match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                    Poll::Ready(written) => Ok(written),
+                    Poll::Pending => tokio::select! {
+                        written = tokio::time::timeout(timeout, write.as_mut()) => written,
+                        () = out.aborted() => return,
+                    },
                 }
-                return;
-            }
-            Err(_) if session.link_lost() => {
-                tracing::info!(?timeout, "connection gave up: a write made no progress");
-                return;
-            }
-            Err(_) => {
-                session.fail(
-                    SessionErrorKind::SlowPeer(format!(
-                        "a write of {} bytes made no progress for {timeout:?}",
-                        sink.pending()
-                    )),
-                    CloseReason::SlowPeer,
-                    CloseMode::Abort,
-                );
-                return;
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    if session.link_lost() {
+                        tracing::debug!(error = %err, "connection lost on write");
+                    } else {
+                        session.fail_with_error(SessionErrorKind::Io(err), CloseMode::Abort);
+                    }
+                    return;
+                }
+                Err(_) if session.link_lost() => {
+                    tracing::info!(?timeout, "connection gave up: a write made no progress");
+                    return;
+                }
+                Err(_) => {
+                    session.fail(
+                        SessionErrorKind::SlowPeer(format!(
+                            "a write of {} bytes made no progress for {timeout:?}",
+                            sink.pending()
+                        )),
+                        CloseReason::SlowPeer,
+                        CloseMode::Abort,
+                    );
+                    return;
+                }
             }
         }
-    }
-    if !out.is_aborted() {
-        let reason = session.close_reason();
-        // The peer closed or vanished: nobody to tell.
-        let bye = session.may_extend()
-            && !matches!(
-                reason,
-                Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
-            );
-        let _ = tokio::time::timeout(timeout, sink.shutdown(reason.as_ref(), bye)).await;
+        if !out.is_aborted() {
+            let reason = session.close_reason();
+            // The peer closed or vanished: nobody to tell.
+            let bye = session.may_extend()
+                && !matches!(
+                    reason,
+                    Some(CloseReason::PeerClosed | CloseReason::IdleTimeout)
+                );
+            let _ = tokio::time::timeout(timeout, sink.shutdown(reason.as_ref(), bye)).await;
+        }
     }
 }
 

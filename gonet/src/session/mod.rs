@@ -270,7 +270,8 @@ pub(crate) struct Inner {
     pub(crate) admitted: OnceLock<std::net::IpAddr>,
     /// Set on a session that may outlive its connection (a server's with resume on, a
     /// client's with a reconnect policy).
-    pub(crate) resume: Option<resume::Resume>,
+    /// Boxed: most sessions never resume, and every session's state is kept.
+    pub(crate) resume: Option<Box<resume::Resume>>,
 }
 
 /// The server's answer to a client's handshake.
@@ -395,16 +396,16 @@ impl Session {
             &shared.settings.reconnect,
         ) {
             _ if !transport.resumes() => None,
-            (Some(_), Some(_), _) => Some(resume::Resume::default()),
+            (Some(_), Some(_), _) => Some(Box::default()),
             (None, _, Some(policy)) => {
                 // A client keeps what it sends from the start: its first frame after
                 // the hello is counted by the server.
                 out.start_log(None, policy.replay_limit);
-                Some(resume::Resume {
+                Some(Box::new(resume::Resume {
                     client: true,
                     fail_fast: policy.fail_fast,
                     ..resume::Resume::default()
-                })
+                }))
             }
             _ => None,
         };
