@@ -55,6 +55,7 @@ use std::any::TypeId;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -62,7 +63,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -73,6 +74,7 @@ use crate::session::error::SessionErrorKind;
 use crate::session::limit::{Limiter, RatePolicy};
 use crate::session::outbound::{Batch, PushError};
 use crate::session::resume::{self, LinkEvent};
+use crate::session::signal::Signal;
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::PanicPolicy;
 use crate::wire::frame::Packet;
@@ -141,7 +143,7 @@ pub(crate) fn spawn_lane<S: PacketSource>(session: Session, source: S) {
             let lane = tokio::task::unconstrained(guarded("lane", &session, async {
                 let mut work = Work::new(&session);
                 let mut block = ReplyBlock::default();
-                inbound(&session, source, Lane::Extra, &mut work, &mut block).await;
+                inbound(&session, source, Lane::Extra, &mut work, &mut block, None).await;
             }));
             tokio::select! {
                 () = lane => {}
@@ -232,34 +234,37 @@ fn run<S: PacketSource, K: FrameSink>(
                 let Some((source, sink)) = link.take() else {
                     break;
                 };
-                let inbound: joint::Part<'_> = Box::pin(async {
-                    tokio::select! {
-                        () = guarded("reader", &session, async {
-                            ended =
-                                inbound(&session, source, Lane::Main, &mut work, &mut block)
-                                    .await;
-                        }) => {}
-                        () = shared.kill.raised() => {
-                            session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+                // The server's stop-everything is watched by the reader itself, so
+                // that the reader is the part's future, not nested in another.
+                let reader = inbound(
+                    &session,
+                    source,
+                    Lane::Main,
+                    &mut work,
+                    &mut block,
+                    Some(&shared.kill),
+                );
+                let ended = &mut ended;
+                let inbound: joint::Part<'_> =
+                    Box::pin(guarded("reader", &session, reader).map(|end| {
+                        *ended = end;
+                        if end == Ended::Done {
+                            let peer_left =
+                                matches!(session.close_reason(), Some(CloseReason::PeerClosed));
+                            if !peer_left
+                                && session
+                                    .inner
+                                    .resume
+                                    .as_ref()
+                                    .is_some_and(|r| r.client || r.is_active())
+                            {
+                                // A peer that could resume must not take this close for
+                                // a drop.
+                                session.send_control(wire::encode_control(wire::ID_BYE));
+                            }
+                            session.inner.out.finish();
                         }
-                    }
-                    if ended == Ended::Done {
-                        let peer_left =
-                            matches!(session.close_reason(), Some(CloseReason::PeerClosed));
-                        if !peer_left
-                            && session
-                                .inner
-                                .resume
-                                .as_ref()
-                                .is_some_and(|r| r.client || r.is_active())
-                        {
-                            // A peer that could resume must not take this close for a
-                            // drop.
-                            session.send_control(wire::encode_control(wire::ID_BYE));
-                        }
-                        session.inner.out.finish();
-                    }
-                });
+                    }));
                 // The inbound part and the writer are two futures of one task, so a
                 // session's messages never cross threads: no wake-ups between threads
                 // and no contended reference counts on the message path. They still
@@ -484,21 +489,25 @@ async fn reconnect<S: PacketSource, K: FrameSink>(
 ///
 /// Not an `async fn`: that would keep `fut` twice, as its argument and inside the
 /// unwind guard it awaits, and every idle session holds its parts.
-fn guarded<'a>(
+fn guarded<'a, T: Default>(
     part: &'static str,
     session: &'a Session,
-    fut: impl Future<Output = ()> + 'a,
-) -> impl Future<Output = ()> + 'a {
-    AssertUnwindSafe(fut).catch_unwind().map(move |done| {
-        if let Err(payload) = done {
-            let panic = crate::codec::panic_text(&*payload);
-            tracing::error!(part, panic, "session driver panicked");
-            session.close_with(
-                CloseReason::Local(format!("session {part} panicked").into()),
-                CloseMode::Abort,
-            );
-        }
-    })
+    fut: impl Future<Output = T> + 'a,
+) -> impl Future<Output = T> + 'a {
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .map(move |done| match done {
+            Ok(value) => value,
+            Err(payload) => {
+                let panic = crate::codec::panic_text(&*payload);
+                tracing::error!(part, panic, "session driver panicked");
+                session.close_with(
+                    CloseReason::Local(format!("session {part} panicked").into()),
+                    CloseMode::Abort,
+                );
+                T::default()
+            }
+        })
 }
 
 /// The heartbeat state of one reader: when the peer was last heard, when we last
@@ -581,6 +590,7 @@ fn inbound<'a, S: PacketSource>(
     lane: Lane,
     work: &'a mut Work<'_>,
     block: &'a mut ReplyBlock,
+    kill: Option<&'a Signal>,
 ) -> impl Future<Output = Ended> + 'a {
     async move {
         let mut live = match lane {
@@ -588,7 +598,11 @@ fn inbound<'a, S: PacketSource>(
             Lane::Extra => Liveness::with(None, None, Instant::now()),
         };
         // The next heartbeat check; none without heartbeat or idle timeout.
-        let mut timer = std::pin::pin!(live.due().map(tokio::time::sleep_until));
+        // Boxed, as the timers below and the resume wake-up: a session without them
+        // (most have no heartbeat) keeps only a pointer for each.
+        let mut timer: Option<Pin<Box<Sleep>>> = live
+            .due()
+            .map(|due| Box::pin(tokio::time::sleep_until(due)));
         let ticking = timer.is_some();
         let stopped =
             crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
@@ -601,11 +615,13 @@ fn inbound<'a, S: PacketSource>(
             Lane::Extra => None,
         };
         // Kept across waits: not a waiter registered and removed per wait.
-        let mut link_news = std::pin::pin!(resume.map(|r| r.wake.notified()));
+        let mut link_news = resume.map(|r| Box::pin(r.wake.notified()));
         // When what came in must be acknowledged, if nothing more comes.
         let mut ack_due: Option<Instant> = None;
         // Its timer, made on first use and reset after: not a timer registered per wait.
-        let mut ack_timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        let mut ack_timer: Option<Pin<Box<Sleep>>> = None;
+        // The server's stop-everything, for the session's main reader.
+        let mut killed = std::pin::pin!(kill.map(Signal::raised));
         // Reading is held up by a full inbound queue (counted once per stall).
         let mut stalled = false;
         work.lost = false;
@@ -675,9 +691,9 @@ fn inbound<'a, S: PacketSource>(
             if work.ack_waiting && ack_due.is_none() {
                 let due = Instant::now() + resume::ACK_DELAY;
                 ack_due = Some(due);
-                match ack_timer.as_mut().as_pin_mut() {
-                    Some(timer) => timer.reset(due),
-                    None => ack_timer.set(Some(tokio::time::sleep_until(due))),
+                match &mut ack_timer {
+                    Some(timer) => timer.as_mut().reset(due),
+                    None => ack_timer = Some(Box::pin(tokio::time::sleep_until(due))),
                 }
             }
             // Reading waits while the queue is full: the peer is not silent, it is not
@@ -704,19 +720,23 @@ fn inbound<'a, S: PacketSource>(
             }
             tokio::select! {
                 biased;
+                () = async { killed.as_mut().as_pin_mut().expect("watched").await }, if kill.is_some() => {
+                    session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+                    return Ended::Done;
+                }
                 () = &mut stopped, if reading => reading = false,
                 // The waiting handler finishing ends the wait, so that its reply is queued
                 // and the messages behind it run (the next batch) at once.
                 () = std::future::poll_fn(|cx| {
                     wire::with_reply_block(session.id(), block, || work.poll_running(cx))
                 }), if work.running.is_some() => {}
-                () = async { link_news.as_mut().as_pin_mut().expect("resumable").await }, if resume.is_some() => {
-                    link_news.set(resume.map(|r| r.wake.notified()));
+                () = async { link_news.as_mut().expect("resumable").as_mut().await }, if resume.is_some() => {
+                    link_news = resume.map(|r| Box::pin(r.wake.notified()));
                     if session.inner.out.is_lost() {
                         return Ended::Lost;
                     }
                 }
-                () = async { ack_timer.as_mut().as_pin_mut().expect("set with its due time").await }, if ack_due.is_some() => {
+                () = async { ack_timer.as_mut().expect("set with its due time").as_mut().await }, if ack_due.is_some() => {
                     ack_due = None;
                     work.ack_waiting = false;
                     session.inner.out.ack_now();
@@ -733,15 +753,15 @@ fn inbound<'a, S: PacketSource>(
                         }
                     }
                 },
-                () = async { timer.as_mut().as_pin_mut().expect("ticking").await }, if ticking && reading => {
+                () = async { timer.as_mut().expect("ticking").as_mut().await }, if ticking && reading => {
                     let now = Instant::now();
                     if full {
                         // Not read, so not silent: the queue is full.
                         live.heard(now);
                     }
                     let tick = live.tick(now);
-                    if let (Some(timer), Some(due)) = (timer.as_mut().as_pin_mut(), live.due()) {
-                        timer.reset(due);
+                    if let (Some(timer), Some(due)) = (&mut timer, live.due()) {
+                        timer.as_mut().reset(due);
                     }
                     match tick {
                         // A plain peer is never pinged (it would not know the frame); the
@@ -772,9 +792,10 @@ fn inbound<'a, S: PacketSource>(
 }
 
 /// How a session's inbound part ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Ended {
     /// Reading stopped and every message accepted was handled.
+    #[default]
     Done,
     /// The connection was lost under a resumable session: messages accepted may still
     /// wait, for the next connection's inbound part.

@@ -47,7 +47,11 @@ struct Seen {
     resumed: usize,
     expired: usize,
     restarted: Vec<Status>,
+    /// The close reasons of sessions that connected. A connection cut before its
+    /// handshake completed (the proxy may cut a reconnect's hello) is a session that
+    /// never connected: its close says nothing of the session under test.
     closed: Vec<CloseReason>,
+    connected: Vec<u64>,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -55,7 +59,11 @@ type Shared = Arc<Mutex<Seen>>;
 fn hooks(builder: Builder, seen: &Shared) -> Builder {
     let (a, b, c) = (seen.clone(), seen.clone(), seen.clone());
     builder
-        .on_connect(move |_| a.lock().unwrap().connects += 1)
+        .on_connect(move |session| {
+            let mut seen = a.lock().unwrap();
+            seen.connects += 1;
+            seen.connected.push(session.id());
+        })
         .on_link(move |_, event| {
             let mut seen = b.lock().unwrap();
             match event {
@@ -66,7 +74,12 @@ fn hooks(builder: Builder, seen: &Shared) -> Builder {
                 _ => {}
             }
         })
-        .on_close(move |_, reason| c.lock().unwrap().closed.push(reason.clone()))
+        .on_close(move |session, reason| {
+            let mut seen = c.lock().unwrap();
+            if seen.connected.contains(&session.id()) {
+                seen.closed.push(reason.clone());
+            }
+        })
 }
 
 /// Records the numbers a side receives and publishes how many it has.
