@@ -584,6 +584,10 @@ enum Lane {
 /// accepted has been handled.
 ///
 /// Not an `async fn`, whose future would keep `source` twice (see [`run`]).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice in its future"
+)]
 fn inbound<'a, S: PacketSource>(
     session: &'a Session,
     mut source: S,
@@ -1551,6 +1555,10 @@ impl Drop for Work<'_> {
 }
 
 /// Not an `async fn`, whose future would keep `sink` twice (see [`run`]).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice in its future"
+)]
 fn write_loop<K: FrameSink>(session: Session, mut sink: K) -> impl Future<Output = ()> {
     async move {
         let out = &session.inner.out;
