@@ -18,6 +18,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess};
 use serde::de::{VariantAccess, Visitor};
 
+#[cfg(any(feature = "xml", feature = "binary"))]
 use super::MAX_NESTING;
 
 /// The levels left and the flag that records that the limit was hit (so that the error
