@@ -286,6 +286,22 @@ fn ws_config() -> WebSocketConfig {
 }
 
 async fn ws(authority: &str, lib: Ws) -> Result<String> {
+    let local = accept_loop(authority, move |stream| {
+        match lib {
+            Ws::Tungstenite => tokio::spawn(ws_tungstenite(stream)),
+            Ws::Fast => tokio::spawn(ws_fast(stream)),
+        };
+    })
+    .await?;
+    Ok(format!("ws://{local}/"))
+}
+
+/// Accepts TCP connections on `authority` until the process ends, each handed to
+/// `serve` with Nagle's algorithm off; the address bound.
+async fn accept_loop(
+    authority: &str,
+    serve: impl Fn(TcpStream) + Send + 'static,
+) -> Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(authority).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -294,13 +310,10 @@ async fn ws(authority: &str, lib: Ws) -> Result<String> {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            match lib {
-                Ws::Tungstenite => tokio::spawn(ws_tungstenite(stream)),
-                Ws::Fast => tokio::spawn(ws_fast(stream)),
-            };
+            serve(stream);
         }
     });
-    Ok(format!("ws://{local}/"))
+    Ok(local)
 }
 
 async fn wss(authority: &str) -> Result<String> {
@@ -312,22 +325,15 @@ async fn wss(authority: &str) -> Result<String> {
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind(authority).await?;
-    let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(stream).await {
-                    ws_tungstenite(tls).await;
-                }
-            });
-        }
-    });
+    let local = accept_loop(authority, move |stream| {
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            if let Ok(tls) = acceptor.accept(stream).await {
+                ws_tungstenite(tls).await;
+            }
+        });
+    })
+    .await?;
     Ok(format!("wss://{local}/ {cert}"))
 }
 
