@@ -7,8 +7,10 @@
 //! (positions, telemetry); use KCP or QUIC for reliable, ordered delivery over UDP.
 //! A [`Session::call`] over UDP fails with a timeout when either datagram is lost.
 //!
-//! - The server has one socket. The first well-formed packet from an address starts a
-//!   session for it (a datagram that is not a packet starts nothing), up to the
+//! - The server has one socket, read with `recvmmsg` (up to 32 datagrams a call, through
+//!   quinn-udp where the system has it); a session's replies to its peer leave together,
+//!   consecutive ones of one size in one `sendmsg` with segmentation offload (GSO). The
+//!   first well-formed packet from an address starts a session for it (a datagram that is not a packet starts nothing), up to the
 //!   server's session limit.
 //! - The receive loop never waits for a session: when a session's inbound queue is
 //!   full, the datagram is **dropped** for that session only, counted in
@@ -85,6 +87,9 @@ struct Peer {
     session: Session,
 }
 
+/// Datagrams taken by one receive call.
+const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+
 async fn recv_loop(
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
@@ -98,17 +103,36 @@ async fn recv_loop(
             return;
         }
     };
-    let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
-    let mut sweep_at = 1024;
-    let mut buf = vec![0u8; RECV_BUF];
+    // Batched reads and segmented sends where the system has them; plain ones else.
+    let state = match quinn_udp::UdpSocketState::new((&*socket).into()) {
+        Ok(state) => Some(Arc::new(state)),
+        Err(err) => {
+            tracing::debug!(error = %err, "udp socket without batched reads and sends");
+            None
+        }
+    };
+    let mut server = Receiver {
+        peers: HashMap::new(),
+        sweep_at: 1024,
+        socket: socket.clone(),
+        state: state.clone(),
+        shared,
+        local,
+        tracker,
+    };
+    // One buffer per datagram of a batch, each with room for the largest datagram (or
+    // for the datagrams of one peer the system coalesced, at most 64 KiB too).
+    let slots = if state.is_some() { RECV_BATCH } else { 1 };
+    let mut storage = vec![0u8; slots * RECV_BUF];
+    let mut meta = [quinn_udp::RecvMeta::default(); RECV_BATCH];
     loop {
         let received = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            received = socket.recv_from(&mut buf) => received,
+            received = receive(&socket, state.as_deref(), &mut storage, &mut meta) => received,
         };
-        let (len, from) = match received {
-            Ok(r) => r,
+        let n = match received {
+            Ok(n) => n,
             Err(err) => {
                 // An ICMP error for an earlier send (a client that went away) shows up
                 // here on some systems; it concerns one peer, never the socket.
@@ -116,39 +140,94 @@ async fn recv_loop(
                 continue;
             }
         };
+        for (m, buf) in meta[..n].iter().zip(storage.chunks(RECV_BUF)) {
+            // Datagrams of one peer coalesced by the system come as one buffer of
+            // equal parts (the last may be shorter).
+            let stride = if m.stride == 0 { m.len } else { m.stride };
+            for datagram in buf[..m.len].chunks(stride.max(1)) {
+                server.arrived(m.addr, datagram);
+            }
+        }
+    }
+}
+
+/// Receives a batch of datagrams into `storage` (one [`RECV_BUF`] slot each), their
+/// sizes and senders in `meta`; how many.
+async fn receive(
+    socket: &UdpSocket,
+    state: Option<&quinn_udp::UdpSocketState>,
+    storage: &mut [u8],
+    meta: &mut [quinn_udp::RecvMeta; RECV_BATCH],
+) -> io::Result<usize> {
+    let Some(state) = state else {
+        let (len, addr) = socket.recv_from(&mut storage[..RECV_BUF]).await?;
+        meta[0] = quinn_udp::RecvMeta {
+            addr,
+            len,
+            stride: len,
+            ..quinn_udp::RecvMeta::default()
+        };
+        return Ok(1);
+    };
+    let mut slots = storage.chunks_mut(RECV_BUF);
+    let mut bufs: [io::IoSliceMut<'_>; RECV_BATCH] =
+        std::array::from_fn(|_| io::IoSliceMut::new(slots.next().unwrap_or_default()));
+    socket
+        .async_io(tokio::io::Interest::READABLE, || {
+            state.recv(socket.into(), &mut bufs, meta)
+        })
+        .await
+}
+
+/// The receive loop's sessions, and what it needs to start new ones.
+struct Receiver {
+    peers: HashMap<SocketAddr, Peer>,
+    /// The number of peers at which those gone are swept out.
+    sweep_at: usize,
+    socket: Arc<UdpSocket>,
+    state: Option<Arc<quinn_udp::UdpSocketState>>,
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    tracker: TaskTracker,
+}
+
+impl Receiver {
+    /// Hands a datagram from `from` to its session, starting one for a new address.
+    fn arrived(&mut self, from: SocketAddr, datagram: &[u8]) {
+        let shared = &self.shared;
         // One small copy into an exact-size buffer: receiving in place would need room
         // for the largest datagram each time, and every queued datagram would pin it.
-        let datagram = Bytes::copy_from_slice(&buf[..len]);
-        if let Some(peer) = peers.get(&from) {
+        let datagram = Bytes::copy_from_slice(datagram);
+        if let Some(peer) = self.peers.get(&from) {
             if !peer.tx.is_closed() {
                 offer(peer, datagram);
-                continue;
+                return;
             }
-            peers.remove(&from);
+            self.peers.remove(&from);
         }
         // A new address: only a well-formed packet starts a session, so stray or
         // spoofed datagrams cost nothing but this check.
         if let Err(err) = split_message(datagram.clone(), shared.settings.max_frame_len) {
             tracing::debug!(%from, error = %err, "datagram from an unknown address ignored");
-            continue;
+            return;
         }
-        if peers.len() >= sweep_at {
-            peers.retain(|_, p| !p.tx.is_closed());
-            sweep_at = (peers.len() * 2).max(1024);
+        if self.peers.len() >= self.sweep_at {
+            self.peers.retain(|_, p| !p.tx.is_closed());
+            self.sweep_at = (self.peers.len() * 2).max(1024);
         }
         if let Some(pool) = &shared.pool {
             // Cheap refusal first: a flood from new addresses must not cost a session
             // each while the server is full.
             if pool.len() >= pool.limit() {
                 pool.refused(from, Refusal::Full);
-                continue;
+                return;
             }
         }
-        let session = Session::new(shared.clone(), from, local, Transport::Udp);
+        let session = Session::new(shared.clone(), from, self.local, Transport::Udp);
         if let Some(pool) = &shared.pool {
             if let Err(why) = pool.try_insert(&session) {
                 pool.refused(from, why);
-                continue;
+                return;
             }
         }
         let (tx, rx) = mpsc::channel(shared.settings.inbound_queue);
@@ -157,14 +236,16 @@ async fn recv_loop(
             max_frame_len: session.max_frame_len(),
         };
         let sink = UdpSink {
-            socket: socket.clone(),
+            socket: self.socket.clone(),
             to: Some(from),
             batch: MessageBatch::default(),
+            gso: self.state.clone(),
+            run: Vec::new(),
         };
-        driver::spawn(session.clone(), source, sink, Some(&tracker));
+        driver::spawn(session.clone(), source, sink, Some(&self.tracker));
         let peer = Peer { tx, session };
         offer(&peer, datagram);
-        peers.insert(from, peer);
+        self.peers.insert(from, peer);
     }
 }
 
@@ -256,6 +337,8 @@ pub(super) async fn dial(url: &Url, raw: &str, shared: Arc<Shared>) -> Result<Se
         socket,
         to: None,
         batch: MessageBatch::default(),
+        gso: None,
+        run: Vec::new(),
     };
     driver::spawn(session.clone(), source, sink, None);
     Ok(session)
@@ -326,6 +409,10 @@ struct UdpSink {
     socket: Arc<UdpSocket>,
     to: Option<SocketAddr>,
     batch: MessageBatch,
+    /// The server socket's batched sends, where the system has them.
+    gso: Option<Arc<quinn_udp::UdpSocketState>>,
+    /// Consecutive frames of one size, copied together for one segmented send.
+    run: Vec<u8>,
 }
 
 impl UdpSink {
@@ -342,6 +429,52 @@ impl UdpSink {
             Err(err) => Err(err),
         }
     }
+
+    /// Sends `frames` to `to` as one datagram each, consecutive frames of one size in
+    /// one segmented send (as many as the system takes at once, 64 KiB at most).
+    async fn send_segmented(
+        &mut self,
+        state: &quinn_udp::UdpSocketState,
+        to: SocketAddr,
+        frames: &[Bytes],
+    ) -> io::Result<()> {
+        let most = state.max_gso_segments().max(1);
+        let mut rest = frames;
+        while let Some(first) = rest.first() {
+            let size = first.len();
+            let fit = (RECV_BUF / size.max(1)).clamp(1, most);
+            let count = rest
+                .iter()
+                .take(fit)
+                .take_while(|frame| frame.len() == size)
+                .count();
+            let (run, later) = rest.split_at(count);
+            rest = later;
+            self.run.clear();
+            for frame in run {
+                self.run.extend_from_slice(frame);
+            }
+            let transmit = quinn_udp::Transmit {
+                destination: to,
+                ecn: None,
+                contents: &self.run,
+                segment_size: (count > 1).then_some(size),
+                src_ip: None,
+            };
+            let socket = &*self.socket;
+            let sent = socket
+                .async_io(tokio::io::Interest::WRITABLE, || {
+                    state.send(socket.into(), &transmit)
+                })
+                .await;
+            match sent {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl FrameSink for UdpSink {
@@ -356,10 +489,17 @@ impl FrameSink for UdpSink {
     async fn write(&mut self) -> io::Result<()> {
         let mut frames = std::mem::take(&mut self.batch.frames);
         let mut result = Ok(());
-        for frame in frames.drain(..) {
-            result = self.send(&frame).await;
-            if result.is_err() {
-                break;
+        match (self.gso.clone(), self.to) {
+            (Some(state), Some(to)) if frames.len() > 1 => {
+                result = self.send_segmented(&state, to, &frames).await;
+            }
+            _ => {
+                for frame in &frames {
+                    result = self.send(frame).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
             }
         }
         frames.clear();
