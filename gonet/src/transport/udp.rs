@@ -440,25 +440,24 @@ impl UdpSink {
     ) -> io::Result<()> {
         let most = state.max_gso_segments().max(1);
         let mut rest = frames;
-        while let Some(first) = rest.first() {
-            let size = first.len();
-            let fit = (RECV_BUF / size.max(1)).clamp(1, most);
-            let count = rest
-                .iter()
-                .take(fit)
-                .take_while(|frame| frame.len() == size)
-                .count();
+        while !rest.is_empty() {
+            let count = run_len(rest, most);
             let (run, later) = rest.split_at(count);
             rest = later;
-            self.run.clear();
-            for frame in run {
-                self.run.extend_from_slice(frame);
-            }
+            let contents: &[u8] = if count == 1 {
+                &run[0]
+            } else {
+                self.run.clear();
+                for frame in run {
+                    self.run.extend_from_slice(frame);
+                }
+                &self.run
+            };
             let transmit = quinn_udp::Transmit {
                 destination: to,
                 ecn: None,
-                contents: &self.run,
-                segment_size: (count > 1).then_some(size),
+                contents,
+                segment_size: (count > 1).then_some(run[0].len()),
                 src_ip: None,
             };
             let socket = &*self.socket;
@@ -470,11 +469,38 @@ impl UdpSink {
             match sent {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
+                // A system that turns segmentation down at the first try (the library
+                // then stops offering it): the same frames one by one.
+                Err(err) if count > 1 => {
+                    tracing::debug!(error = %err, "segmented udp send refused; sending one by one");
+                    for frame in run {
+                        self.send(frame).await?;
+                    }
+                }
                 Err(err) => return Err(err),
             }
         }
         Ok(())
     }
+}
+
+/// The most bytes one segmented send carries: the largest UDP payload over IPv4.
+const MAX_SEGMENTED: usize = 65_507;
+
+/// How many frames from the front of `frames` leave in one send: the consecutive ones of
+/// the first one's size, at most `most` of them and [`MAX_SEGMENTED`] bytes together; at
+/// least one.
+fn run_len(frames: &[Bytes], most: usize) -> usize {
+    let Some(first) = frames.first() else {
+        return 0;
+    };
+    let size = first.len();
+    let fit = (MAX_SEGMENTED / size.max(1)).clamp(1, most.max(1));
+    frames
+        .iter()
+        .take(fit)
+        .take_while(|frame| frame.len() == size)
+        .count()
 }
 
 impl FrameSink for UdpSink {
@@ -513,5 +539,43 @@ impl FrameSink for UdpSink {
         }
         let bye = wire::encode_control(wire::ID_BYE);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.send(&bye)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(sizes: &[usize]) -> Vec<Bytes> {
+        sizes.iter().map(|&n| Bytes::from(vec![0u8; n])).collect()
+    }
+
+    #[test]
+    fn a_run_is_the_frames_of_one_size_that_fit_one_datagram_train() {
+        assert_eq!(run_len(&frames(&[64, 64, 64, 80, 64]), 64), 3);
+        assert_eq!(run_len(&frames(&[80, 64]), 64), 1);
+        assert_eq!(
+            run_len(&frames(&[64; 100]), 64),
+            64,
+            "no more than the system takes"
+        );
+        assert_eq!(
+            run_len(&frames(&[64; 10]), 1),
+            1,
+            "one by one without offload"
+        );
+        assert_eq!(run_len(&[], 64), 0);
+    }
+
+    #[test]
+    fn a_run_never_carries_more_than_one_udp_payload() {
+        // 64 frames of 1 KiB would be 65,536 bytes: one more than fits.
+        let n = run_len(&frames(&[1024; 64]), 64);
+        assert_eq!(n, 63);
+        assert!(n * 1024 <= MAX_SEGMENTED);
+        for size in [1, 100, 1000, 1023, 1024, 1025, 4096, 65_000] {
+            let n = run_len(&frames(&vec![size; 200]), 128);
+            assert!(n >= 1 && n * size <= MAX_SEGMENTED.max(size), "{size}: {n}");
+        }
     }
 }
