@@ -143,8 +143,13 @@ async fn recv_loop(
         for (m, buf) in meta[..n].iter().zip(storage.chunks(RECV_BUF)) {
             // Datagrams of one peer coalesced by the system come as one buffer of
             // equal parts (the last may be shorter).
+            // An empty datagram is one too: its session reports it as malformed.
+            if m.len == 0 {
+                server.arrived(m.addr, &[]);
+                continue;
+            }
             let stride = if m.stride == 0 { m.len } else { m.stride };
-            for datagram in buf[..m.len].chunks(stride.max(1)) {
+            for datagram in buf[..m.len].chunks(stride) {
                 server.arrived(m.addr, datagram);
             }
         }

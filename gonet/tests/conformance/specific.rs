@@ -501,6 +501,18 @@ mod udp {
         socket.send(&echo).await.expect("send");
         let n = within("reply", socket.recv(&mut buf)).await.expect("recv");
         assert_eq!(&buf[..n], &echo[..]);
+        // An empty datagram is malformed too, reported, and the session goes on.
+        socket.send(&[]).await.expect("send");
+        let err = within("the error", fx.errors.recv()).await.expect("hook");
+        assert!(
+            err.1
+                .contains("a 0-byte message is shorter than the 6-byte packet header"),
+            "{}",
+            err.1
+        );
+        socket.send(&echo).await.expect("send");
+        let n = within("reply", socket.recv(&mut buf)).await.expect("recv");
+        assert_eq!(&buf[..n], &echo[..]);
         fx.server.shutdown().await;
     }
 
