@@ -1042,6 +1042,11 @@ impl Server {
                 "shutdown timed out; stopping the remaining sessions"
             );
             self.kill.raise();
+            // A session's reader waits for the stop-everything once it stops reading,
+            // which every session in the pool was told to above.
+            for session in self.pool.sessions() {
+                session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+            }
             self.tracker.wait().await;
         }
         // Transports that must drain after their sessions (QUIC waits for its

@@ -214,7 +214,7 @@ pub(super) fn hand_over(
         CloseReason::Local("resumed another session".into()),
         CloseMode::Abort,
     );
-    session.inner.done.cancel();
+    session.inner.done.raise();
     if let Some(state) = &target.inner.resume {
         *state.handover.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handover {
             link,

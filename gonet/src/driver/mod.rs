@@ -74,7 +74,7 @@ use crate::session::error::SessionErrorKind;
 use crate::session::limit::{Limiter, RatePolicy};
 use crate::session::outbound::{Batch, PushError};
 use crate::session::resume::{self, LinkEvent};
-use crate::session::signal::Signal;
+use crate::session::signal::{Signal, Wait};
 use crate::session::{CloseMode, CloseReason, Session};
 use crate::settings::PanicPolicy;
 use crate::wire::frame::Packet;
@@ -185,14 +185,16 @@ fn run<S: PacketSource, K: FrameSink>(
     sink: K,
     redial: Option<Redial<S, K>>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let mut link = Some((source, sink));
+    // Boxed until its parts take it: the future keeps a place for what it captures for
+    // its whole life, and a connection is large (a TCP one about 220 bytes).
+    let mut link = Some(Box::new((source, sink)));
     async move {
         tracing::debug!("session open");
         let shared = session.inner.shared.clone();
         let verdict = match (&shared.hooks.on_handshake, &shared.pool) {
             // A server with a handshake: nothing else before it.
             (Some(hook), Some(_)) => {
-                let (source, _) = link.as_mut().expect("the first connection");
+                let (source, _) = &mut **link.as_mut().expect("the first connection");
                 Box::pin(handshake::serve(
                     &session,
                     source,
@@ -208,7 +210,7 @@ fn run<S: PacketSource, K: FrameSink>(
         match verdict {
             Verdict::Resume { target, received } => {
                 let first = link.take().expect("the first connection");
-                handshake::hand_over(&session, target, Box::new(first), received);
+                handshake::hand_over(&session, target, first, received);
                 return;
             }
             Verdict::Refused => {}
@@ -231,9 +233,10 @@ fn run<S: PacketSource, K: FrameSink>(
             // or a connection kept in a local first would keep its size in this task's
             // future too, for the life of the session.
             let parts: [joint::Part<'_>; 2] = {
-                let Some((source, sink)) = link.take() else {
+                let Some(connection) = link.take() else {
                     break;
                 };
+                let (source, sink) = *connection;
                 // The server's stop-everything is watched by the reader itself, so
                 // that the reader is the part's future, not nested in another.
                 let reader = inbound(
@@ -288,7 +291,8 @@ fn run<S: PacketSource, K: FrameSink>(
                         Box::pin(reconnect(&session, &mut work, &mut block, redial)).await
                     }
                     None => Box::pin(await_handover(&session, &mut work, &mut block)).await,
-                };
+                }
+                .map(Box::new);
             }
         }
 
@@ -303,7 +307,7 @@ fn run<S: PacketSource, K: FrameSink>(
         crate::telemetry::session_closed(transport, reason.label());
         session.log_suppressed();
         tracing::debug!(%reason, "session closed");
-        session.inner.done.cancel();
+        session.inner.done.raise();
         if let Some(hook) = &shared.hooks.on_close {
             hook(&session, &reason);
         }
@@ -349,7 +353,7 @@ async fn await_handover<S: PacketSource, K: FrameSink>(
     let deadline = Instant::now() + grace;
     let shared = &session.inner.shared;
     loop {
-        if session.inner.stop_reading.is_cancelled() {
+        if session.inner.stop_reading.is_raised() {
             return None;
         }
         if let Some(handover) = resume.take_handover() {
@@ -387,7 +391,7 @@ async fn await_handover<S: PacketSource, K: FrameSink>(
             tokio::select! {
                 () = resume.wake.notified() => true,
                 () = tokio::time::sleep_until(deadline) => false,
-                () = session.inner.stop_reading.cancelled() => true,
+                () = session.inner.stop_reading.wait() => true,
                 () = shared.kill.raised() => true,
             }
         })
@@ -419,7 +423,7 @@ async fn reconnect<S: PacketSource, K: FrameSink>(
     let started = *work.since.get_or_insert_with(Instant::now);
     for attempt in work.attempts..policy.max_attempts {
         work.attempts = attempt + 1;
-        if session.inner.stop_reading.is_cancelled() {
+        if session.inner.stop_reading.is_raised() {
             return None;
         }
         let wait = policy.delay(attempt);
@@ -428,7 +432,7 @@ async fn reconnect<S: PacketSource, K: FrameSink>(
         }
         let dialed = handle_meanwhile(session, work, block, async {
             tokio::select! {
-                () = session.inner.stop_reading.cancelled() => None,
+                () = session.inner.stop_reading.wait() => None,
                 dialed = async {
                     tokio::time::sleep(wait).await;
                     let to = resume
@@ -608,10 +612,17 @@ fn inbound<'a, S: PacketSource>(
             .due()
             .map(|due| Box::pin(tokio::time::sleep_until(due)));
         let ticking = timer.is_some();
-        let stopped =
-            crate::session::signal::cancelled(&session.inner.stop_reading, &session.inner.stopping);
-        tokio::pin!(stopped);
-        let mut reading = !session.inner.stop_reading.is_cancelled();
+        let mut reading = !session.inner.stop_reading.is_raised();
+        // One wait for the stop signals, one after the other: the session's stop reading,
+        // then (a session's main reader) the server's stop-everything, which stops the
+        // session at once, its handlers too. A server stops everything only after
+        // closing every session, so the second is only waited for once reading stopped.
+        let mut killing = !reading;
+        let mut stop: Pin<&mut Option<Wait<'_>>> = std::pin::pin!(if killing {
+            kill.map(Signal::raised)
+        } else {
+            Some(session.inner.stop_reading.wait())
+        });
         // A resumable session's main reader also watches for its connection being lost
         // (the writer failed, or a new connection took the session over).
         let resume = match lane {
@@ -624,8 +635,6 @@ fn inbound<'a, S: PacketSource>(
         let mut ack_due: Option<Instant> = None;
         // Its timer, made on first use and reset after: not a timer registered per wait.
         let mut ack_timer: Option<Pin<Box<Sleep>>> = None;
-        // The server's stop-everything, for the session's main reader.
-        let mut killed = std::pin::pin!(kill.map(Signal::raised));
         // Reading is held up by a full inbound queue (counted once per stall).
         let mut stalled = false;
         work.lost = false;
@@ -706,12 +715,12 @@ fn inbound<'a, S: PacketSource>(
             // at again, so that a message leaving in between is not missed).
             let mut full = !work.has_room();
             let inbound = &session.inner.inbound;
-            let room = (reading && full && inbound.extra_parts.load(Ordering::Relaxed) > 0)
-                .then(|| inbound.room.notified());
+            // Boxed: only a part of a session with several waits here, and only while full.
+            let mut room = (reading && full && inbound.extra_parts.load(Ordering::Relaxed) > 0)
+                .then(|| Box::pin(inbound.room.notified()));
             if room.is_some() {
                 full = !work.has_room();
             }
-            let mut room = std::pin::pin!(room);
             if full {
                 if ticking {
                     live.heard(Instant::now());
@@ -722,31 +731,35 @@ fn inbound<'a, S: PacketSource>(
             } else {
                 stalled = false;
             }
+            // The branches' futures are small: each borrows what it polls.
             tokio::select! {
                 biased;
-                () = async { killed.as_mut().as_pin_mut().expect("watched").await }, if kill.is_some() => {
-                    session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
-                    return Ended::Done;
+                () = poll_some(stop.as_mut().as_pin_mut()), if stop.is_some() => {
+                    if !std::mem::replace(&mut killing, true) {
+                        reading = false;
+                        stop.set(kill.map(Signal::raised));
+                    } else {
+                        session.close_with(CloseReason::ServerShutdown, CloseMode::Abort);
+                        return Ended::Done;
+                    }
                 }
-                () = &mut stopped, if reading => reading = false,
                 // The waiting handler finishing ends the wait, so that its reply is queued
                 // and the messages behind it run (the next batch) at once.
                 () = std::future::poll_fn(|cx| {
                     wire::with_reply_block(session.id(), block, || work.poll_running(cx))
                 }), if work.running.is_some() => {}
-                () = async { link_news.as_mut().expect("resumable").as_mut().await }, if resume.is_some() => {
+                () = poll_some(link_news.as_mut().map(Pin::as_mut)), if resume.is_some() => {
                     link_news = resume.map(|r| Box::pin(r.wake.notified()));
                     if session.inner.out.is_lost() {
                         return Ended::Lost;
                     }
                 }
-                () = async { ack_timer.as_mut().expect("set with its due time").as_mut().await }, if ack_due.is_some() => {
+                () = poll_some(ack_timer.as_mut().map(Pin::as_mut)), if ack_due.is_some() => {
                     ack_due = None;
                     work.ack_waiting = false;
                     session.inner.out.ack_now();
                 }
-                () = async { room.as_mut().as_pin_mut().expect("taken while full").await },
-                    if reading && full && room.is_some() => {}
+                () = poll_some(room.as_mut().map(Pin::as_mut)), if reading && full && room.is_some() => {}
                 next = source.next_packet(session), if reading && !full => match next {
                     Ok(packet) => arrived = Some(packet),
                     Err(end) => {
@@ -757,7 +770,7 @@ fn inbound<'a, S: PacketSource>(
                         }
                     }
                 },
-                () = async { timer.as_mut().expect("ticking").as_mut().await }, if ticking && reading => {
+                () = poll_some(timer.as_mut().map(Pin::as_mut)), if ticking && reading => {
                     let now = Instant::now();
                     if full {
                         // Not read, so not silent: the queue is full.
@@ -804,6 +817,15 @@ enum Ended {
     /// The connection was lost under a resumable session: messages accepted may still
     /// wait, for the next connection's inbound part.
     Lost,
+}
+
+/// Polls `future` if there is one: a select branch's future that borrows its future
+/// rather than holding an `async` block around it (disabled branches are made too).
+fn poll_some<F: Future<Output = ()>>(mut future: Option<Pin<&mut F>>) -> impl Future<Output = ()> {
+    std::future::poll_fn(move |cx| match &mut future {
+        Some(future) => future.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
 }
 
 /// Returns `Pending` once, having woken itself: the other parts of the task run, then

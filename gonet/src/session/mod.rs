@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
+use signal::Latch;
 
 use crate::codec::{Body, Codec};
 use crate::session::calls::{Calls, Outcome};
@@ -241,11 +241,11 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     pub(crate) inbound: InboundCount,
     pub(crate) groups: Mutex<Vec<Arc<str>>>,
-    pub(crate) stop_reading: CancellationToken,
-    pub(crate) done: CancellationToken,
+    /// Raised when the session stops reading (it is closing).
+    pub(crate) stop_reading: Latch,
+    /// Raised once the session is fully closed.
+    pub(crate) done: Latch,
     discard: AtomicBool,
-    /// Set just before `stop_reading` is cancelled: a check without the token's lock.
-    pub(crate) stopping: AtomicBool,
     reason: OnceLock<CloseReason>,
     extensions: Mutex<Extensions>,
     /// The log rate limit of the session's errors.
@@ -424,10 +424,9 @@ impl Session {
                 counters: Counters::default(),
                 inbound: InboundCount::default(),
                 groups: Mutex::new(Vec::new()),
-                stop_reading: CancellationToken::new(),
-                done: CancellationToken::new(),
+                stop_reading: Latch::default(),
+                done: Latch::default(),
                 discard: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
                 reason: OnceLock::new(),
                 extensions: Mutex::new(Extensions::default()),
                 errors: ErrorLog::default(),
@@ -970,7 +969,7 @@ impl Session {
         tokio::spawn(async move {
             tokio::select! {
                 () = session.inner.calls.wind_down() => {}
-                () = session.inner.done.cancelled() => return,
+                () = session.inner.done.wait() => return,
             }
             match &session.inner.resume {
                 Some(resume) if resume.client => {
@@ -1035,7 +1034,7 @@ impl Session {
 
     /// Whether the session is closing or closed.
     pub fn is_closed(&self) -> bool {
-        self.inner.reason.get().is_some() || self.inner.done.is_cancelled()
+        self.inner.reason.get().is_some() || self.inner.done.is_raised()
     }
 
     /// Why the session closed, once it is closing.
@@ -1045,7 +1044,7 @@ impl Session {
 
     /// Waits until the session is fully closed and returns why it closed.
     pub async fn closed(&self) -> CloseReason {
-        self.inner.done.cancelled().await;
+        self.inner.done.wait().await;
         self.close_reason().unwrap_or(CloseReason::PeerClosed)
     }
 
@@ -1170,8 +1169,7 @@ impl Session {
                 self.inner.out.abort();
             }
         }
-        self.inner.stopping.store(true, Ordering::Release);
-        self.inner.stop_reading.cancel();
+        self.inner.stop_reading.raise();
     }
 
     /// Logs an error of this session (the first always; then at most a few per

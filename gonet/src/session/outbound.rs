@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use super::signal::{Latch, Wait};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -108,7 +108,7 @@ pub(crate) enum Batch {
 pub(crate) struct OutQueue {
     state: Mutex<State>,
     notify: Notify,
-    aborted: CancellationToken,
+    aborted: Latch,
     limit: usize,
 }
 
@@ -117,7 +117,7 @@ impl OutQueue {
         Self {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
-            aborted: CancellationToken::new(),
+            aborted: Latch::default(),
             limit,
         }
     }
@@ -353,18 +353,18 @@ impl OutQueue {
         state.frames.clear();
         state.bytes = 0;
         drop(state);
-        self.aborted.cancel();
+        self.aborted.raise();
         self.notify.notify_one();
     }
 
     pub(crate) fn is_aborted(&self) -> bool {
-        self.aborted.is_cancelled()
+        self.aborted.is_raised()
     }
 
     /// Completes once the queue is aborted, so a writer stuck on a peer that does not
     /// read can give up at once.
-    pub(crate) fn aborted(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.aborted.cancelled()
+    pub(crate) fn aborted(&self) -> Wait<'_> {
+        self.aborted.wait()
     }
 
     /// The frame at the front of the queue.

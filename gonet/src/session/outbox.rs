@@ -2,7 +2,6 @@
 //! collected for its owner to carry to the peer.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
@@ -47,12 +46,12 @@ impl Outbox {
     /// session is still going, so the frames leave with the handler's reply).
     pub async fn ready(&self) -> bool {
         let inner = &self.session.inner;
-        if inner.stopping.load(Ordering::Acquire) {
+        if inner.stop_reading.is_raised() {
             return false;
         }
         tokio::select! {
-            () = inner.out.ready() => !inner.stopping.load(Ordering::Acquire),
-            () = inner.stop_reading.cancelled() => false,
+            () = inner.out.ready() => !inner.stop_reading.is_raised(),
+            () = inner.stop_reading.wait() => false,
         }
     }
 
@@ -61,13 +60,13 @@ impl Outbox {
     /// sent before, and nothing more will come.
     pub async fn next(&mut self, frames: &mut Vec<Bytes>) -> bool {
         let inner = &self.session.inner;
-        if inner.stopping.load(Ordering::Acquire) {
+        if inner.stop_reading.is_raised() {
             inner.out.try_take(frames);
             return false;
         }
         tokio::select! {
             batch = inner.out.next_frames(frames, usize::MAX) => batch == Batch::Write,
-            () = inner.stop_reading.cancelled() => {
+            () = inner.stop_reading.wait() => {
                 inner.out.try_take(frames);
                 false
             }
@@ -82,7 +81,7 @@ impl Drop for Outbox {
         session.close_with(CloseReason::PeerClosed, CloseMode::Discard);
         session.inner.out.finish();
         let reason = session.close_reason().unwrap_or(CloseReason::PeerClosed);
-        session.inner.done.cancel();
+        session.inner.done.raise();
         if let Some(hook) = &session.inner.shared.hooks.on_close {
             hook(session, &reason);
         }

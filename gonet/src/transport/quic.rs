@@ -639,13 +639,14 @@ impl Session {
             }),
         };
         let timeout = self.inner.shared.settings.write_timeout;
-        let done = self.inner.done.clone();
+        let session = self.clone();
         tokio::spawn(async move {
+            let done = &session.inner.done;
             let mut sink = StreamSink::new(send);
             loop {
                 let batch = tokio::select! {
                     batch = sink.take(&out) => batch,
-                    _ = done.cancelled() => Batch::Done,
+                    () = done.wait() => Batch::Done,
                 };
                 if batch == Batch::Done {
                     break;
